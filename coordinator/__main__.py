@@ -1,0 +1,7 @@
+"""``python -m coordinator``: the full ``gridpilot`` CLI."""
+
+from __future__ import annotations
+
+from coordinator.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""FastAPI dependencies: the shared context, the caller's token, role and protocol checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fastapi import Depends, Request
+
+from coordinator.errors import BadRequest, Forbidden, Unauthenticated
+from coordinator.logic.auth import TokenClaims, verify_token
+from coordinator.logic.pilots import check_protocol
+from coordinator.logic.sandboxes import SandboxFiles
+from coordinator.settings import Settings
+from coordinator.store.database import Database
+from pilot.protocol import PROTOCOL_HEADER, Role
+
+PILOT_HEADER = "X-Gridpilot-Pilot"
+SHA256_HEADER = "X-Content-Sha256"
+
+
+@dataclasses.dataclass(frozen=True)
+class AppContext:
+    """Everything a request handler needs, built once by ``create_app``."""
+
+    settings: Settings
+    db: Database
+    signing_key: Ed25519PrivateKey
+    public_key: Ed25519PublicKey
+    sandbox_files: SandboxFiles
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+def get_claims(request: Request, context: AppContext = Depends(get_context)) -> TokenClaims:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthenticated("missing Authorization header; send 'Bearer <token>'")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return verify_token(context.public_key, token)
+
+
+def require_user(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
+    """Users and admins; pilots are refused."""
+    if claims.role not in (Role.USER, Role.ADMIN):
+        raise Forbidden(
+            f"this endpoint is for users; the token's role is {claims.role.value}",
+            details={"role": claims.role.value},
+        )
+    return claims
+
+
+def require_pilot(
+    request: Request,
+    claims: TokenClaims = Depends(get_claims),
+    context: AppContext = Depends(get_context),
+) -> TokenClaims:
+    """Pilot tokens only, from a pilot speaking a protocol this coordinator still serves."""
+    if claims.role is not Role.PILOT:
+        raise Forbidden(
+            f"this endpoint is for pilots; the token's role is {claims.role.value}",
+            details={"role": claims.role.value},
+        )
+    announced = request.headers.get(PROTOCOL_HEADER)
+    if announced is None:
+        raise BadRequest(f"pilots must send the {PROTOCOL_HEADER} header")
+    try:
+        version = int(announced)
+    except ValueError as exc:
+        raise BadRequest(f"{PROTOCOL_HEADER} must be an integer, got {announced!r}") from exc
+    check_protocol(version, context.settings)
+    return claims
+
+
+def pilot_id_header(request: Request) -> str:
+    pilot_id = request.headers.get(PILOT_HEADER, "").strip()
+    if not pilot_id:
+        raise BadRequest(f"pilots must name themselves in the {PILOT_HEADER} header")
+    return pilot_id

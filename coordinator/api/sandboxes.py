@@ -1,0 +1,76 @@
+"""Sandbox upload and download: raw bytes, streamed both ways."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from coordinator.api.deps import SHA256_HEADER, AppContext, get_claims, get_context
+from coordinator.errors import BadRequest, TooLarge
+from coordinator.logic import sandboxes
+from coordinator.logic.auth import TokenClaims
+from coordinator.logic.jobs import check_digest
+from pilot.protocol import API_PREFIX, SandboxInfo
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix=API_PREFIX, tags=["sandboxes"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.post("/sandboxes", status_code=201, openapi_extra=UPLOAD_BODY)
+async def upload_sandbox(
+    request: Request,
+    response: Response,
+    claims: TokenClaims = Depends(get_claims),
+    context: AppContext = Depends(get_context),
+) -> SandboxInfo:
+    """Store a tar archive under its sha256 (201), or confirm it is stored already (200)."""
+    announced = request.headers.get(SHA256_HEADER)
+    if announced is None:
+        raise BadRequest(f"send the archive's sha256 in the {SHA256_HEADER} header")
+    sha256 = check_digest(announced.strip().lower())
+    limit = context.settings.max_sandbox_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise TooLarge(
+            f"sandbox of {length} bytes is larger than the limit of {limit} bytes",
+            details={"max_bytes": limit, "size_bytes": int(length)},
+        )
+    try:
+        stored = await context.sandbox_files.receive(request.stream(), sha256, limit)
+    except ClientDisconnect as exc:
+        logger.warning("sandbox upload %s from %s was interrupted", sha256, claims.subject)
+        raise BadRequest("the upload was interrupted before its end") from exc
+    created = await run_in_threadpool(sandboxes.record_upload, context.db, claims, stored)
+    if not created:
+        response.status_code = 200
+    return SandboxInfo(sha256=stored.sha256, size_bytes=stored.size_bytes)
+
+
+@router.get(
+    "/sandboxes/{sha256}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_sandbox(
+    sha256: str,
+    claims: TokenClaims = Depends(get_claims),
+    context: AppContext = Depends(get_context),
+) -> FileResponse:
+    digest = check_digest(sha256)
+    stored = sandboxes.readable(context.db, context.sandbox_files, claims, digest)
+    return FileResponse(
+        stored.path,
+        media_type="application/octet-stream",
+        headers={SHA256_HEADER: stored.sha256},
+    )

@@ -1,0 +1,110 @@
+"""``create_app(settings)``: the coordinator's FastAPI application.
+
+Routers are thin; the work happens in ``coordinator.logic`` over ``coordinator.store``.
+One exception handler turns every error into ``{code, message, details}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from coordinator.api import health, jobs, pilots, sandboxes
+from coordinator.api.deps import AppContext
+from coordinator.api.limits import BodyLimitMiddleware
+from coordinator.errors import CoordinatorError
+from coordinator.logic.auth import load_or_create_signing_key
+from coordinator.logic.sandboxes import SandboxFiles
+from coordinator.settings import Settings
+from coordinator.store.database import Database
+from pilot import __version__
+from pilot.protocol import ErrorBody
+
+logger = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    context = build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.db.dispose()
+
+    app = FastAPI(
+        title="gridpilot coordinator",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    for module in (health, jobs, pilots, sandboxes):
+        app.include_router(module.router)
+    for exc_class in (CoordinatorError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(exc_class, error_response)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    return app
+
+
+def build_context(settings: Settings) -> AppContext:
+    """Create the data directory, key, database schema and sandbox store."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    signing_key = load_or_create_signing_key(settings.data_dir)
+    db = Database(settings.database_url)
+    db.create_schema()
+    files = SandboxFiles(settings.sandbox_dir, settings.tmp_dir)
+    files.prepare()
+    return AppContext(
+        settings=settings,
+        db=db,
+        signing_key=signing_key,
+        public_key=signing_key.public_key(),
+        sandbox_files=files,
+    )
+
+
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The one error handler: every failure leaves as ``ErrorBody`` JSON."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, CoordinatorError):
+        status, body = exc.http_status, ErrorBody(exc.code, exc.message, exc.details)
+    elif isinstance(exc, RequestValidationError):
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        status = 400
+        body = ErrorBody("bad_request", _validation_message(errors), {"errors": errors})
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+        body = ErrorBody(HTTP_CODES.get(status, "http_error"), str(exc.detail), {})
+        headers.update(exc.headers or {})
+    else:
+        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        status, body = 500, ErrorBody("internal", "internal error; see the coordinator log", {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(body.to_dict(), status_code=status, headers=headers)
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    if not errors:
+        return "malformed request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"malformed request: {where}: {first['msg']}"

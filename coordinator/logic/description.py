@@ -1,0 +1,374 @@
+"""Job descriptions in JDL, JSON or YAML, and the fields the coordinator acts on.
+
+All three formats use the same attribute names. A JSON or YAML description is a mapping of
+attribute to a string, number, boolean or list of those; attribute names are looked up
+case-insensitively everywhere and must not be given twice in different cases (JDL instead
+keeps the last value, as DIRAC does).
+
+:func:`job_fields` reads values the way DIRAC users write them: numbers may be numeric
+strings (``NumberOfProcessors = "4"``) and a list attribute may be one comma-separated
+string (``Site = "A, B"``), as DIRAC's ``getListFromExpression`` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from coordinator.errors import InvalidDescription
+from coordinator.logic.jdl import NAME_PATTERN, parse_jdl, scalar_text
+
+FORMATS = ("jdl", "json", "yaml")
+PRIORITY_RANGE = (0, 10)
+"""DIRAC's default bounds for a job's Priority."""
+_FORMAT_ALIASES = {"yml": "yaml"}
+
+
+def _invalid(message: str, attribute: str, **details: Any) -> InvalidDescription:
+    return InvalidDescription(message, details={"attribute": attribute, **details})
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses an attribute given twice (PyYAML keeps the last silently)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        lowered = key.lower() if isinstance(key, str) else None
+        if lowered is not None and lowered in seen:
+            mark = key_node.start_mark
+            raise _invalid(
+                f"attribute {key!r} is given twice",
+                key,
+                line=mark.line + 1,
+                column=mark.column + 1,
+            )
+        if lowered is not None:
+            seen.add(lowered)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        # A SafeLoader subclass: no arbitrary Python objects.
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        details: dict[str, Any] = {"reason": str(exc.problem or exc)}
+        if mark is not None:
+            details.update(line=mark.line + 1, column=mark.column + 1)
+        raise InvalidDescription(f"invalid YAML: {exc.problem or exc}", details=details) from exc
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise InvalidDescription(f"invalid YAML: {exc}", details={"reason": str(exc)}) from exc
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key.lower() in seen:
+            raise _invalid(f"attribute {key!r} is given twice", key)
+        seen.add(key.lower())
+        result[key] = value
+    return result
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_json_pairs)
+    except json.JSONDecodeError as exc:
+        raise InvalidDescription(
+            f"invalid JSON: {exc.msg}",
+            details={"line": exc.lineno, "column": exc.colno, "reason": exc.msg},
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # e.g. an integer with too many digits
+        raise InvalidDescription(f"invalid JSON: {exc}", details={"reason": str(exc)}) from exc
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int, bool))
+
+
+def _checked_mapping(loaded: Any, fmt: str) -> dict[str, Any]:
+    if not isinstance(loaded, dict):
+        raise InvalidDescription(
+            f"a {fmt.upper()} job description must be a mapping of attribute to value",
+            details={"type": type(loaded).__name__},
+        )
+    for name, value in loaded.items():
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise _invalid(f"{name!r} is not a valid attribute name", str(name))
+        if value is None:
+            raise _invalid(f"attribute {name!r} has no value", name)
+        items = value if isinstance(value, list) else [value]
+        if not all(_is_scalar(item) for item in items):
+            raise _invalid(
+                f"attribute {name!r} must be a string, a finite number, a boolean "
+                "or a list of those",
+                name,
+            )
+    return loaded
+
+
+def parse_description(text: str, fmt: str) -> dict[str, Any]:
+    """Parse a job description given as ``jdl``, ``json`` or ``yaml`` text."""
+    kind = fmt.lower()
+    kind = _FORMAT_ALIASES.get(kind, kind)
+    if kind == "jdl":
+        return parse_jdl(text)
+    if kind == "json":
+        return _checked_mapping(_load_json(text), kind)
+    if kind == "yaml":
+        return _checked_mapping(_load_yaml(text), kind)
+    raise InvalidDescription(
+        f"unknown description format {fmt!r} (use one of {', '.join(FORMATS)})",
+        details={"format": fmt},
+    )
+
+
+def get_attribute(description: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """The value of ``name`` compared case-insensitively (an exact match wins)."""
+    if name in description:
+        return description[name]
+    lowered = name.lower()
+    for key, value in description.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return default
+
+
+@dataclass(frozen=True)
+class JobFields:
+    """What the coordinator matches and runs on, read from one (expanded) description."""
+
+    executable: str
+    arguments: list[str]
+    stdout: str
+    stderr: str
+    input_sandbox: list[str]
+    output_sandbox: list[str]
+    job_name: str
+    job_group: str
+    site: str
+    """The one allowed site, or ANY when the job names none or several (see ``sites``)."""
+    sites: list[str]
+    """Allowed sites; empty means any site."""
+    banned_sites: list[str]
+    platform: str
+    """Empty when unset or ANY."""
+    tags: list[str]
+    cores: int
+    min_cores: int
+    max_cores: int
+    max_ram_mb: int
+    min_ram_mb: int
+    cpu_time_s: int | None
+    wall_time_s: int | None
+    priority: int
+    container: str
+
+
+class _Attributes:
+    """Case-insensitive reads over one description, indexed once."""
+
+    def __init__(self, description: Mapping[str, Any]) -> None:
+        self.description = description
+        self.lowered: dict[str, Any] = {}
+        for key, value in description.items():
+            if isinstance(key, str):
+                self.lowered.setdefault(key.lower(), value)
+
+    def value(self, name: str) -> Any:
+        if name in self.description:  # the exact spelling wins over another case
+            return self.description[name]
+        return self.lowered.get(name.lower())
+
+    def get(self, *names: str) -> tuple[str, Any]:
+        """The first of ``names`` that is set, and its value (None when none is)."""
+        for name in names:
+            value = self.value(name)
+            if value is not None:
+                return name, value
+        return names[0], None
+
+    def text(self, *names: str, default: str = "") -> str:
+        name, value = self.get(*names)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            return value
+        if _is_scalar(value) and not isinstance(value, bool):
+            return scalar_text(value)
+        raise _invalid(f"{name} must be a string", name, type=type(value).__name__)
+
+    def items(self, *names: str) -> list[str]:
+        """All items of the list attributes ``names``, in order, without repeats."""
+        result: dict[str, None] = {}  # a dict keeps the first order and drops repeats
+        for name in names:
+            result.update(dict.fromkeys(_list_items(name, self.value(name))))
+        return list(result)
+
+    def whole(self, *names: str, minimum: int = 0) -> int | None:
+        name, value = self.get(*names)
+        if value is None:
+            return None
+        number = _whole_number(value)
+        if number is None:
+            raise _invalid(f"{name} must be a whole number, not {value!r:.40}", name)
+        if number < minimum:
+            raise _invalid(f"{name} must be at least {minimum}, not {number}", name)
+        return number
+
+
+def _list_items(name: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):  # DIRAC's getListFromExpression splits a string on commas
+        return [part.strip() for part in value.split(",") if part.strip()]
+    values = value if isinstance(value, (list, tuple)) else [value]
+    items = []
+    for item in values:
+        if isinstance(item, str):
+            items.append(item)
+        elif _is_scalar(item):
+            items.append(scalar_text(item))
+        else:
+            raise _invalid(f"{name} must be a string or a list of strings", name)
+    return items
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        stripped = value.strip()
+        digits = stripped.lstrip("+-")
+        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+            return int(stripped)
+    return None
+
+
+def _arguments(attributes: _Attributes) -> list[str]:
+    _, value = attributes.get("Arguments")
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return _list_items("Arguments", list(value))
+    text = attributes.text("Arguments")
+    try:
+        return shlex.split(text)
+    except ValueError as exc:  # unbalanced quotes
+        raise _invalid(f"Arguments cannot be split: {exc}", "Arguments") from exc
+
+
+def _sites(attributes: _Attributes) -> tuple[str, list[str], list[str]]:
+    sites = attributes.items("Site")
+    banned = attributes.items("BannedSites", "BannedSite")
+    if any(site.upper() == "ANY" for site in sites):
+        sites = []
+    allowed = [site for site in sites if site not in banned]
+    if sites and not allowed:
+        raise _invalid("Site and BannedSites together exclude every site", "BannedSites")
+    return (allowed[0] if len(allowed) == 1 else "ANY"), allowed, banned
+
+
+def _platform(attributes: _Attributes) -> str:
+    platforms = attributes.items("Platform")
+    if len(platforms) > 1:
+        raise _invalid("only one Platform may be given", "Platform", platforms=platforms)
+    if not platforms or platforms[0].upper() == "ANY":
+        return ""
+    return platforms[0]
+
+
+def _cores(attributes: _Attributes) -> tuple[int, int, int]:
+    """(cores, min_cores, max_cores) from NumberOfProcessors and its Min/Max bounds."""
+    exact = attributes.whole("NumberOfProcessors", minimum=1)
+    low = attributes.whole("MinNumberOfProcessors", minimum=1)
+    high = attributes.whole("MaxNumberOfProcessors", minimum=1)
+    if low and high and low > high:
+        raise _invalid(
+            f"MinNumberOfProcessors ({low}) is above MaxNumberOfProcessors ({high})",
+            "MinNumberOfProcessors",
+        )
+    if exact and not (low or exact) <= exact <= (high or exact):
+        raise _invalid(
+            f"NumberOfProcessors ({exact}) is outside {low or exact}..{high or exact}",
+            "NumberOfProcessors",
+        )
+    cores = exact or low or 1
+    min_cores = low or cores
+    max_cores = high or max(cores, min_cores)
+    return cores, min_cores, max_cores
+
+
+def _memory(attributes: _Attributes) -> tuple[int, int]:
+    max_ram_mb = attributes.whole("MaxRAM") or 0
+    min_ram_mb = attributes.whole("MinRAM") or 0
+    if max_ram_mb and min_ram_mb > max_ram_mb:
+        raise _invalid(f"MinRAM ({min_ram_mb}) is above MaxRAM ({max_ram_mb})", "MinRAM")
+    return max_ram_mb, min_ram_mb
+
+
+def _priority(attributes: _Attributes) -> int:
+    priority = attributes.whole("Priority", minimum=PRIORITY_RANGE[0])
+    if priority is None:
+        return 1
+    if priority > PRIORITY_RANGE[1]:
+        raise _invalid(f"Priority must be at most {PRIORITY_RANGE[1]}, not {priority}", "Priority")
+    return priority
+
+
+def job_fields(description: Mapping[str, Any]) -> JobFields:
+    """Read and check the fields of one job; InvalidDescription names the bad attribute."""
+    attributes = _Attributes(description)
+    executable = attributes.text("Executable")
+    if not executable.strip():
+        raise _invalid("Executable is required", "Executable")
+    cores, min_cores, max_cores = _cores(attributes)
+    max_ram_mb, min_ram_mb = _memory(attributes)
+    site, sites, banned_sites = _sites(attributes)
+    return JobFields(
+        executable=executable,
+        arguments=_arguments(attributes),
+        stdout=attributes.text("StdOutput", default="std.out"),
+        stderr=attributes.text("StdError", default="std.err"),
+        input_sandbox=attributes.items("InputSandbox"),
+        output_sandbox=attributes.items("OutputSandbox"),
+        job_name=attributes.text("JobName"),
+        job_group=attributes.text("JobGroup"),
+        site=site,
+        sites=sites,
+        banned_sites=banned_sites,
+        platform=_platform(attributes),
+        tags=attributes.items("Tags", "RequiredTag", "Tag"),
+        cores=cores,
+        min_cores=min_cores,
+        max_cores=max_cores,
+        max_ram_mb=max_ram_mb,
+        min_ram_mb=min_ram_mb,
+        cpu_time_s=attributes.whole("CPUTime", "MaxCPUTime"),
+        wall_time_s=attributes.whole("WallTime"),
+        priority=_priority(attributes),
+        container=attributes.text("Container", "Image"),
+    )

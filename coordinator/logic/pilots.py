@@ -1,0 +1,318 @@
+"""What pilots do: register, ask for jobs, report progress, send heartbeats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping
+
+from coordinator.errors import BadRequest, LeaseLost, NotFound, PilotTooOld
+from coordinator.logic import states
+from coordinator.logic.auth import TokenClaims
+from coordinator.logic.description import job_fields
+from coordinator.logic.jobs import check_digest, job_info, visible_job
+from coordinator.logic.matching import (
+    ANY_SITE,
+    Offer,
+    Requirements,
+    after_taking,
+    cores_to_give,
+    fits,
+)
+from coordinator.settings import Settings
+from coordinator.store import jobs as job_store
+from coordinator.store import pilots as pilot_store
+from coordinator.store import sandboxes as sandbox_store
+from coordinator.store.database import Database
+from coordinator.store.schema import utc_timestamp
+from pilot import __version__
+from pilot.protocol import (
+    Command,
+    CommandKind,
+    Heartbeat,
+    HeartbeatReply,
+    JobAssignment,
+    JobInfo,
+    JobStatus,
+    JobStatusUpdate,
+    MatchReply,
+    MatchRequest,
+    PilotRegistration,
+    RegistrationReply,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_JOBS_PER_MATCH = 64
+CANDIDATE_PAGE = 200
+HEARTBEAT_STATES = frozenset(
+    {JobStatus.MATCHED, JobStatus.RUNNING, JobStatus.COMPLETING, JobStatus.STALLED}
+)
+
+
+def check_protocol(version: int, settings: Settings) -> None:
+    if version < settings.min_protocol_version:
+        raise PilotTooOld(
+            f"protocol {version} is older than the oldest this coordinator serves "
+            f"({settings.min_protocol_version}); update the pilot",
+            details={"protocol": version, "minimum": settings.min_protocol_version},
+        )
+
+
+def register(
+    db: Database, settings: Settings, claims: TokenClaims, registration: PilotRegistration
+) -> RegistrationReply:
+    check_protocol(registration.protocol_version, settings)
+    pilot_id = secrets.token_hex(12)
+    row = _pilot_row(pilot_id, claims, registration)
+    with db.write() as conn:
+        pilot_store.insert_pilot(conn, row)
+    logger.info(
+        "pilot %s registered: %s at %s (%s, VO %s)",
+        pilot_id,
+        registration.hostname,
+        registration.site,
+        claims.subject,
+        claims.vo,
+    )
+    return RegistrationReply(
+        pilot_id=pilot_id,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        server_version=__version__,
+    )
+
+
+def _pilot_row(
+    pilot_id: str, claims: TokenClaims, registration: PilotRegistration
+) -> dict[str, Any]:
+    return {
+        "pilot_id": pilot_id,
+        "subject": claims.subject,
+        "vo": claims.vo,
+        "hostname": registration.hostname,
+        "site": registration.site or ANY_SITE,
+        "ce": registration.ce,
+        "batch_system": registration.batch_system,
+        "batch_job_id": registration.batch_job_id,
+        "version": registration.pilot_version,
+        "protocol_version": registration.protocol_version,
+        "platform": registration.platform,
+        "cores": registration.cores,
+        "memory_mb": registration.memory_mb,
+        "time_left_s": registration.time_left_s,
+        "facts": json.dumps(registration.facts, default=str),
+        "checks": json.dumps([c.to_dict() for c in registration.checks], default=str),
+        "tags": json.dumps(sorted(registration.tags)),
+        "accepting_work": registration.accepting_work,
+        "refuse_reason": registration.refuse_reason,
+    }
+
+
+def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str) -> RowMapping:
+    """The pilot row if this token registered it; ``NotFound`` otherwise."""
+    pilot = pilot_store.get_pilot(conn, pilot_id)
+    if pilot is None or pilot["subject"] != claims.subject or pilot["vo"] != claims.vo:
+        raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
+    return pilot
+
+
+def match(
+    db: Database, settings: Settings, claims: TokenClaims, pilot_id: str, request: MatchRequest
+) -> MatchReply:
+    """Claim up to ``request.n`` Waiting jobs that fit; each goes to this pilot only."""
+    if request.n < 1 or request.cores_free < 0 or request.memory_free_mb < 0:
+        raise BadRequest("n must be at least 1; free cores and memory cannot be negative")
+    with db.write() as conn:
+        pilot = own_pilot(conn, claims, pilot_id)
+        pilot_store.touch_pilot(conn, pilot_id)
+        if not pilot["accepting_work"]:
+            return MatchReply(retry_after_s=settings.match_retry_after_s)
+        offer = _offer(claims, pilot, request)
+        claimed = _claim_jobs(conn, pilot_id, offer, min(request.n, MAX_JOBS_PER_MATCH))
+        assignments = [_assignment(conn, row, cores) for row, cores in claimed]
+    if not assignments:
+        return MatchReply(retry_after_s=settings.match_retry_after_s)
+    logger.info("pilot %s matched jobs %s", pilot_id, [a.job_id for a in assignments])
+    return MatchReply(jobs=assignments)
+
+
+def _offer(claims: TokenClaims, pilot: RowMapping, request: MatchRequest) -> Offer:
+    site = request.site if request.site and request.site != ANY_SITE else pilot["site"]
+    return Offer(
+        vo=claims.vo,
+        site=site,
+        platform=request.platform or pilot["platform"],
+        tags=frozenset(request.tags) | frozenset(json.loads(pilot["tags"])),
+        cores_free=request.cores_free,
+        memory_free_mb=request.memory_free_mb,
+        time_left_s=request.time_left_s,
+        container_runtimes=frozenset(request.container_runtimes),
+    )
+
+
+def requirements(row: RowMapping) -> Requirements:
+    return Requirements(
+        vo=row["vo"],
+        sites=frozenset(json.loads(row["req_sites"])),
+        banned_sites=frozenset(json.loads(row["banned_sites"])),
+        platform=row["platform"],
+        tags=frozenset(json.loads(row["tags"])),
+        cores=row["cores"],
+        max_cores=row["max_cores"],
+        max_ram_mb=row["max_ram_mb"],
+        cpu_time_s=row["cpu_time_s"],
+        wall_time_s=row["wall_time_s"],
+        container=row["container"],
+    )
+
+
+def _claim_jobs(
+    conn: Connection, pilot_id: str, offer: Offer, wanted: int
+) -> list[tuple[RowMapping, int]]:
+    claimed: list[tuple[RowMapping, int]] = []
+    after: tuple[int, int] | None = None
+    while len(claimed) < wanted and offer.cores_free > 0:
+        page = job_store.waiting_jobs(
+            conn,
+            vo=offer.vo,
+            cores_free=offer.cores_free,
+            memory_free_mb=offer.memory_free_mb,
+            with_container=bool(offer.container_runtimes),
+            after=after,
+            limit=CANDIDATE_PAGE,
+        )
+        if not page:
+            break
+        after = (page[-1]["priority"], page[-1]["job_id"])
+        for row in page:
+            needs = requirements(row)
+            if not fits(needs, offer):
+                continue
+            if _claim(conn, row, pilot_id, offer.site):
+                claimed.append((row, cores_to_give(needs, offer)))
+                offer = after_taking(offer, needs)
+            if len(claimed) >= wanted or offer.cores_free <= 0:
+                break
+    return claimed
+
+
+def _claim(conn: Connection, row: RowMapping, pilot_id: str, site: str) -> bool:
+    # The conditional update is the claim: it succeeds for one pilot only, even if
+    # another transaction (or coordinator) saw the same job Waiting.
+    return job_store.change_status(
+        conn,
+        row["job_id"],
+        expected=JobStatus.WAITING,
+        status=JobStatus.MATCHED,
+        minor_status="Assigned",
+        application_status=row["application_status"],
+        source="Matcher",
+        pilot_id=pilot_id,
+        site=site,
+    )
+
+
+def _assignment(conn: Connection, row: RowMapping, cores: int) -> JobAssignment:
+    description = json.loads(row["description"])
+    fields = job_fields(description)
+    return JobAssignment(
+        job_id=row["job_id"],
+        executable=fields.executable,
+        arguments=list(fields.arguments),
+        stdout=fields.stdout,
+        stderr=fields.stderr,
+        input_sandboxes=job_store.sandboxes_of(conn, row["job_id"], job_store.IN),
+        output_sandbox=list(fields.output_sandbox),
+        cores=cores,
+        memory_mb=row["max_ram_mb"],
+        wall_time_s=row["wall_time_s"],
+        cpu_time_s=row["cpu_time_s"],
+        container=row["container"],
+        description=description,
+    )
+
+
+def leased_job(conn: Connection, claims: TokenClaims, pilot_id: str, job_id: int) -> RowMapping:
+    """The job if it is matched to this (token's) pilot; ``LeaseLost`` if to another."""
+    own_pilot(conn, claims, pilot_id)
+    row = visible_job(conn, claims, job_id)
+    if row["pilot_id"] != pilot_id:
+        raise LeaseLost(
+            f"job {job_id} is not held by pilot {pilot_id}",
+            details={"job_id": job_id, "pilot_id": pilot_id},
+        )
+    return row
+
+
+def update_status(
+    db: Database, claims: TokenClaims, pilot_id: str, job_id: int, update: JobStatusUpdate
+) -> JobInfo:
+    with db.write() as conn:
+        row = leased_job(conn, claims, pilot_id, job_id)
+        current = JobStatus(row["status"])
+        states.check_transition(current, update.status)
+        columns = _report_columns(conn, row, update)
+        job_store.change_status(
+            conn,
+            job_id,
+            expected=current,
+            status=update.status,
+            minor_status=update.minor_status or row["minor_status"],
+            application_status=update.application_status or row["application_status"],
+            source=update.source or "JobWrapper",
+            **columns,
+        )
+        pilot_store.touch_pilot(conn, pilot_id)
+        return job_info(visible_job(conn, claims, job_id))
+
+
+def _report_columns(conn: Connection, row: RowMapping, update: JobStatusUpdate) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    if update.exit_code is not None:
+        columns["exit_code"] = update.exit_code
+    if update.output_sandbox:
+        digest = check_digest(update.output_sandbox)
+        if sandbox_store.missing(conn, [digest]):
+            raise BadRequest(
+                "the output sandbox must be uploaded before it is reported",
+                details={"missing": [digest]},
+            )
+        if digest not in job_store.sandboxes_of(conn, row["job_id"], job_store.OUT):
+            job_store.link_sandboxes(conn, [row["job_id"]], job_store.OUT, [digest])
+        columns["output_sandbox"] = digest
+    accounting = json.loads(row["accounting"])
+    if update.timings_s:
+        accounting["timings_s"] = dict(update.timings_s)
+    if update.cpu_s is not None:
+        accounting["cpu_s"] = update.cpu_s
+    if update.max_rss_bytes is not None:
+        accounting["max_rss_bytes"] = update.max_rss_bytes
+    columns["accounting"] = json.dumps(accounting)
+    return columns
+
+
+def heartbeat(
+    db: Database, claims: TokenClaims, pilot_id: str, job_id: int, beat: Heartbeat
+) -> HeartbeatReply:
+    """Renew the job's lease; the reply carries a kill if the owner asked for one."""
+    with db.write() as conn:
+        row = leased_job(conn, claims, pilot_id, job_id)
+        status = JobStatus(row["status"])
+        if status not in HEARTBEAT_STATES:
+            raise LeaseLost(
+                f"job {job_id} is {status.value}; it is not running any more",
+                details={"job_id": job_id, "status": status.value},
+            )
+        accounting = json.loads(row["accounting"])
+        accounting["last_heartbeat"] = {k: v for k, v in beat.to_dict().items() if v is not None}
+        now = utc_timestamp()
+        job_store.update_columns(conn, job_id, heartbeat_at=now, accounting=json.dumps(accounting))
+        pilot_store.touch_pilot(conn, pilot_id)
+    if row["kill_requested"]:
+        return HeartbeatReply(
+            commands=[Command(kind=CommandKind.KILL.value, reason="killed by its owner")]
+        )
+    return HeartbeatReply()

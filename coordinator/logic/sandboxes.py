@@ -1,0 +1,150 @@
+"""Sandbox archives on disk, addressed by sha256: ``<data_dir>/sandboxes/<ab>/<sha256>``.
+
+An upload is streamed to a temporary file in the data directory while it is hashed and
+counted, then renamed into place; it is never held whole in memory. Disk writes run in a
+worker thread so a slow disk does not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio.to_thread
+
+from coordinator.errors import ChecksumMismatch, NotFound, TooLarge
+from coordinator.logic.auth import TokenClaims
+from coordinator.store import sandboxes as sandbox_store
+from coordinator.store.database import Database
+from pilot.protocol import Role
+
+logger = logging.getLogger(__name__)
+
+WRITE_BATCH_BYTES = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredSandbox:
+    sha256: str
+    size_bytes: int
+    path: Path
+
+
+class SandboxFiles:
+    def __init__(self, root: Path, tmp_dir: Path) -> None:
+        self.root = root
+        self.tmp_dir = tmp_dir
+
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp_dir.glob("upload-*"):
+            # A crash mid-upload leaves its temporary file behind; nothing refers to it.
+            leftover.unlink(missing_ok=True)
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def existing(self, sha256: str) -> StoredSandbox:
+        path = self.path_for(sha256)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"no sandbox {sha256}", details={"sha256": sha256}) from exc
+        return StoredSandbox(sha256=sha256, size_bytes=size, path=path)
+
+    async def receive(
+        self, chunks: AsyncIterator[bytes], expected_sha256: str, max_bytes: int
+    ) -> StoredSandbox:
+        """Store the streamed bytes if they hash to ``expected_sha256`` and fit in
+        ``max_bytes``; otherwise raise ``ChecksumMismatch`` / ``TooLarge`` and keep nothing."""
+        fd, tmp_name = tempfile.mkstemp(prefix="upload-", dir=self.tmp_dir)
+        tmp_path = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest, size = await _copy(chunks, out, max_bytes)
+                await anyio.to_thread.run_sync(_flush, out)
+            if digest != expected_sha256:
+                raise ChecksumMismatch(
+                    "the uploaded bytes do not hash to the announced sha256",
+                    details={"expected": expected_sha256, "actual": digest},
+                )
+            final = self.path_for(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_path, final)
+            return StoredSandbox(sha256=digest, size_bytes=size, path=final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+
+
+async def _copy(chunks: AsyncIterator[bytes], out: BinaryIO, max_bytes: int) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    pending: list[bytes] = []
+    pending_bytes = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise TooLarge(
+                f"sandbox is larger than the limit of {max_bytes} bytes",
+                details={"max_bytes": max_bytes},
+            )
+        pending.append(chunk)
+        pending_bytes += len(chunk)
+        if pending_bytes >= WRITE_BATCH_BYTES:
+            await anyio.to_thread.run_sync(_write, out, hasher, pending)
+            pending, pending_bytes = [], 0
+    if pending:
+        await anyio.to_thread.run_sync(_write, out, hasher, pending)
+    return hasher.hexdigest(), size
+
+
+def _write(out: BinaryIO, hasher: hashlib._Hash, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        hasher.update(piece)
+        out.write(piece)
+
+
+def _flush(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def record_upload(db: Database, claims: TokenClaims, stored: StoredSandbox) -> bool:
+    """Remember the sandbox and that this caller holds it; True if it is new."""
+    with db.write() as conn:
+        return sandbox_store.record_upload(
+            conn, stored.sha256, stored.size_bytes, claims.subject, claims.vo
+        )
+
+
+def readable(db: Database, files: SandboxFiles, claims: TokenClaims, sha256: str) -> StoredSandbox:
+    """The stored sandbox if the caller may read it, else ``NotFound``.
+
+    Admins read all; anyone reads what they uploaded; users read their jobs' sandboxes;
+    pilots read the sandboxes of jobs matched to pilots registered with their token.
+    """
+    with db.read() as conn:
+        allowed = sandbox_store.get_sandbox(conn, sha256) is not None and (
+            claims.role is Role.ADMIN
+            or sandbox_store.uploaded_by(conn, sha256, claims.subject, claims.vo)
+            or (
+                claims.role is Role.USER
+                and sandbox_store.linked_to_owner(conn, sha256, claims.subject, claims.vo)
+            )
+            or (
+                claims.role is Role.PILOT
+                and sandbox_store.linked_to_pilot_subject(conn, sha256, claims.subject, claims.vo)
+            )
+        )
+    if not allowed:
+        raise NotFound(f"no sandbox {sha256}", details={"sha256": sha256})
+    return files.existing(sha256)

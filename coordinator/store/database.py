@@ -1,0 +1,79 @@
+"""The engine, its SQLite tuning, and the two kinds of transaction the coordinator uses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+from coordinator.store.schema import metadata
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "gridpilot_begin"
+
+
+class Database:
+    """One engine per coordinator. ``read()`` and ``write()`` each yield a Connection in a
+    transaction that commits on success and rolls back on error.
+
+    On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock
+    before its first read, so a read-then-update (a match claim, a status change) never
+    fails half-way on a lock upgrade and writers queue on ``busy_timeout`` instead.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = create_engine(
+                url,
+                pool_size=8,
+                max_overflow=24,
+                connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            )
+            _tune_sqlite(self.engine)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling would hide BEGIN from us; we issue it ourselves.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

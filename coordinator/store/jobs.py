@@ -1,0 +1,179 @@
+"""Queries on jobs, their history and their sandbox links. Callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, and_, bindparam, insert, or_, select, update
+
+from coordinator.store.schema import job_history, job_sandboxes, jobs, utc_timestamp
+from pilot.protocol import JobStatus
+
+IN = "in"
+OUT = "out"
+
+
+def insert_jobs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert many jobs in one statement batch; return their ids in the order given."""
+    if not rows:
+        return []
+    now = utc_timestamp()
+    values = [{**row, "created_at": now, "updated_at": now} for row in rows]
+    statement = insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True)
+    return [int(row.job_id) for row in conn.execute(statement, values)]
+
+
+def rewrite_descriptions(conn: Connection, changes: Sequence[Mapping[str, Any]]) -> None:
+    """Set ``description``, ``job_name`` and ``job_group`` of each ``{"id": ...}`` given."""
+    if not changes:
+        return
+    statement = (
+        update(jobs)
+        .where(jobs.c.job_id == bindparam("id"))
+        .values(
+            description=bindparam("description"),
+            job_name=bindparam("job_name"),
+            job_group=bindparam("job_group"),
+        )
+    )
+    conn.execute(statement, list(changes))
+
+
+def add_history(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Append history rows; each needs job_id, status, minor_status, application_status,
+    source and optionally ``at``."""
+    if not entries:
+        return
+    now = utc_timestamp()
+    conn.execute(insert(job_history), [{"at": now, **entry} for entry in entries])
+
+
+def link_sandboxes(
+    conn: Connection, job_ids: Iterable[int], kind: str, digests: Sequence[str]
+) -> None:
+    rows = [
+        {"job_id": job_id, "kind": kind, "sha256": digest, "position": position}
+        for job_id in job_ids
+        for position, digest in enumerate(digests)
+    ]
+    if rows:
+        conn.execute(insert(job_sandboxes), rows)
+
+
+def sandboxes_of(conn: Connection, job_id: int, kind: str) -> list[str]:
+    query = (
+        select(job_sandboxes.c.sha256)
+        .where(job_sandboxes.c.job_id == job_id, job_sandboxes.c.kind == kind)
+        .order_by(job_sandboxes.c.position)
+    )
+    return [str(digest) for digest in conn.scalars(query)]
+
+
+def get_job(conn: Connection, job_id: int) -> RowMapping | None:
+    return conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+
+
+def get_jobs(conn: Connection, job_ids: Sequence[int]) -> list[RowMapping]:
+    query = select(jobs).where(jobs.c.job_id.in_(list(job_ids))).order_by(jobs.c.job_id)
+    return list(conn.execute(query).mappings())
+
+
+def list_jobs(
+    conn: Connection,
+    *,
+    owner: str | None,
+    vo: str | None,
+    statuses: Sequence[JobStatus] = (),
+    exclude: Sequence[JobStatus] = (JobStatus.DELETED,),
+    limit: int = 1000,
+) -> list[RowMapping]:
+    """Jobs newest first, optionally of one owner/VO and in some statuses."""
+    query = select(jobs).order_by(jobs.c.job_id.desc()).limit(limit)
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    if vo is not None:
+        query = query.where(jobs.c.vo == vo)
+    if statuses:
+        query = query.where(jobs.c.status.in_([s.value for s in statuses]))
+    if exclude:
+        query = query.where(jobs.c.status.not_in([s.value for s in exclude]))
+    return list(conn.execute(query).mappings())
+
+
+def history_of(conn: Connection, job_id: int) -> list[RowMapping]:
+    query = (
+        select(job_history).where(job_history.c.job_id == job_id).order_by(job_history.c.entry_id)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def change_status(
+    conn: Connection,
+    job_id: int,
+    *,
+    expected: JobStatus,
+    status: JobStatus,
+    minor_status: str,
+    application_status: str,
+    source: str,
+    **columns: Any,
+) -> bool:
+    """Move a job from ``expected`` to ``status`` and log it; False if it was not in
+    ``expected`` any more (someone else changed it first)."""
+    now = utc_timestamp()
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.job_id == job_id, jobs.c.status == expected.value)
+        .values(
+            status=status.value,
+            minor_status=minor_status,
+            application_status=application_status,
+            updated_at=now,
+            **columns,
+        )
+    )
+    if result.rowcount != 1:
+        return False
+    entry = {"job_id": job_id, "status": status.value, "source": source, "at": now}
+    entry.update(minor_status=minor_status, application_status=application_status)
+    add_history(conn, [entry])
+    return True
+
+
+def update_columns(conn: Connection, job_id: int, **columns: Any) -> None:
+    conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**columns))
+
+
+def waiting_jobs(
+    conn: Connection,
+    *,
+    vo: str,
+    cores_free: int,
+    memory_free_mb: int,
+    with_container: bool,
+    after: tuple[int, int] | None,
+    limit: int,
+) -> list[RowMapping]:
+    """A page of Waiting jobs of ``vo`` that pass the cheap checks, in match order
+    (priority descending, then job id). ``after`` is the (priority, job_id) of the
+    previous page's last row."""
+    query = select(jobs).where(
+        jobs.c.status == JobStatus.WAITING.value,
+        jobs.c.vo == vo,
+        jobs.c.cores <= cores_free,
+    )
+    if memory_free_mb:
+        query = query.where(jobs.c.max_ram_mb <= memory_free_mb)
+    if not with_container:
+        query = query.where(jobs.c.container == "")
+    if after is not None:
+        priority, job_id = after
+        query = query.where(
+            or_(
+                jobs.c.priority < priority,
+                and_(jobs.c.priority == priority, jobs.c.job_id > job_id),
+            )
+        )
+    query = query.order_by(jobs.c.priority.desc(), jobs.c.job_id).limit(limit)
+    return list(conn.execute(query).mappings())

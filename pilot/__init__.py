@@ -1,0 +1,5 @@
+"""gridpilot's worker-node agent."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

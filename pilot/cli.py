@@ -1,0 +1,214 @@
+"""``gridpilot pilot ...`` and ``gridpilot checks ...``: the only place that exits.
+
+Exit codes (also in docs/pilot.md):
+
+====  =====================================================
+0     normal end (idle timeout, no time left)
+2     bad configuration or usage
+10    a fatal node check failed: the pilot took no work
+11    the coordinator could not be reached after retrying
+12    the coordinator refused this pilot as too old (HTTP 426)
+13    black-hole stop: too many jobs failed fast in a row
+14    stopped by a signal
+15    the coordinator refused the pilot (bad token, forbidden)
+====  =====================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from pilot import __version__
+from pilot.agent import Agent, PilotExit
+from pilot.client import CoordinatorClient, RetryPolicy
+from pilot.config import PilotConfig, environ, load_config
+from pilot.errors import (
+    BlackHoleStop,
+    ConfigError,
+    CoordinatorRejected,
+    CoordinatorUnreachable,
+    FatalCheckFailed,
+    PilotOutdated,
+)
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_FATAL_CHECK = 10
+EXIT_UNREACHABLE = 11
+EXIT_OUTDATED = 12
+EXIT_BLACK_HOLE = 13
+EXIT_SIGNAL = 14
+EXIT_REJECTED = 15
+
+logger = logging.getLogger("pilot")
+
+
+def setup_logging(level: str, logfile: Optional[Path] = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile is not None:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, encoding="utf-8"))
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def pilot_command(
+    url: Optional[str] = typer.Option(None, help="Coordinator URL [env GRIDPILOT_URL]"),
+    token_file: Optional[Path] = typer.Option(
+        None, help="File holding the pilot token [env GRIDPILOT_TOKEN_FILE, or GRIDPILOT_TOKEN]"
+    ),
+    workdir: Optional[Path] = typer.Option(None, help="Pilot work dir [env GRIDPILOT_WORKDIR]"),
+    config: Optional[Path] = typer.Option(None, help="Pilot YAML config file"),
+    site: Optional[str] = typer.Option(None, help="Site name this pilot reports"),
+    ce: Optional[str] = typer.Option(None, help="Computing element name"),
+    idle_timeout_s: Optional[float] = typer.Option(
+        None, help="Exit after this long without work [default 60]"
+    ),
+    poll_interval_s: Optional[float] = typer.Option(
+        None, help="Longest wait between match requests [default 10]"
+    ),
+    cores: Optional[int] = typer.Option(None, help="Cores to fill [default: measured]"),
+    time_left_s: Optional[int] = typer.Option(
+        None, help="Wall time left in the slot [default: from the batch system]"
+    ),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING, ERROR"),
+) -> None:
+    """Run a pilot: check the node, register, run jobs until idle."""
+    cli_values: dict[str, Any] = {
+        "url": url,
+        "token_file": token_file,
+        "workdir": workdir,
+        "site": site,
+        "ce": ce,
+        "idle_timeout_s": idle_timeout_s,
+        "poll_interval_s": poll_interval_s,
+        "cores": cores,
+        "time_left_s": time_left_s,
+    }
+    env = environ()
+    try:
+        pilot_config = load_config(cli_values, env, config)
+    except ConfigError as exc:
+        typer.echo(f"gridpilot pilot: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
+    setup_logging(log_level, pilot_config.workdir / "pilot.log")
+    raise typer.Exit(run_pilot(pilot_config, env))
+
+
+def run_pilot(config: PilotConfig, env: Mapping[str, str]) -> int:
+    client = CoordinatorClient(
+        config.url,
+        config.token,
+        verify=config.tls_verify,
+        timeout_s=config.request_timeout_s,
+        retry=RetryPolicy(max_retry_s=config.max_retry_s),
+    )
+    agent = Agent(config, client, env=env)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        agent.request_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        result = agent.run()
+    except FatalCheckFailed as exc:
+        logger.error("fatal check failed, taking no work: %s", exc)
+        return EXIT_FATAL_CHECK
+    except BlackHoleStop as exc:
+        logger.error("black-hole stop: %s", exc)
+        return EXIT_BLACK_HOLE
+    except CoordinatorUnreachable as exc:
+        logger.error("coordinator unreachable: %s", exc)
+        return EXIT_UNREACHABLE
+    except PilotOutdated as exc:
+        logger.error("pilot too old for this coordinator: %s", exc)
+        return EXIT_OUTDATED
+    except CoordinatorRejected as exc:
+        logger.error("coordinator refused the pilot: %s", exc)
+        return EXIT_REJECTED
+    finally:
+        client.close()
+    logger.info(
+        "pilot %s finished (%s) after %d job(s)", agent.pilot_id, result.value, agent.jobs_done
+    )
+    return EXIT_SIGNAL if result is PilotExit.STOPPED else EXIT_OK
+
+
+checks_app = typer.Typer(help="Run the node checks (a site's node test; no coordinator needed).")
+
+
+@checks_app.command("run")
+def checks_run(
+    workdir: Path = typer.Option(Path("."), help="Directory whose disk is checked"),
+    output_format: str = typer.Option("table", "--format", help="table, json or nagios"),
+    only: Optional[list[str]] = typer.Option(None, help="Run only these checks"),
+) -> None:
+    """Run the checks and exit with the Nagios code (0 ok, 1 warn, 2 fail, 3 unknown)."""
+    from checks.registry import builtin_checks
+    from checks.report import format_json, format_table, nagios_exit_code, nagios_summary
+    from checks.runner import run_checks
+
+    specs = [s for s in builtin_checks() if not only or s.name in only]
+    reports = run_checks(specs, workdir=workdir, options={})
+    if output_format == "json":
+        typer.echo(format_json(reports))
+    elif output_format == "nagios":
+        typer.echo(nagios_summary(reports))
+    elif output_format == "table":
+        typer.echo(format_table(reports))
+    else:
+        typer.echo(f"unknown format {output_format!r}: use table, json or nagios", err=True)
+        raise typer.Exit(3)
+    raise typer.Exit(nagios_exit_code(reports))
+
+
+@checks_app.command("list")
+def checks_list() -> None:
+    """List every check the pilot would run, with where it comes from."""
+    from checks.registry import builtin_checks
+
+    for spec in builtin_checks():
+        fatal = "fatal" if spec.fatal else ""
+        typer.echo(f"{spec.name:<12} {fatal:<6} {spec.source.value:<10} {spec.ref}")
+
+
+def add_worker_commands(app: typer.Typer) -> None:
+    """Attach the worker-side commands to a Typer app (the full CLI or the pilot-only one)."""
+    app.command("pilot")(pilot_command)
+    app.add_typer(checks_app, name="checks")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"gridpilot-pilot {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """The pilot-only CLI: what the single-file pilot runs."""
+    app = typer.Typer(help="gridpilot pilot (worker side)", no_args_is_help=True)
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True),
+    ) -> None:
+        """gridpilot worker-side commands."""
+
+    add_worker_commands(app)
+    return app
+
+
+def main() -> None:
+    build_app()()

@@ -1,0 +1,168 @@
+"""One frozen ``PilotConfig`` per pilot process.
+
+Precedence, highest first: command-line options, ``GRIDPILOT_*`` environment variables, the
+YAML file given with ``--config``, defaults. The config is built once in ``pilot.cli`` and
+passed down; nothing reads the environment after that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from pilot.errors import ConfigError
+
+ENV_PREFIX = "GRIDPILOT_"
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotConfig:
+    url: str
+    token: str = dataclasses.field(repr=False)
+    workdir: Path
+    site: str = "ANY"
+    ce: str = ""
+    idle_timeout_s: float = 60.0
+    poll_interval_s: float = 10.0
+    """Longest wait between two match requests that found nothing."""
+    cores: Optional[int] = None
+    """Cores this pilot may fill; default: what the cores check found."""
+    memory_mb: Optional[int] = None
+    time_left_s: Optional[int] = None
+    """Wall time left in the batch slot; default: read from the batch system."""
+    verify_tls: bool = True
+    ca_bundle: Optional[str] = None
+    allow_plain: bool = True
+    kill_grace_s: float = 5.0
+    max_output_sandbox_bytes: int = 2 * 1024**3
+    request_timeout_s: float = 30.0
+    max_retry_s: float = 300.0
+    """Give up on the coordinator after retrying this long."""
+    black_hole_failures: int = 5
+    """Stop after this many jobs in a row failed fast (0: never)."""
+    black_hole_window_s: float = 60.0
+    """A failure counts as fast when the job ran less than this."""
+    check_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    disabled_checks: tuple[str, ...] = ()
+
+    @property
+    def tls_verify(self) -> Any:
+        """What ``requests`` takes as ``verify``."""
+        if not self.verify_tls:
+            return False
+        return self.ca_bundle or True
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(PilotConfig)}
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert a value from the environment or YAML to the field's type, loudly."""
+    kind = str(_FIELDS[name].type)
+    if value is None:
+        return None
+    try:
+        if kind == "Path":
+            return Path(value).expanduser()
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _BOOL_TRUE:
+                return True
+            if text in _BOOL_FALSE:
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if kind in ("float",):
+            return float(value)
+        if kind in ("int", "Optional[int]"):
+            return int(value)
+        if kind == "tuple[str, ...]":
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+    return value
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        if name in ("check_options",):
+            continue
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = env[key]
+    if "GRIDPILOT_TOKEN_FILE" in env and "token" not in values:
+        values["token_file"] = env["GRIDPILOT_TOKEN_FILE"]
+    return values
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read pilot config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"pilot config {path}: top level must be a mapping")
+    pilot_section = data.get("pilot", data)
+    values = {k.replace("-", "_"): v for k, v in pilot_section.items() if k != "checks"}
+    checks = data.get("checks") or {}
+    if not isinstance(checks, dict):
+        raise ConfigError(f"pilot config {path}: 'checks' must be a mapping")
+    values["check_options"] = {k: dict(v or {}) for k, v in checks.get("options", {}).items()}
+    if "disabled" in checks:
+        values["disabled_checks"] = checks["disabled"]
+    return values
+
+
+def _read_token(path: Any) -> str:
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc}") from exc
+
+
+def load_config(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    config_file: Optional[Path] = None,
+) -> PilotConfig:
+    """Merge the sources (CLI > env > file > defaults) into one validated config."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(_from_file(config_file))
+    merged.update(_from_env(env))
+    merged.update({k: v for k, v in cli.items() if v is not None})
+    token_file = merged.pop("token_file", None)
+    if not merged.get("token") and token_file:
+        merged["token"] = _read_token(token_file)
+    unknown = sorted(set(merged) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown pilot setting(s): {', '.join(unknown)}")
+    for required in ("url", "token", "workdir"):
+        if not merged.get(required):
+            raise ConfigError(
+                f"missing {required}: give --{required.replace('_', '-')} or "
+                f"{ENV_PREFIX}{required.upper()}"
+                + (" (or --token-file / GRIDPILOT_TOKEN_FILE)" if required == "token" else "")
+            )
+    values = {k: _coerce(k, v) for k, v in merged.items()}
+    values["url"] = str(values["url"]).rstrip("/")
+    config = PilotConfig(**values)
+    if config.idle_timeout_s < 0 or config.poll_interval_s <= 0:
+        raise ConfigError("idle_timeout_s must be >= 0 and poll_interval_s > 0")
+    return config
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment, read once by the CLI."""
+    return dict(os.environ)

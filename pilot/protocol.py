@@ -1,0 +1,387 @@
+"""The wire contract between pilots, users' clients and the coordinator.
+
+PUBLIC CONTRACT: changes are additive only. Every message is a frozen stdlib dataclass
+that serialises to a JSON object with ``to_dict`` and is read back with ``from_dict``.
+``from_dict`` ignores keys it does not know, so an older pilot keeps working against a
+newer coordinator that added fields. A snapshot of every message's fields is kept in
+``tests/pilot/protocol_schema.json`` and a test fails when it changes without the snapshot.
+
+This module imports only the standard library: the single-file pilot carries it and the
+coordinator imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any, ClassVar, Optional, TypeVar
+
+PROTOCOL_VERSION = 1
+"""Bumped only when a pilot built for an older version can no longer be served."""
+
+MIN_PROTOCOL_VERSION = 1
+"""Pilots announcing an older protocol get HTTP 426."""
+
+PROTOCOL_HEADER = "X-Gridpilot-Protocol"
+API_PREFIX = "/api/v1"
+
+
+class JobStatus(str, enum.Enum):
+    """DIRAC's major job states, spelt as DIRAC spells them."""
+
+    SUBMITTING = "Submitting"
+    RECEIVED = "Received"
+    CHECKING = "Checking"
+    WAITING = "Waiting"
+    MATCHED = "Matched"
+    RUNNING = "Running"
+    COMPLETING = "Completing"
+    DONE = "Done"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STALLED = "Stalled"
+    RESCHEDULED = "Rescheduled"
+    KILLED = "Killed"
+    DELETED = "Deleted"
+
+
+FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.KILLED})
+
+
+class CheckStatus(str, enum.Enum):
+    """Outcome of one node check (Nagios-like, plus skip and timeout)."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+    UNKNOWN = "unknown"
+    TIMEOUT = "timeout"
+
+
+class CommandKind(str, enum.Enum):
+    """What the coordinator may ask a pilot to do in a heartbeat reply.
+
+    Pilots ignore kinds they do not know, so new kinds can be added.
+    """
+
+    KILL = "kill"
+
+
+class Role(str, enum.Enum):
+    USER = "user"
+    PILOT = "pilot"
+    ADMIN = "admin"
+
+
+M = TypeVar("M", bound="Message")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+class Message:
+    """Mixin for wire messages: ``to_dict`` / ``from_dict`` with nested messages.
+
+    ``_nested`` maps a field name to the message class of its value, or of each item when
+    the field holds a list. ``_enums`` maps a field name to its enum class.
+    """
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {}
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = _encode(self)
+        return result
+
+    @classmethod
+    def from_dict(cls: type[M], data: Mapping[str, Any]) -> M:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                continue
+            if key in cls._nested and value is not None:
+                sub = cls._nested[key]
+                if isinstance(value, list):
+                    value = [sub.from_dict(item) for item in value]
+                else:
+                    value = sub.from_dict(value)
+            elif key in cls._enums and value is not None:
+                value = cls._enums[key](value)
+            kwargs[key] = value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"{cls.__name__}: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorBody(Message):
+    """Body of every error response: ``{code, message, details}``."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport(Message):
+    """One node check's result as sent to the coordinator."""
+
+    name: str
+    status: CheckStatus
+    message: str = ""
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tags: list[str] = dataclasses.field(default_factory=list)
+    fatal: bool = False
+    duration_s: float = 0.0
+    source: str = "builtin"
+
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": CheckStatus}
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotRegistration(Message):
+    """Sent once at start: who the pilot is and what its node can do."""
+
+    hostname: str
+    pilot_version: str
+    protocol_version: int = PROTOCOL_VERSION
+    site: str = "ANY"
+    ce: str = ""
+    batch_system: str = ""
+    batch_job_id: str = ""
+    cores: int = 1
+    memory_mb: int = 0
+    disk_free_mb: int = 0
+    platform: str = ""
+    python_version: str = ""
+    time_left_s: Optional[int] = None
+    tags: list[str] = dataclasses.field(default_factory=list)
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checks: list[CheckReport] = dataclasses.field(default_factory=list)
+    accepting_work: bool = True
+    refuse_reason: str = ""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"checks": CheckReport}
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationReply(Message):
+    pilot_id: str
+    heartbeat_interval_s: float = 30.0
+    server_version: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchRequest(Message):
+    """A pilot asking for up to ``n`` jobs that fit what it has free now."""
+
+    n: int = 1
+    cores_free: int = 1
+    memory_free_mb: int = 0
+    time_left_s: Optional[int] = None
+    site: str = "ANY"
+    platform: str = ""
+    tags: list[str] = dataclasses.field(default_factory=list)
+    container_runtimes: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobAssignment(Message):
+    """One job given to a pilot: everything the wrapper needs to run it."""
+
+    job_id: int
+    executable: str
+    arguments: list[str] = dataclasses.field(default_factory=list)
+    stdout: str = "std.out"
+    stderr: str = "std.err"
+    input_sandboxes: list[str] = dataclasses.field(default_factory=list)
+    """sha256 digests of tar archives to unpack into the work dir, in order."""
+    output_sandbox: list[str] = dataclasses.field(default_factory=list)
+    """File names or globs to collect after the run."""
+    cores: int = 1
+    memory_mb: int = 0
+    wall_time_s: Optional[int] = None
+    cpu_time_s: Optional[int] = None
+    container: str = ""
+    description: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Every attribute of the job as submitted (after parametric expansion)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchReply(Message):
+    jobs: list[JobAssignment] = dataclasses.field(default_factory=list)
+    retry_after_s: float = 0.0
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"jobs": JobAssignment}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobStatusUpdate(Message):
+    """A pilot reporting a job's progress or final state."""
+
+    status: JobStatus
+    minor_status: str = ""
+    application_status: str = ""
+    source: str = "JobWrapper"
+    exit_code: Optional[int] = None
+    output_sandbox: str = ""
+    """sha256 of the uploaded output sandbox, if any."""
+    timings_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Phase durations: match, stage_in, setup, payload, stage_out."""
+    cpu_s: Optional[float] = None
+    max_rss_bytes: Optional[int] = None
+
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat(Message):
+    cpu_s: Optional[float] = None
+    rss_bytes: Optional[int] = None
+    wall_s: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Command(Message):
+    kind: str
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class HeartbeatReply(Message):
+    commands: list[Command] = dataclasses.field(default_factory=list)
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"commands": Command}
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitRequest(Message):
+    """A user submitting one description (which may expand to many jobs)."""
+
+    description: str
+    format: str = "jdl"
+    """One of ``jdl``, ``json``, ``yaml``."""
+    input_sandboxes: list[str] = dataclasses.field(default_factory=list)
+    """sha256 digests of sandboxes already uploaded for this submission."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitReply(Message):
+    job_ids: list[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxInfo(Message):
+    sha256: str
+    size_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry(Message):
+    status: JobStatus
+    minor_status: str = ""
+    application_status: str = ""
+    source: str = ""
+    at: str = ""
+    """UTC time, ISO 8601."""
+
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInfo(Message):
+    """What a user sees of one job."""
+
+    job_id: int
+    status: JobStatus
+    minor_status: str = ""
+    application_status: str = ""
+    site: str = "ANY"
+    job_name: str = ""
+    job_group: str = ""
+    owner: str = ""
+    owner_group: str = ""
+    vo: str = ""
+    pilot_id: str = ""
+    exit_code: Optional[int] = None
+    output_sandbox: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    description: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
+
+
+MESSAGES: tuple[type[Message], ...] = (
+    ErrorBody,
+    CheckReport,
+    PilotRegistration,
+    RegistrationReply,
+    MatchRequest,
+    JobAssignment,
+    MatchReply,
+    JobStatusUpdate,
+    Heartbeat,
+    Command,
+    HeartbeatReply,
+    SubmitRequest,
+    SubmitReply,
+    SandboxInfo,
+    HistoryEntry,
+    JobInfo,
+)
+
+
+def message_schema() -> dict[str, dict[str, str]]:
+    """Field names and declared types of every message: what the snapshot test pins."""
+    return {
+        cls.__name__: {f.name: str(f.type) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for cls in MESSAGES
+    }
+
+
+__all__ = [
+    "API_PREFIX",
+    "FINAL_STATUSES",
+    "MESSAGES",
+    "MIN_PROTOCOL_VERSION",
+    "PROTOCOL_HEADER",
+    "PROTOCOL_VERSION",
+    "CheckReport",
+    "CheckStatus",
+    "Command",
+    "CommandKind",
+    "ErrorBody",
+    "Heartbeat",
+    "HeartbeatReply",
+    "HistoryEntry",
+    "JobAssignment",
+    "JobInfo",
+    "JobStatus",
+    "JobStatusUpdate",
+    "MatchReply",
+    "MatchRequest",
+    "Message",
+    "PilotRegistration",
+    "RegistrationReply",
+    "Role",
+    "SandboxInfo",
+    "SubmitReply",
+    "SubmitRequest",
+    "message_schema",
+]

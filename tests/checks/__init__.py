@@ -1,0 +1,3 @@
+"""Tests of the checks package."""
+
+from __future__ import annotations

@@ -1,0 +1,164 @@
+"""Shared fixtures: a real coordinator process on 127.0.0.1 and tokens for it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from coordinator.logic.auth import issue_token, load_or_create_signing_key
+from pilot.protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION, Role
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 30.0
+
+
+@dataclasses.dataclass
+class RunningCoordinator:
+    """A coordinator server process and what a test needs to talk to it."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    signing_key: Ed25519PrivateKey
+    log_path: Path
+
+    def token(
+        self,
+        role: str | Role = "user",
+        subject: str = "alice",
+        vo: str = "vo1",
+        *,
+        ttl_s: int = 3600,
+        group: str = "",
+    ) -> str:
+        return issue_token(
+            self.signing_key, subject=subject, vo=vo, role=Role(role), ttl_s=ttl_s, group=group
+        )
+
+    def headers(self, token: str, **extra: str) -> dict[str, str]:
+        """Bearer auth plus the protocol header pilots send (harmless for users)."""
+        return {
+            "Authorization": f"Bearer {token}",
+            PROTOCOL_HEADER: str(PROTOCOL_VERSION),
+            **extra,
+        }
+
+    def api(self, path: str) -> str:
+        return f"{self.url}{API_PREFIX}{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"coordinator exited with {process.returncode}:\n{log_path.read_text()}"
+            )
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"coordinator did not become healthy:\n{log_path.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _stop_and_check(running: RunningCoordinator) -> None:
+    """Stop the server and fail if it logged an unhandled error (a 500) meanwhile."""
+    _stop(running.process)
+    log = running.log()
+    assert "Traceback" not in log, f"the coordinator logged an unhandled error:\n{log}"
+
+
+def launch_coordinator(data_dir: Path, **flags: Any) -> RunningCoordinator:
+    """Start ``gridpilot serve`` on a free port and wait until it is healthy.
+
+    ``flags`` become command-line options: ``max_sandbox_bytes=1024`` is
+    ``--max-sandbox-bytes 1024``. The caller stops ``.process``.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_signing_key(data_dir)
+    port = _free_port()
+    args = [sys.executable, "-m", "coordinator", "serve", "--data-dir", str(data_dir)]
+    args += ["--host", "127.0.0.1", "--port", str(port)]
+    for name, value in flags.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    log_path = data_dir / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log_path)
+    except BaseException:
+        _stop(process)
+        raise
+    return RunningCoordinator(url, data_dir, process, key, log_path)
+
+
+@pytest.fixture
+def start_coordinator(tmp_path: Path) -> Iterator[Callable[..., RunningCoordinator]]:
+    """Start coordinators with extra flags, e.g. ``start_coordinator(max_sandbox_bytes=1024)``;
+    all are stopped after the test."""
+    started: list[RunningCoordinator] = []
+
+    def start(**flags: Any) -> RunningCoordinator:
+        running = launch_coordinator(tmp_path / f"coordinator-{len(started)}", **flags)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        _stop_and_check(running)
+
+
+@pytest.fixture
+def coordinator(start_coordinator: Callable[..., RunningCoordinator]) -> RunningCoordinator:
+    """A coordinator with default settings, fresh for each test."""
+    return start_coordinator()
+
+
+@pytest.fixture(scope="module")
+def shared_coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCoordinator]:
+    """One coordinator for a whole test module (starting one takes about a second).
+    Tests sharing it keep apart by using their own VO (see ``vo``)."""
+    running = launch_coordinator(tmp_path_factory.mktemp("shared-coordinator"))
+    yield running
+    _stop_and_check(running)
+
+
+@pytest.fixture
+def vo(request: pytest.FixtureRequest) -> str:
+    """A VO name of this test's own, so tests sharing a coordinator never see each other's jobs."""
+    return f"vo-{request.node.name}"

@@ -1,0 +1,134 @@
+"""The client's retry policy against a real HTTP server on 127.0.0.1 that misbehaves on cue."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pilot.client import CoordinatorClient, RetryPolicy
+from pilot.errors import CoordinatorRejected, CoordinatorUnreachable, PilotOutdated
+from pilot.protocol import PROTOCOL_HEADER, MatchRequest
+
+
+class Script:
+    """What the server answers, one entry per request: (status, body, headers)."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, dict[str, object], dict[str, str]]] = []
+        self.requests: list[dict[str, str]] = []
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Script]]:
+    script = Script()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            self.rfile.read(length)
+            script.requests.append(dict(self.headers))
+            status, body, headers = script.replies.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", script
+    httpd.shutdown()
+
+
+class FakeTime:
+    """The clock and sleep at the edge of the machine: no real waiting in tests."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def _client(url: str, fake: FakeTime, max_retry_s: float = 60.0) -> CoordinatorClient:
+    return CoordinatorClient(
+        url, "tok", retry=RetryPolicy(max_retry_s=max_retry_s), sleep=fake.sleep, clock=fake.clock
+    )
+
+
+def test_5xx_and_429_are_retried_with_growing_backoff(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.replies = [
+        (503, {}, {}),
+        (502, {}, {}),
+        (429, {}, {}),
+        (200, {"jobs": [], "retry_after_s": 5}, {}),
+    ]
+    fake = FakeTime()
+    reply = _client(url, fake).match("p1", MatchRequest())
+    assert reply.retry_after_s == 5
+    assert len(script.requests) == 4
+    assert len(fake.sleeps) == 3
+    assert fake.sleeps[2] > fake.sleeps[0]
+    assert script.requests[0]["Authorization"] == "Bearer tok"
+    assert script.requests[0][PROTOCOL_HEADER] == "1"
+
+
+def test_retry_after_header_is_honoured(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.replies = [(503, {}, {"Retry-After": "7"}), (200, {"jobs": []}, {})]
+    fake = FakeTime()
+    _client(url, fake).match("p1", MatchRequest())
+    assert fake.sleeps == [7.0]
+
+
+def test_client_errors_are_not_retried_and_carry_the_error_body(server: tuple[str, Script]) -> None:
+    url, script = server
+    body = {
+        "code": "lease_lost",
+        "message": "job 3 belongs to another pilot",
+        "details": {"job_id": 3},
+    }
+    script.replies = [(409, body, {})]
+    with pytest.raises(CoordinatorRejected) as caught:
+        _client(url, FakeTime()).match("p1", MatchRequest())
+    assert (caught.value.status, caught.value.code, caught.value.details) == (
+        409,
+        "lease_lost",
+        {"job_id": 3},
+    )
+    assert len(script.requests) == 1
+
+
+def test_426_means_the_pilot_is_outdated(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.replies = [(426, {"code": "pilot_too_old", "message": "update", "details": {}}, {})]
+    with pytest.raises(PilotOutdated):
+        _client(url, FakeTime()).match("p1", MatchRequest())
+
+
+def test_unreachable_coordinator_gives_up_after_max_retry_s() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    fake = FakeTime()
+    with pytest.raises(CoordinatorUnreachable, match="ConnectionError"):
+        _client(f"http://127.0.0.1:{port}", fake, max_retry_s=30).match("p1", MatchRequest())
+    assert 0 < sum(fake.sleeps) <= 30
+    assert len(fake.sleeps) >= 3

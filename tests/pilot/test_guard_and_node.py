@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pilot.guard import BlackHoleGuard
+from pilot.node import detect_batch_slot
+from pilot.protocol import CheckReport, CheckStatus
+from pilot.slots import capacity_from_checks
+
+
+def test_black_hole_guard_trips_after_k_fast_failures_in_a_row() -> None:
+    guard = BlackHoleGuard(max_fast_failures=3, fast_s=60)
+    assert not guard.record(True, 1.0)
+    assert not guard.record(True, 2.0)
+    assert not guard.record(False, 1.0)  # a success resets the count
+    assert not guard.record(True, 1.0)
+    assert not guard.record(True, 120.0)  # a slow failure is not the node's fault
+    assert not guard.record(True, 1.0)
+    assert not guard.record(True, 1.0)
+    assert guard.record(True, 1.0)
+
+
+def test_black_hole_guard_can_be_disabled() -> None:
+    guard = BlackHoleGuard(max_fast_failures=0)
+    assert not any(guard.record(True, 0.1) for _ in range(100))
+
+
+def test_batch_slot_detection() -> None:
+    slurm = detect_batch_slot({"SLURM_JOB_ID": "42", "SLURM_JOB_END_TIME": "1700000000"})
+    assert (slurm.batch_system, slurm.batch_job_id, slurm.end_epoch_s) == ("slurm", "42", 1.7e9)
+    assert detect_batch_slot({"PBS_JOBID": "7.pbs"}).batch_system == "pbs"
+    assert detect_batch_slot({"JOB_ID": "3"}).batch_system == ""  # JOB_ID alone is not SGE
+    assert detect_batch_slot({"JOB_ID": "3", "SGE_ROOT": "/sge"}).batch_system == "sge"
+    assert detect_batch_slot({}).batch_system == ""
+
+
+def test_capacity_comes_from_checks_unless_configured() -> None:
+    reports = [
+        CheckReport(name="cores", status=CheckStatus.OK, facts={"cores": 8}),
+        CheckReport(name="memory", status=CheckStatus.OK, facts={"memory_mb": 16000}),
+    ]
+    measured = capacity_from_checks(reports)
+    assert (measured.cores, measured.memory_mb) == (8, 16000)
+    configured = capacity_from_checks(reports, configured_cores=2, configured_memory_mb=4000)
+    assert (configured.cores, configured.memory_mb) == (2, 4000)
+    assert capacity_from_checks([]).cores == 1

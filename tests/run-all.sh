@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install gridpilot with its test extras into .venv and run every check CI runs:
+# lint (ruff), types (mypy), Python 3.9 compatibility of the worker side (vermin), tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/setup-system.sh
+bash packaging/install.sh test
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== vermin (worker side must run on Python 3.9)"
+.venv/bin/vermin -q -t=3.9- --no-tips --violations --no-eval-annotations pilot wrapper checks
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+fi
+exit "$status"

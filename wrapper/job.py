@@ -1,0 +1,395 @@
+"""Run exactly one job: work dir, input sandbox, payload, output sandbox, final state.
+
+``JobRun.run`` never raises for anything the job or the node did wrong: every failure ends
+as a ``JobOutcome`` with a DIRAC-like minor status and a flag saying whether the node (not
+the user's payload) is to blame, so the pilot can ask for a reschedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+from pilot.protocol import JobAssignment, JobStatus
+from wrapper.errors import (
+    ChecksumMismatch,
+    ExecutableNotFound,
+    PayloadStartError,
+    RuntimeFailure,
+    RuntimeUnavailable,
+    SandboxError,
+    UnsafeSandbox,
+    WrapperError,
+)
+from wrapper.outcome import JobOutcome, MinorStatus, Verdict, judge
+from wrapper.plain import PlainRuntime
+from wrapper.runtime import ContainerRuntime, RunningPayload, RunResult, RunSpec
+from wrapper.sandbox import PackResult, SandboxLimits, pack, unpack, verify_sha256
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+USAGE_SAMPLE_INTERVAL_S = 1.0
+SUPERVISE_POLL_S = 0.1
+MAX_UPLOAD_BACKOFF_S = 60.0
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+RUNTIMES: dict[str, Callable[[], ContainerRuntime]] = {"plain": PlainRuntime}
+"""Runtimes by ``WrapperConfig.runtime`` name; container runtimes register here."""
+
+
+class SandboxTransport(Protocol):
+    """Moves sandbox archives between the node and the coordinator (the pilot's client)."""
+
+    def download_sandbox(self, sha256: str, dest: Path) -> None:
+        """Write the archive to ``dest``; raise on failure."""
+        ...
+
+    def upload_sandbox(self, path: Path, sha256: str) -> None:
+        """Upload the archive at ``path``; raise on failure."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class WrapperConfig:
+    """How the wrapper runs jobs on this node (from the pilot's configuration)."""
+
+    runtime: str = "plain"
+    allow_plain: bool = True
+    kill_grace_s: float = 5.0
+    max_output_sandbox_bytes: int = 100 * 1024 * 1024
+    sandbox_limits: SandboxLimits = dataclasses.field(default_factory=SandboxLimits)
+    upload_retries: int = 3
+    """Attempts after the first failed upload; the wait doubles from ``upload_backoff_s``."""
+    upload_backoff_s: float = 1.0
+    env_passthrough: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+class _Abort(WrapperError):
+    """Ends the job early with a verdict; internal to ``JobRun``."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.minor_status)
+        self.verdict = verdict
+
+
+def _failed(minor: str, *, infrastructure: bool) -> _Abort:
+    return _Abort(Verdict(JobStatus.FAILED, minor, infrastructure_error=infrastructure))
+
+
+def _user_env(description: Mapping[str, object]) -> dict[str, str]:
+    """DIRAC's ExecutionEnvironment attribute: ``NAME=value`` strings set for the payload."""
+    raw = description.get("ExecutionEnvironment") or []
+    items = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        if sep and _ENV_NAME.match(name.strip()):
+            env[name.strip()] = value
+        else:
+            logger.warning("ignoring ExecutionEnvironment entry %r", item)
+    return env
+
+
+def _work_file(workdir: Path, name: str) -> Path:
+    """A payload output file inside the work dir; refuse names that would leave it."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or ".." in parts or not parts:
+        raise _failed(MinorStatus.INVALID_OUTPUT_NAME.with_detail(name), infrastructure=False)
+    return workdir.joinpath(*parts)
+
+
+class JobRun:
+    """One job from an empty work dir to its final outcome."""
+
+    def __init__(
+        self,
+        assignment: JobAssignment,
+        workdir: Path,
+        transport: SandboxTransport,
+        config: WrapperConfig,
+        *,
+        on_running: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.assignment = assignment
+        self.workdir = workdir
+        self._transport = transport
+        self._config = config
+        self._on_running = on_running
+        self._lock = threading.Lock()
+        self._kill_requested = threading.Event()
+        self._kill_reason = ""
+        self._payload: Optional[RunningPayload] = None
+        self._final_usage: Optional[tuple[float, int]] = None
+        self._timings_s: dict[str, float] = {}
+
+    def kill(self, reason: str) -> None:
+        """Ask for the job to be killed; ``run`` then ends it as KILLED. Any thread."""
+        with self._lock:
+            if not self._kill_requested.is_set():
+                self._kill_reason = reason or "no reason given"
+                self._kill_requested.set()
+        logger.info("job %d: kill requested (%s)", self.assignment.job_id, reason)
+
+    def usage(self) -> tuple[float, int]:
+        """CPU seconds and resident bytes of the payload's process tree, for heartbeats."""
+        with self._lock:
+            payload, final = self._payload, self._final_usage
+        if final is not None:
+            return final
+        if payload is None:
+            return 0.0, 0
+        sample = payload.sample()
+        return sample.cpu_s, sample.rss_bytes
+
+    def run(self) -> JobOutcome:
+        """Run the job to the end; blocks; failures are returned, not raised."""
+        try:
+            self._timed("stage_in", self._stage_in)
+        except _Abort as abort:
+            return self._outcome(abort.verdict, None, None)
+        result: Optional[RunResult] = None
+        try:
+            result = self._execute()
+            verdict = judge(result)
+        except _Abort as abort:
+            verdict = abort.verdict
+        return self._stage_out(verdict, result)
+
+    def _timed(self, phase: str, step: Callable[[], None]) -> None:
+        started_s = time.monotonic()
+        try:
+            step()
+        finally:
+            self._timings_s[phase] = time.monotonic() - started_s
+
+    def _check_kill(self) -> None:
+        if self._kill_requested.is_set():
+            minor = MinorStatus.KILLED.with_detail(self._kill_reason)
+            raise _Abort(Verdict(JobStatus.KILLED, minor))
+
+    # -- stage in
+
+    def _stage_in(self) -> None:
+        self._check_kill()
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for sha256 in self.assignment.input_sandboxes:
+                self._check_kill()
+                fd, name = tempfile.mkstemp(prefix=".gridpilot-input-", dir=self.workdir)
+                os.close(fd)
+                try:
+                    self._fetch(sha256.lower(), Path(name))
+                finally:
+                    Path(name).unlink(missing_ok=True)
+        except OSError as exc:  # _fetch turns its own errors into verdicts
+            logger.error("job %d: work dir %s: %s", self.assignment.job_id, self.workdir, exc)
+            raise _failed(MinorStatus.WORKDIR_UNAVAILABLE.value, infrastructure=True) from exc
+
+    def _fetch(self, sha256: str, archive: Path) -> None:
+        job_id = self.assignment.job_id
+        try:
+            self._transport.download_sandbox(sha256, archive)
+        except Exception as exc:  # boundary: the transport is the pilot's code
+            logger.error("job %d: input sandbox %s download failed: %s", job_id, sha256, exc)
+            raise _failed(MinorStatus.INPUT_DOWNLOAD_FAILED.value, infrastructure=True) from exc
+        try:
+            verify_sha256(archive, sha256)
+            unpack(archive, self.workdir, limits=self._config.sandbox_limits)
+        except ChecksumMismatch as exc:
+            logger.error("job %d: input sandbox: %s", job_id, exc)
+            raise _failed(MinorStatus.INPUT_CHECKSUM_MISMATCH.value, infrastructure=True) from exc
+        except UnsafeSandbox as exc:
+            logger.error("job %d: input sandbox %s refused: %s", job_id, sha256, exc)
+            minor = MinorStatus.INPUT_UNSAFE.with_detail(str(exc))
+            raise _failed(minor, infrastructure=False) from exc
+        except SandboxError as exc:
+            logger.error("job %d: input sandbox %s: %s", job_id, sha256, exc)
+            raise _failed(MinorStatus.INPUT_UNREADABLE.value, infrastructure=False) from exc
+        except OSError as exc:
+            logger.error("job %d: unpacking input sandbox %s: %s", job_id, sha256, exc)
+            raise _failed(MinorStatus.INPUT_UNPACK_FAILED.value, infrastructure=True) from exc
+
+    # -- payload
+
+    def _execute(self) -> RunResult:
+        started_s = time.monotonic()
+        try:
+            runtime = self._runtime()
+            spec = self._spec()
+            self._check_kill()
+            self._notify_running()
+            payload = self._start(runtime, spec)
+        finally:
+            self._timings_s["setup"] = time.monotonic() - started_s
+        with self._lock:
+            self._payload = payload
+        result = self._supervise(payload)
+        with self._lock:
+            self._final_usage = (result.cpu_s, 0)
+        self._timings_s["payload"] = result.wall_s
+        return result
+
+    def _runtime(self) -> ContainerRuntime:
+        name = self._config.runtime
+        factory = RUNTIMES.get(name)
+        if name == "plain" and not self._config.allow_plain:
+            detail = "plain execution is not allowed on this site"
+        elif factory is None:
+            detail = f"unknown runtime {name!r}"
+        else:
+            runtime = factory()
+            if runtime.available():
+                return runtime
+            detail = f"{name} is not available on this node"
+        raise _failed(MinorStatus.RUNTIME_UNAVAILABLE.with_detail(detail), infrastructure=True)
+
+    def _spec(self) -> RunSpec:
+        job = self.assignment
+        env = {n: os.environ[n] for n in self._config.env_passthrough if n in os.environ}
+        env.setdefault("PATH", DEFAULT_PATH)
+        env.update(_user_env(job.description))
+        cores = str(max(1, job.cores))
+        env.setdefault("OMP_NUM_THREADS", cores)
+        env.update(
+            HOME=str(self.workdir),
+            PWD=str(self.workdir),
+            GRIDPILOT_JOB_ID=str(job.job_id),
+            GRIDPILOT_WORKDIR=str(self.workdir),
+            GRIDPILOT_CORES=cores,
+        )
+        return RunSpec(
+            argv=[job.executable, *job.arguments],
+            cwd=self.workdir,
+            env=env,
+            stdout_path=_work_file(self.workdir, job.stdout),
+            stderr_path=_work_file(self.workdir, job.stderr),
+            cores=max(1, job.cores),
+            image=job.container,
+        )
+
+    def _notify_running(self) -> None:
+        if self._on_running is None:
+            return
+        try:
+            self._on_running()
+        except Exception:  # boundary: the pilot's callback must not stop the job
+            logger.exception("job %d: on_running callback failed", self.assignment.job_id)
+
+    def _start(self, runtime: ContainerRuntime, spec: RunSpec) -> RunningPayload:
+        try:
+            return runtime.start(spec)
+        except ExecutableNotFound as exc:
+            minor = MinorStatus.APPLICATION_NOT_FOUND.with_detail(exc.executable)
+            raise _failed(minor, infrastructure=False) from exc
+        except PayloadStartError as exc:
+            minor = MinorStatus.APPLICATION_NOT_STARTED.with_detail(str(exc))
+            raise _failed(minor, infrastructure=False) from exc
+        except RuntimeUnavailable as exc:
+            minor = MinorStatus.RUNTIME_UNAVAILABLE.with_detail(str(exc))
+            raise _failed(minor, infrastructure=True) from exc
+        except RuntimeFailure as exc:
+            minor = MinorStatus.RUNTIME_FAILURE.with_detail(str(exc))
+            raise _failed(minor, infrastructure=True) from exc
+
+    def _supervise(self, payload: RunningPayload) -> RunResult:
+        killed = False
+        next_sample_s = time.monotonic()
+        while True:
+            if self._kill_requested.is_set() and not killed:
+                payload.kill_tree(self._kill_reason, self._config.kill_grace_s)
+                killed = True
+            if time.monotonic() >= next_sample_s:
+                payload.sample()
+                next_sample_s += USAGE_SAMPLE_INTERVAL_S
+            if payload.wait(timeout_s=SUPERVISE_POLL_S) is not None:
+                return payload.finish(self._config.kill_grace_s)
+
+    # -- stage out
+
+    def _stage_out(self, verdict: Verdict, result: Optional[RunResult]) -> JobOutcome:
+        started_s = time.monotonic()
+        packed: Optional[PackResult] = None
+        if self.assignment.output_sandbox:
+            packed, verdict = self._collect_output(verdict)
+        self._timings_s["stage_out"] = time.monotonic() - started_s
+        return self._outcome(verdict, result, packed)
+
+    def _collect_output(self, verdict: Verdict) -> tuple[Optional[PackResult], Verdict]:
+        job = self.assignment
+        first = [p for p in job.output_sandbox if p in (job.stdout, job.stderr)]
+        patterns = first + [p for p in job.output_sandbox if p not in first]
+        archive = self.workdir / f".gridpilot-output-{job.job_id}.tar.gz"
+        try:
+            packed = pack(
+                self.workdir, patterns, archive, max_bytes=self._config.max_output_sandbox_bytes
+            )
+        except (OSError, SandboxError) as exc:
+            logger.error("job %d: packing the output sandbox failed: %s", job.job_id, exc)
+            return None, verdict.stage_out_failed(MinorStatus.OUTPUT_PACK_FAILED)
+        try:
+            if packed.included and not self._upload(packed):
+                return None, verdict.stage_out_failed(MinorStatus.OUTPUT_UPLOAD_FAILED)
+        finally:
+            archive.unlink(missing_ok=True)
+        if packed.left_out and verdict.status == JobStatus.DONE:
+            detail = f"{len(packed.left_out)} file(s) left out"
+            minor = MinorStatus.OUTPUT_OVER_LIMIT.with_detail(detail)
+            verdict = dataclasses.replace(verdict, minor_status=minor)
+        return packed, verdict
+
+    def _upload(self, packed: PackResult) -> bool:
+        attempts = 1 + max(0, self._config.upload_retries)
+        delay_s = self._config.upload_backoff_s
+        for attempt in range(1, attempts + 1):
+            try:
+                self._transport.upload_sandbox(packed.path, packed.sha256)
+                return True
+            except Exception:  # boundary: the transport is the pilot's code
+                logger.warning(
+                    "job %d: output sandbox upload %d/%d failed",
+                    self.assignment.job_id,
+                    attempt,
+                    attempts,
+                    exc_info=True,
+                )
+            if attempt < attempts:
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, MAX_UPLOAD_BACKOFF_S)
+        return False
+
+    def _outcome(
+        self, verdict: Verdict, result: Optional[RunResult], packed: Optional[PackResult]
+    ) -> JobOutcome:
+        outcome = JobOutcome(
+            status=verdict.status,
+            minor_status=verdict.minor_status,
+            application_status=verdict.application_status,
+            exit_code=verdict.exit_code,
+            output_sandbox=packed.sha256 if packed is not None and packed.included else "",
+            timings_s=dict(self._timings_s),
+            cpu_s=result.cpu_s if result is not None else 0.0,
+            max_rss_bytes=result.max_rss_bytes if result is not None else 0,
+            infrastructure_error=verdict.infrastructure_error,
+            output_missing=list(packed.missing) if packed is not None else [],
+            output_left_out=list(packed.left_out) if packed is not None else [],
+        )
+        logger.info(
+            "job %d: %s (%s) %s",
+            self.assignment.job_id,
+            outcome.status.value,
+            outcome.minor_status,
+            outcome.application_status,
+        )
+        return outcome
+
+
+__all__ = ["RUNTIMES", "JobOutcome", "JobRun", "MinorStatus", "SandboxTransport", "WrapperConfig"]

@@ -1,0 +1,123 @@
+"""What a finished job reports: final state, minor status, exit code, resources.
+
+Minor statuses are ``MinorStatus`` values, some followed by ``": <detail>"``. A payload
+ended by signal N reports exit code 128 + N and the application status
+"Killed by signal N (SIGNAME)".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import signal as signals
+from typing import Optional
+
+from pilot.protocol import JobStatus, JobStatusUpdate
+from wrapper.runtime import RunResult
+
+
+class MinorStatus(str, enum.Enum):
+    """Fixed parts of the minor statuses a job can end with."""
+
+    EXECUTION_COMPLETE = "Execution Complete"
+    APPLICATION_ERRORS = "Application Finished With Errors"
+    APPLICATION_NOT_FOUND = "Application Not Found"
+    APPLICATION_NOT_STARTED = "Application Could Not Start"
+    KILLED = "Killed"
+    WORKDIR_UNAVAILABLE = "Work Directory Unavailable"
+    INPUT_DOWNLOAD_FAILED = "Input Sandbox Download Failed"
+    INPUT_CHECKSUM_MISMATCH = "Input Sandbox Checksum Mismatch"
+    INPUT_UNSAFE = "Unsafe Input Sandbox"
+    INPUT_UNREADABLE = "Input Sandbox Unreadable"
+    INPUT_UNPACK_FAILED = "Input Sandbox Unpack Failed"
+    INVALID_OUTPUT_NAME = "Invalid StdOutput Or StdError"
+    RUNTIME_UNAVAILABLE = "Runtime Unavailable"
+    RUNTIME_FAILURE = "Runtime Failure"
+    OUTPUT_OVER_LIMIT = "Output Sandbox Over Limit"
+    OUTPUT_PACK_FAILED = "Output Sandbox Packing Failed"
+    OUTPUT_UPLOAD_FAILED = "Output Sandbox Upload Failed"
+
+    def with_detail(self, detail: str) -> str:
+        return f"{self.value}: {detail}" if detail else self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOutcome:
+    """How the job ended, ready to become the final ``JobStatusUpdate``."""
+
+    status: JobStatus
+    minor_status: str
+    application_status: str
+    exit_code: Optional[int]
+    output_sandbox: str
+    timings_s: dict[str, float]
+    cpu_s: float
+    max_rss_bytes: int
+    infrastructure_error: bool
+    output_missing: list[str] = dataclasses.field(default_factory=list)
+    """Output patterns that matched nothing."""
+    output_left_out: list[str] = dataclasses.field(default_factory=list)
+    """Output files not uploaded because the sandbox would have gone over its cap."""
+
+    def to_status_update(self) -> JobStatusUpdate:
+        return JobStatusUpdate(
+            status=self.status,
+            minor_status=self.minor_status,
+            application_status=self.application_status,
+            exit_code=self.exit_code,
+            output_sandbox=self.output_sandbox,
+            timings_s=dict(self.timings_s),
+            cpu_s=self.cpu_s,
+            max_rss_bytes=self.max_rss_bytes,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """A job's final state before the output sandbox is accounted for."""
+
+    status: JobStatus
+    minor_status: str
+    infrastructure_error: bool = False
+    application_status: str = ""
+    exit_code: Optional[int] = None
+
+    def stage_out_failed(self, minor: MinorStatus) -> Verdict:
+        """A failed stage-out fails a job that had succeeded; other verdicts stand."""
+        if self.status != JobStatus.DONE:
+            return self
+        return dataclasses.replace(
+            self, status=JobStatus.FAILED, minor_status=minor.value, infrastructure_error=True
+        )
+
+
+def application_status(result: RunResult) -> str:
+    """How the payload ended, in words: exit code or killing signal."""
+    if result.signal is not None:
+        try:
+            name = signals.Signals(result.signal).name
+        except ValueError:
+            name = "unknown"
+        return f"Killed by signal {result.signal} ({name})"
+    return f"Exit code {result.exit_code}"
+
+
+def judge(result: RunResult) -> Verdict:
+    """The job's state from how its payload ended."""
+    status, infrastructure = JobStatus.FAILED, False
+    if result.killed_reason:
+        status, minor = JobStatus.KILLED, MinorStatus.KILLED.with_detail(result.killed_reason)
+    elif result.infrastructure_error:
+        minor = MinorStatus.RUNTIME_FAILURE.with_detail(result.infrastructure_error)
+        infrastructure = True
+    elif result.shell_exit_code == 0:
+        status, minor = JobStatus.DONE, MinorStatus.EXECUTION_COMPLETE.value
+    else:
+        minor = MinorStatus.APPLICATION_ERRORS.value
+    return Verdict(
+        status=status,
+        minor_status=minor,
+        infrastructure_error=infrastructure,
+        application_status=application_status(result),
+        exit_code=result.shell_exit_code,
+    )

@@ -1,0 +1,345 @@
+"""Sandboxes: gzip-compressed tar archives named by the sha256 of their bytes.
+
+``pack`` collects files by name, glob or directory from one base directory and never follows
+a symlink out of it. ``unpack`` validates every member itself (Python 3.9 patch releases do
+not all have tarfile's ``filter=``) and never writes outside the destination: absolute names,
+``..``, links leading out, devices, fifos and archives over the limits are refused with
+``UnsafeSandbox`` naming the member.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import logging
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, BinaryIO, Optional
+
+from wrapper.errors import ChecksumMismatch, SandboxError, UnsafeSandbox
+from wrapper.patterns import inside, select
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024**3
+CHUNK_BYTES = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLimits:
+    """What ``unpack`` accepts: archive size, member count and bytes written."""
+
+    max_bytes: int = 10 * GIB
+    max_files: int = 100_000
+    max_unpacked_bytes: int = 20 * GIB
+
+
+@dataclasses.dataclass(frozen=True)
+class PackResult:
+    """The archive written by ``pack`` and what went into it.
+
+    ``included`` names the files stored (directories are stored too, so empty ones survive,
+    but are not listed); ``missing`` names the patterns that matched nothing that could be
+    stored; ``left_out`` names the files that matched but did not fit under ``max_bytes``.
+    """
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    included: list[str]
+    missing: list[str]
+    left_out: list[str]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected_sha256: str) -> None:
+    """Raise ``ChecksumMismatch`` unless the file hashes to ``expected_sha256``."""
+    actual = sha256_file(path)
+    if actual != expected_sha256.lower():
+        raise ChecksumMismatch(expected_sha256, actual)
+
+
+# ----------------------------------------------------------------------------- packing
+
+
+class _HashingWriter:
+    """File-like sink that hashes and counts the bytes it passes on."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.size_bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size_bytes += len(data)
+        return self._handle.write(data)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+
+def _open_member(base_real: str, name: str, kind: str) -> Optional[BinaryIO]:
+    """Open a file to store, or None when it is a link out of the base or not a file."""
+    abs_path = os.path.join(base_real, name)
+    if kind == "link":
+        target = os.path.realpath(abs_path)
+        if not inside(target, base_real) or not os.path.isfile(target):
+            logger.warning("not packing %s: link to something outside or not a file", name)
+            return None
+        abs_path = target
+    fd = os.open(abs_path, os.O_RDONLY | os.O_NOFOLLOW)
+    return os.fdopen(fd, "rb")
+
+
+def _add_file(tar: tarfile.TarFile, name: str, handle: BinaryIO) -> None:
+    st = os.fstat(handle.fileno())
+    info = tarfile.TarInfo(name)
+    info.size = st.st_size
+    info.mode = stat.S_IMODE(st.st_mode) & 0o777
+    info.mtime = int(st.st_mtime)
+    tar.addfile(info, handle)
+
+
+def _add_dir(tar: tarfile.TarFile, base_real: str, name: str) -> None:
+    st = os.lstat(os.path.join(base_real, name))
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = stat.S_IMODE(st.st_mode) & 0o777
+    info.mtime = int(st.st_mtime)
+    tar.addfile(info)
+
+
+class _Packer:
+    """Adds entries to an open tar while keeping the size cap."""
+
+    def __init__(self, tar: tarfile.TarFile, base_real: str, max_bytes: Optional[int]) -> None:
+        self.tar = tar
+        self.base_real = base_real
+        self.max_bytes = max_bytes
+        self.total_bytes = 0
+        self.stored: list[str] = []
+        self.included: list[str] = []
+        self.left_out: list[str] = []
+
+    def add(self, name: str, kind: str) -> None:
+        if kind == "dir":
+            _add_dir(self.tar, self.base_real, name)
+            self.stored.append(name)
+            return
+        try:
+            handle = _open_member(self.base_real, name, kind)
+        except OSError as exc:
+            logger.warning("not packing %s: %s", name, exc)
+            return
+        if handle is None:
+            return
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if self.max_bytes is not None and self.total_bytes + size > self.max_bytes:
+                self.left_out.append(name)
+                return
+            _add_file(self.tar, name, handle)
+        self.total_bytes += size
+        self.included.append(name)
+        self.stored.append(name)
+
+
+def pack(
+    base_dir: Path, patterns: Sequence[str], dest: Path, *, max_bytes: Optional[int] = None
+) -> PackResult:
+    """Write the files ``patterns`` select under ``base_dir`` to the archive ``dest``.
+
+    ``max_bytes`` caps the summed size of the stored files; files that would go over it are
+    skipped (in order) and listed in ``left_out``. ``dest`` itself is never packed.
+    """
+    base_real = os.path.realpath(base_dir)
+    dest_real = os.path.realpath(dest)
+    skip = os.path.relpath(dest_real, base_real) if inside(dest_real, base_real) else ""
+    chosen, per_pattern = select(base_real, patterns, skip.replace(os.sep, "/"))
+    with open(dest, "wb") as raw:
+        sink = _HashingWriter(raw)
+        # mtime=0 and no file name in the gzip header: the same files give the same digest.
+        gz = gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6)
+        with gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            packer = _Packer(tar, base_real, max_bytes)
+            for name, kind in chosen.items():
+                packer.add(name, kind)
+    found = set(packer.stored) | set(packer.left_out)
+    missing = [p for p, names in per_pattern.items() if not found.intersection(names)]
+    if packer.left_out:
+        logger.warning("sandbox %s: %d file(s) over the cap left out", dest, len(packer.left_out))
+    return PackResult(
+        path=dest,
+        sha256=sink.digest.hexdigest(),
+        size_bytes=sink.size_bytes,
+        included=packer.included,
+        missing=missing,
+        left_out=packer.left_out,
+    )
+
+
+# --------------------------------------------------------------------------- unpacking
+
+
+def _member_name(raw: str) -> str:
+    """The member's name relative to the destination ("" for the root itself)."""
+    if raw.startswith("/"):
+        raise UnsafeSandbox(raw, "absolute path")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeSandbox(raw, "'..' in path")
+    return "/".join(parts)
+
+
+class _Extractor:
+    """Writes validated members under ``root`` while counting members and bytes."""
+
+    def __init__(self, root: str, limits: SandboxLimits) -> None:
+        self.root = root
+        self.limits = limits
+        self.names: list[str] = []
+        self.links: list[tuple[str, str]] = []
+        self.member_count = 0
+        self.unpacked_bytes = 0
+
+    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        self.member_count += 1
+        if self.member_count > self.limits.max_files:
+            raise UnsafeSandbox(member.name, f"more than {self.limits.max_files} members")
+        name = _member_name(member.name)
+        if not name:
+            if member.isdir():
+                return
+            raise UnsafeSandbox(member.name, "no file name")
+        if member.isdir():
+            path = self._directory(name.split("/"), name)
+            os.chmod(path, (stat.S_IMODE(member.mode) & 0o777) | 0o700)
+        elif member.issym():
+            self._symlink(name, member.linkname)
+        elif member.islnk():
+            self._hardlink(name, member.linkname)
+        elif member.isreg() and not member.issparse():
+            self._regular(tar, member, name)
+        else:
+            raise UnsafeSandbox(name, "device, fifo or other special file")
+        self.names.append(name)
+
+    def finish(self) -> None:
+        """Refuse links that a later member turned into a way out of the tree."""
+        for name, path in self.links:
+            if os.path.islink(path) and not inside(os.path.realpath(path), self.root):
+                os.unlink(path)
+                raise UnsafeSandbox(name, "link leads outside the work dir")
+
+    def _directory(self, parts: list[str], member: str) -> str:
+        """Create ``parts`` below the root one level at a time; return its real path."""
+        current = self.root
+        for part in parts:
+            candidate = os.path.join(current, part)
+            try:
+                mode = os.lstat(candidate).st_mode
+            except FileNotFoundError:
+                os.mkdir(candidate, 0o700)
+                current = candidate
+                continue
+            if stat.S_ISLNK(mode):
+                candidate = os.path.realpath(candidate)
+                if not inside(candidate, self.root) or not os.path.isdir(candidate):
+                    raise UnsafeSandbox(member, "path goes through a link leading outside")
+            elif not stat.S_ISDIR(mode):
+                raise UnsafeSandbox(member, f"{part!r} is not a directory")
+            current = candidate
+        return current
+
+    def _target(self, name: str) -> str:
+        """Real path for a new non-directory member, with whatever was there removed."""
+        parent_name, _, base = name.rpartition("/")
+        parent = self._directory(parent_name.split("/") if parent_name else [], name)
+        path = os.path.join(parent, base)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return path
+        if stat.S_ISDIR(mode):
+            raise UnsafeSandbox(name, "would replace a directory")
+        os.unlink(path)
+        return path
+
+    def _symlink(self, name: str, link: str) -> None:
+        if not link or link.startswith("/"):
+            raise UnsafeSandbox(name, f"link to absolute path {link!r}")
+        path = self._target(name)
+        if not inside(os.path.realpath(os.path.join(os.path.dirname(path), link)), self.root):
+            raise UnsafeSandbox(name, f"link to {link!r} leads outside the work dir")
+        os.symlink(link, path)
+        self.links.append((name, path))
+
+    def _hardlink(self, name: str, link: str) -> None:
+        try:
+            source = os.path.realpath(os.path.join(self.root, _member_name(link)))
+        except UnsafeSandbox:
+            raise UnsafeSandbox(name, f"hard link to {link!r} outside the work dir") from None
+        if not inside(source, self.root) or not os.path.isfile(source):
+            raise UnsafeSandbox(name, f"hard link to {link!r}: not a file inside the work dir")
+        path = self._target(name)
+        try:
+            os.link(source, path)
+        except OSError:
+            with open(source, "rb") as handle:
+                self._write(handle, path, name, os.stat(source).st_mode)
+
+    def _regular(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
+        if self.unpacked_bytes + member.size > self.limits.max_unpacked_bytes:
+            raise UnsafeSandbox(name, f"more than {self.limits.max_unpacked_bytes} bytes")
+        source = tar.extractfile(member)
+        if source is None:
+            raise UnsafeSandbox(name, "unreadable member")
+        with source:
+            self._write(source, self._target(name), name, member.mode, member.mtime)
+
+    def _write(
+        self, source: IO[bytes], path: str, name: str, mode: int, mtime: Optional[float] = None
+    ) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
+                self.unpacked_bytes += len(chunk)
+                if self.unpacked_bytes > self.limits.max_unpacked_bytes:
+                    raise UnsafeSandbox(name, f"more than {self.limits.max_unpacked_bytes} bytes")
+                out.write(chunk)
+            out.flush()
+            os.fchmod(fd, (stat.S_IMODE(mode) & 0o777) | 0o600)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+
+
+def unpack(archive: Path, dest: Path, *, limits: SandboxLimits = SandboxLimits()) -> list[str]:
+    """Extract ``archive`` into ``dest`` safely; return the member names written."""
+    size_bytes = archive.stat().st_size
+    if size_bytes > limits.max_bytes:
+        raise UnsafeSandbox(archive.name, f"archive of {size_bytes} bytes over {limits.max_bytes}")
+    dest.mkdir(parents=True, exist_ok=True)
+    extractor = _Extractor(os.path.realpath(dest), limits)
+    try:
+        with tarfile.open(archive, mode="r|*") as tar:
+            for member in tar:
+                extractor.add(tar, member)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SandboxError(f"unreadable sandbox archive {archive.name}: {exc}") from exc
+    extractor.finish()
+    return extractor.names
