@@ -24,6 +24,7 @@ MIN_PROTOCOL_VERSION = 1
 """Pilots announcing an older protocol get HTTP 426."""
 
 PROTOCOL_HEADER = "X-Gridpilot-Protocol"
+LOG_STREAMS = ("stdout", "stderr")
 API_PREFIX = "/api/v1"
 
 
@@ -245,6 +246,8 @@ class JobStatusUpdate(Message):
     """Phase durations: match, stage_in, setup, payload, stage_out."""
     cpu_s: Optional[float] = None
     max_rss_bytes: Optional[int] = None
+    infrastructure_error: bool = False
+    """The node or runtime failed, not the payload: the coordinator reschedules the job."""
 
     _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
 
@@ -254,6 +257,8 @@ class Heartbeat(Message):
     cpu_s: Optional[float] = None
     rss_bytes: Optional[int] = None
     wall_s: Optional[float] = None
+    log_offsets: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Bytes of each stream (``stdout``, ``stderr``) the pilot has shipped so far."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +332,13 @@ class JobInfo(Message):
     _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
 
 
+@dataclasses.dataclass(frozen=True)
+class LogAppendReply(Message):
+    """Answer to a log chunk: where the stored stream now ends."""
+
+    next_offset: int
+
+
 MESSAGES: tuple[type[Message], ...] = (
     ErrorBody,
     CheckReport,
@@ -344,6 +356,7 @@ MESSAGES: tuple[type[Message], ...] = (
     SandboxInfo,
     HistoryEntry,
     JobInfo,
+    LogAppendReply,
 )
 
 
@@ -358,6 +371,7 @@ def message_schema() -> dict[str, dict[str, str]]:
 __all__ = [
     "API_PREFIX",
     "FINAL_STATUSES",
+    "LOG_STREAMS",
     "MESSAGES",
     "MIN_PROTOCOL_VERSION",
     "PROTOCOL_HEADER",
@@ -374,6 +388,7 @@ __all__ = [
     "JobInfo",
     "JobStatus",
     "JobStatusUpdate",
+    "LogAppendReply",
     "MatchReply",
     "MatchRequest",
     "Message",

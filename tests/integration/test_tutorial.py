@@ -172,7 +172,8 @@ def test_demo_runs_the_tutorial_end_to_end(tmp_path: Path) -> None:
     assert "JobID = 1" in out
     assert "JobID=1 Status=Done;" in out
     history = out.split("status history", 1)[1].split("---- StdOut")[0]
-    statuses = [line.split()[0] for line in history.splitlines()[2:] if line.strip()]
+    rows = [line.split() for line in history.splitlines() if line.startswith("  ")]
+    statuses = [row[0] for row in rows[1:]]  # rows[0] is the table header
     assert statuses[:3] == ["Received", "Checking", "Waiting"]
     assert statuses[-3:] == ["Matched", "Running", "Done"]
     stdout_part = out.split("---- StdOut ----", 1)[1]
