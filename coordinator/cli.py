@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from coordinator.display import format_status
+from coordinator.display import format_history, format_status
 from coordinator.errors import CoordinatorError
 from pilot import __version__
 from pilot.cli import add_worker_commands, setup_logging
@@ -210,14 +209,8 @@ def logging_info(
     if as_json:
         typer.echo(json.dumps([entry.to_dict() for entry in history], indent=2))
         return
-    typer.echo(
-        f"{'Status':<13} {'MinorStatus':<36} {'ApplicationStatus':<22} {'DateTime':<27} Source"
-    )
-    for entry in history:
-        typer.echo(
-            f"{entry.status.value:<13} {entry.minor_status or 'Unknown':<36} "
-            f"{entry.application_status or 'Unknown':<22} {entry.at:<27} {entry.source}"
-        )
+    for line in format_history(history):
+        typer.echo(line)
 
 
 @app.command("get-output")
@@ -229,22 +222,10 @@ def get_output(
     token_file: Optional[Path] = TOKEN_FILE_OPTION,
 ) -> None:
     """Download a job's output sandbox into DIR/<job id>/, checksum verified."""
-    from wrapper.errors import WrapperError
-    from wrapper.sandbox import unpack
+    from coordinator.output import retrieve_output
 
     client = _client(url, token, token_file)
-    info = _call(client.job, job_id)
-    if not info.output_sandbox:
-        raise _fail(f"job {job_id} has no output sandbox (status {info.status.value})")
-    target = (out_dir / str(job_id)).resolve()
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gridpilot-osb-") as tmp:
-        archive = Path(tmp) / "output.tar.gz"
-        _call(client.download_sandbox, info.output_sandbox, archive)
-        try:
-            names = unpack(archive, target)
-        except WrapperError as exc:
-            raise _fail(f"output sandbox of job {job_id} refused: {exc}") from exc
+    target, names = _call(retrieve_output, client, job_id, out_dir)
     typer.echo(f"Job output sandbox retrieved in {target}/ ({len(names)} file(s))")
 
 

@@ -18,11 +18,11 @@ from typing import Callable, Optional
 
 from coordinator.display import format_history, format_status
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
+from coordinator.output import retrieve_output
 from coordinator.server import start_in_thread
 from coordinator.settings import Settings
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.protocol import FINAL_STATUSES, JobStatus, Role, SubmitRequest
-from wrapper.sandbox import unpack
 
 TUTORIAL_JDL = """[
     JobName = "Simple_Job";
@@ -131,18 +131,8 @@ def run_demo(data_dir: Optional[Path], timeout_s: float, say: Callable[[str], No
 def _show_output(
     client: CoordinatorClient, job_id: int, out_dir: Path, say: Callable[[str], None]
 ) -> int:
-    info = client.job(job_id)
-    if not info.output_sandbox:
-        say(f"job {job_id} has no output sandbox")
-        return 1
-    target = out_dir / str(job_id)
-    target.mkdir(parents=True, exist_ok=True)
-    archive = out_dir / f"{job_id}.tar.gz"
-    client.download_sandbox(info.output_sandbox, archive)
-    unpack(archive, target)
-    archive.unlink()
-    names = ", ".join(sorted(p.name for p in target.iterdir()))
-    say(f"output sandbox retrieved in {target}/: {names}")
+    target, names = retrieve_output(client, job_id, out_dir)
+    say(f"output sandbox retrieved in {target}/: {', '.join(sorted(names))}")
     say("---- StdOut ----")
     say((target / "StdOut").read_text(encoding="utf-8", errors="replace").rstrip("\n"))
     return 0

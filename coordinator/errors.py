@@ -8,6 +8,7 @@ catches them for that purpose.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -19,6 +20,10 @@ class CoordinatorError(Exception):
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+
+    def response_headers(self) -> dict[str, str]:
+        """Extra HTTP headers the error response carries (``Retry-After`` for 429)."""
+        return {}
 
 
 class BadRequest(CoordinatorError):
@@ -85,3 +90,31 @@ class ChecksumMismatch(CoordinatorError):
 class PilotTooOld(CoordinatorError):
     http_status = 426
     code = "pilot_too_old"
+
+
+class OutputUnavailable(NotFound):
+    """A job has no output sandbox (yet)."""
+
+    code = "no_output"
+
+
+class UnsafeSandbox(CoordinatorError):
+    """A downloaded sandbox that would write outside its target dir (or is otherwise unsafe)."""
+
+    http_status = 422
+    code = "unsafe_sandbox"
+
+
+class RateLimited(CoordinatorError):
+    """Too many requests with one token; ``retry_after_s`` says when to come back."""
+
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, details={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+    def response_headers(self) -> dict[str, str]:
+        # Retry-After takes whole seconds; round up so a client never comes back too early.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}

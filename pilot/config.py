@@ -138,13 +138,17 @@ def load_config(
 ) -> PilotConfig:
     """Merge the sources (CLI > env > file > defaults) into one validated config."""
     merged: dict[str, Any] = {}
-    if config_file is not None:
-        merged.update(_from_file(config_file))
-    merged.update(_from_env(env))
-    merged.update({k: v for k, v in cli.items() if v is not None})
-    token_file = merged.pop("token_file", None)
-    if not merged.get("token") and token_file:
-        merged["token"] = _read_token(token_file)
+    layers = [
+        _from_file(config_file) if config_file is not None else {},
+        _from_env(env),
+        {k: v for k, v in cli.items() if v is not None},
+    ]
+    for layer in layers:
+        # A token file in a higher layer beats a token in a lower one (and vice versa).
+        token_file = layer.pop("token_file", None)
+        if token_file and not layer.get("token"):
+            layer["token"] = _read_token(token_file)
+        merged.update(layer)
     unknown = sorted(set(merged) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"unknown pilot setting(s): {', '.join(unknown)}")

@@ -12,17 +12,10 @@ from typing import Any, Callable
 
 import pytest
 
+from coordinator.demo import TUTORIAL_JDL
 from pilot.protocol import Role
 
-TUTORIAL_JDL = """[
-    JobName = "Simple_Job";
-    Executable = "/bin/ls";
-    Arguments = "-ltr";
-    StdOutput = "StdOut";
-    StdError = "StdErr";
-    OutputSandbox = {"StdOut","StdErr"};
-]
-"""
+__all__ = ["TUTORIAL_JDL", "Pilot", "User"]
 
 
 class User:

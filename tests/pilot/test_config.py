@@ -84,3 +84,12 @@ def test_unknown_yaml_setting_is_refused(tmp_path: Path) -> None:
     config_file.write_text("idle_timeout: 5\n")
     with pytest.raises(ConfigError, match="unknown pilot setting"):
         load_config(_base(tmp_path), {}, config_file)
+
+
+def test_token_file_on_the_command_line_beats_a_token_in_the_environment(tmp_path: Path) -> None:
+    """A user's GRIDPILOT_TOKEN in the shell must not replace the pilot's own token."""
+    token_file = tmp_path / "pilot.token"
+    token_file.write_text("pilot-token")
+    values = {"url": "http://x", "workdir": str(tmp_path), "token_file": token_file}
+    config = load_config(values, {"GRIDPILOT_TOKEN": "user-token"})
+    assert config.token == "pilot-token"
