@@ -91,6 +91,12 @@ class CheckSpec:
     timeout_s: float = 10.0
     interval_s: Optional[float] = None
     source: CheckSource = CheckSource.CONFIG
+    origin: str = ""
+    """Where exactly it came from: a distribution, a config file, a script path."""
+    script: Optional[str] = None
+    """An executable (Nagios convention) the child process runs instead of ``ref``."""
+    load_error: Optional[str] = None
+    """Why this check cannot be loaded; it is then reported as failed, never dropped."""
 
     def __post_init__(self) -> None:
         validate_name(self.name)

@@ -1,8 +1,7 @@
 """Where checks come from.
 
-Today: the built-ins and ``module:function`` references. Entry points (group
-``gridpilot.checks``) and executable site scripts are the next sources; each will be a
-function here returning ``list[CheckSpec]`` with its own ``CheckSource``.
+The built-ins and loading ``module:function`` references. ``checks.discovery`` adds the
+other sources (entry points, config refs, scripts) and applies the config.
 """
 
 from __future__ import annotations
@@ -26,6 +25,15 @@ BUILTIN_REFS = (
     "checks.builtin.cores:cores",
     "checks.builtin.memory:memory",
     "checks.builtin.disk:disk",
+    "checks.builtin.load:load",
+    "checks.builtin.timeleft:timeleft",
+    "checks.builtin.userns:userns",
+    "checks.builtin.containers:containers",
+    "checks.builtin.cvmfs:cvmfs",
+    "checks.builtin.gpu:gpu",
+    "checks.builtin.cpuspeed:cpuspeed",
+    "checks.builtin.coordinator:coordinator",
+    "checks.builtin.clock:clock",
 )
 
 

@@ -1,28 +1,29 @@
 """Runs checks in child processes, all at once, each against its own deadline.
 
 A check that hangs (a dead mount, a stuck probe) is killed with its whole process group
-when its deadline passes and reported as ``timeout``: it can never hang the pilot. One
-loop multiplexes every child's pipes, so no check's output can block another's.
+when its deadline passes and reported as ``timeout``: it can never hang the pilot. The
+children are forked by one fork server (``checks.forkserver``), so the interpreter and the
+checks machinery are loaded once per run, not once per check. One loop multiplexes every
+child's pipes and the server's status pipe, so no check's output can block another's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import selectors
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from checks.api import CheckSpec
+from checks.api import CheckSource, CheckSpec
 from checks.errors import ChecksError
+from checks.forkserver import ForkServer
 from pilot.protocol import CheckReport, CheckStatus
 
 logger = logging.getLogger(__name__)
@@ -35,16 +36,16 @@ OUTPUT_LIMIT_BYTES = 64 * 1024
 
 RESULT_LIMIT_BYTES = 1024 * 1024
 REAP_TIMEOUT_S = 1.0
-_LINGER_POLL_S = 0.005
 _READ_CHUNK_BYTES = 65536
 
-# The child gets exactly the parent's sys.path (so checks import what the pilot imports,
+# The server gets exactly the parent's sys.path (so checks import what the pilot imports,
 # also from a zipapp) without PYTHONPATH's ordering, which would put site-packages ahead
 # of the standard library and the work dir on the path.
 _BOOTSTRAP = (
     "import sys, json; sys.path[:] = json.loads(sys.argv[2]); "
-    "from checks.child import main; sys.exit(main(sys.argv[1:2]))"
+    "from checks.forkserver import main; main()"
 )
+"""Run as ``python -c _BOOTSTRAP STATUS_FD SYS_PATH_JSON``."""
 
 
 @dataclasses.dataclass
@@ -53,13 +54,15 @@ class _Run:
 
     spec: CheckSpec
     fatal: bool
-    proc: subprocess.Popen[bytes]
     result_fd: int
     output_fd: int
-    input_fd: int
-    pending_input: bytes
     started_at: float
     deadline: float
+    index: int
+    """The check's job number in the fork server."""
+    returncode: Optional[int] = None
+    complete: bool = False
+    """The result pipe is closed and holds a JSON object: no need to wait for the exit."""
     result: bytearray = dataclasses.field(default_factory=bytearray)
     output: bytearray = dataclasses.field(default_factory=bytearray)
     result_closed_at: Optional[float] = None
@@ -77,16 +80,18 @@ class _Launch:
     options: Mapping[str, Mapping[str, Any]]
     node_facts: Mapping[str, Any]
 
-    def request(self, spec: CheckSpec) -> bytes:
-        """The JSON request for ``spec``'s child; TypeError/ValueError if not plain JSON."""
+    def request(self, spec: CheckSpec) -> dict[str, Any]:
+        """The request for ``spec``'s child; TypeError/ValueError if not plain JSON."""
         request = {
             "ref": spec.ref,
             "name": spec.name,
             "options": dict(self.options.get(spec.name, {})),
             "node_facts": dict(self.node_facts),
             "workdir": str(self.workdir),
+            "script": spec.script,
         }
-        return json.dumps(request, allow_nan=False).encode()
+        json.dumps(request, allow_nan=False)
+        return request
 
 
 def run_checks(
@@ -113,22 +118,171 @@ def run_checks(
         node_facts=node_facts or {},
     )
     slots: list[Union[CheckReport, _Run]] = []
+    jobs: list[dict[str, Any]] = []
     first_by_name: dict[str, CheckSpec] = {}
-    try:
-        for spec in specs:
-            fatal = spec.fatal or spec.name in fatal_names
-            first = first_by_name.setdefault(spec.name, spec)
-            if first is spec:
-                slots.append(_start(spec, fatal, launch))
-            else:
-                slots.append(_report(spec, fatal, CheckStatus.FAIL, _duplicate(spec, first)))
-        _supervise([slot for slot in slots if isinstance(slot, _Run)])
-    finally:
-        for slot in slots:
-            if isinstance(slot, _Run) and not slot.reaped:
-                _kill_group(slot)
-                _reap(slot)
+    for spec in specs:
+        fatal = spec.fatal or spec.name in fatal_names
+        first = first_by_name.setdefault(spec.name, spec)
+        if spec.load_error is not None:
+            slots.append(_report(spec, fatal, CheckStatus.FAIL, spec.load_error))
+        elif first is not spec:
+            slots.append(_report(spec, fatal, CheckStatus.FAIL, _duplicate(spec, first)))
+        else:
+            slots.append(_prepare(spec, fatal, launch, jobs))
+    runs = [slot for slot in slots if isinstance(slot, _Run)]
+    if runs:
+        server = ForkServer.start(
+            [sys.executable, "-c", _BOOTSTRAP, launch.sys_path_json],
+            jobs,
+            preload=sorted(
+                {r.spec.ref.partition(":")[0] for r in runs if r.spec.source is CheckSource.BUILTIN}
+            ),
+            env=launch.env,
+            workdir=launch.workdir,
+        )
+        try:
+            _supervise(runs, server)
+        finally:
+            server.shutdown()
     return [_final_report(slot) for slot in slots]
+
+
+def _prepare(
+    spec: CheckSpec, fatal: bool, launch: _Launch, jobs: list[dict[str, Any]]
+) -> Union[_Run, CheckReport]:
+    """Open the check's pipes and queue its job for the fork server."""
+    try:
+        request = launch.request(spec)
+    except (TypeError, ValueError) as exc:
+        return _report(spec, fatal, CheckStatus.FAIL, f"options or node facts not JSON: {exc}")
+    result_read, result_write = os.pipe()
+    output_read, output_write = os.pipe()
+    for fd in (result_read, output_read):
+        os.set_blocking(fd, False)
+    jobs.append({"result_fd": result_write, "output_fd": output_write, "request": request})
+    now = time.monotonic()
+    return _Run(spec, fatal, result_read, output_read, now, now + spec.timeout_s, len(jobs) - 1)
+
+
+def _supervise(runs: list[_Run], server: ForkServer) -> None:
+    selector = selectors.DefaultSelector()
+    try:
+        for run in runs:
+            selector.register(run.result_fd, selectors.EVENT_READ, (run, "result"))
+            selector.register(run.output_fd, selectors.EVENT_READ, (run, "output"))
+        if not server.closed:
+            selector.register(server.status_fd, selectors.EVENT_READ, (None, "status"))
+        active = list(runs)
+        while active:
+            now = time.monotonic()
+            for run in active:
+                done = run.complete or server.exited(run.index)
+                if run.result_closed_at is not None and done:
+                    _finish(run, selector, server, run.result_closed_at)
+                elif now >= run.deadline:
+                    _expire(run, selector, server, now)
+            active = [run for run in active if run.report is None]
+            if not active:
+                break
+            wait_s = min(run.deadline for run in active) - now
+            for key, _ in selector.select(max(wait_s, 0.0)):
+                run, stream = key.data
+                if stream == "status":
+                    server.on_status()
+                    if server.closed:
+                        selector.unregister(key.fd)
+                else:
+                    _service(run, stream, key.fd, selector)
+    finally:
+        selector.close()
+
+
+def _service(run: _Run, stream: str, fd: int, selector: selectors.BaseSelector) -> None:
+    if stream == "output":
+        if not _read_into(fd, run.output, OUTPUT_LIMIT_BYTES, keep_tail=True):
+            selector.unregister(fd)
+    elif not _read_into(fd, run.result, RESULT_LIMIT_BYTES, keep_tail=False):
+        selector.unregister(fd)
+        run.result_closed_at = time.monotonic()
+        run.complete = _decode(run.result) is not None
+
+
+def _read_some(fd: int) -> Optional[bytes]:
+    """What is available now (b"" at end of file), None when nothing is."""
+    try:
+        return os.read(fd, _READ_CHUNK_BYTES)
+    except BlockingIOError:
+        return None
+
+
+def _read_into(fd: int, buffer: bytearray, limit: int, *, keep_tail: bool) -> bool:
+    """Read what is available; False at end of file."""
+    while True:
+        chunk = _read_some(fd)
+        if chunk is None:
+            return True
+        if not chunk:
+            return False
+        if keep_tail:
+            buffer.extend(chunk)
+            del buffer[: max(0, len(buffer) - limit)]
+        elif len(buffer) <= limit:
+            buffer.extend(chunk)
+
+
+def _reap(run: _Run, server: ForkServer, *, need_exit_code: bool) -> None:
+    """Release the killed child's pipes, first waiting for its exit code if needed; once."""
+    run.reaped = True
+    if need_exit_code and not server.await_exit(run.index, REAP_TIMEOUT_S):
+        # Uninterruptible I/O (a dead mount): SIGKILL lands when the I/O returns.
+        pid = server.pid(run.index)
+        logger.warning("check %s (pid %s) not yet gone after SIGKILL", run.spec.name, pid)
+    run.returncode = server.returncode(run.index)
+    os.close(run.result_fd)
+    os.close(run.output_fd)
+    if run.output:
+        text = run.output.decode("utf-8", "replace").rstrip()
+        logger.debug("check %s output:\n%s", run.spec.name, text)
+
+
+def _unregister_all(run: _Run, selector: selectors.BaseSelector) -> None:
+    for fd in (run.result_fd, run.output_fd):
+        if fd in selector.get_map():
+            selector.unregister(fd)
+
+
+def _finish(
+    run: _Run, selector: selectors.BaseSelector, server: ForkServer, ended_at: float
+) -> None:
+    """Report a check whose child has sent its result (or exited without one)."""
+    _unregister_all(run, selector)
+    _read_into(run.output_fd, run.output, OUTPUT_LIMIT_BYTES, keep_tail=True)
+    # Processes the check left behind go with it.
+    server.kill(run.index)
+    _reap(run, server, need_exit_code=not run.complete)
+    run.report = _parse_result(run, ended_at - run.started_at)
+    logger.info(
+        "check %s: %s in %.3f s %s",
+        run.spec.name,
+        run.report.status.value,
+        run.report.duration_s,
+        run.report.message,
+    )
+
+
+def _expire(run: _Run, selector: selectors.BaseSelector, server: ForkServer, now: float) -> None:
+    """The deadline passed: kill the check's process group; use a result it already sent."""
+    _read_into(run.result_fd, run.result, RESULT_LIMIT_BYTES, keep_tail=False)
+    if run.result and _decode(run.result) is not None:
+        logger.warning("check %s kept running after its result; killed", run.spec.name)
+        _finish(run, selector, server, run.result_closed_at or now)
+        return
+    _unregister_all(run, selector)
+    server.kill(run.index)
+    _reap(run, server, need_exit_code=False)
+    message = f"no result within {run.spec.timeout_s:g} s; killed its process group"
+    run.report = _report(run.spec, run.fatal, CheckStatus.TIMEOUT, message, now - run.started_at)
+    logger.warning("check %s: %s", run.spec.name, message)
 
 
 def _final_report(slot: Union[CheckReport, _Run]) -> CheckReport:
@@ -141,184 +295,13 @@ def _final_report(slot: Union[CheckReport, _Run]) -> CheckReport:
 
 def _duplicate(spec: CheckSpec, first: CheckSpec) -> str:
     return (
-        f"duplicate check name {spec.name!r}: {spec.ref} ({spec.source.value}) clashes with"
-        f" {first.ref} ({first.source.value}), which runs under that name"
+        f"duplicate check name {spec.name!r}: {_where(spec)} ({spec.source.value}) clashes"
+        f" with {_where(first)} ({first.source.value}), which runs under that name"
     )
 
 
-def _start(spec: CheckSpec, fatal: bool, launch: _Launch) -> Union[_Run, CheckReport]:
-    try:
-        payload = launch.request(spec)
-    except (TypeError, ValueError) as exc:
-        return _report(spec, fatal, CheckStatus.FAIL, f"options or node facts not JSON: {exc}")
-    read_fd, write_fd = os.pipe()
-    started_at = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOTSTRAP, str(write_fd), launch.sys_path_json],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            bufsize=0,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            env=dict(launch.env),
-            cwd=str(launch.workdir) if launch.workdir.is_dir() else None,
-        )
-    except OSError as exc:
-        os.close(read_fd)
-        return _report(spec, fatal, CheckStatus.FAIL, f"cannot start the check process: {exc}")
-    finally:
-        os.close(write_fd)
-    output_fd, input_fd = _fd(proc.stdout), _fd(proc.stdin)
-    for fd in (read_fd, output_fd, input_fd):
-        os.set_blocking(fd, False)
-    deadline = started_at + spec.timeout_s
-    return _Run(spec, fatal, proc, read_fd, output_fd, input_fd, payload, started_at, deadline)
-
-
-def _fd(stream: Any) -> int:
-    fileno: int = stream.fileno()
-    return fileno
-
-
-def _supervise(runs: list[_Run]) -> None:
-    selector = selectors.DefaultSelector()
-    try:
-        for run in runs:
-            selector.register(run.result_fd, selectors.EVENT_READ, (run, "result"))
-            selector.register(run.output_fd, selectors.EVENT_READ, (run, "output"))
-            selector.register(run.input_fd, selectors.EVENT_WRITE, (run, "input"))
-        active = list(runs)
-        while active:
-            now = time.monotonic()
-            for run in active:
-                if run.result_closed_at is not None and _has_exited(run):
-                    _finish(run, selector, run.result_closed_at)
-                elif now >= run.deadline:
-                    _expire(run, selector, now)
-            active = [run for run in active if run.report is None]
-            if not active:
-                break
-            wait_s = min(run.deadline for run in active) - now
-            if any(run.result_closed_at is not None for run in active):
-                wait_s = min(wait_s, _LINGER_POLL_S)
-            for key, _ in selector.select(max(wait_s, 0.0)):
-                run, stream = key.data
-                _service(run, stream, key.fd, selector)
-    finally:
-        selector.close()
-
-
-def _service(run: _Run, stream: str, fd: int, selector: selectors.BaseSelector) -> None:
-    if stream == "input":
-        try:
-            written = os.write(fd, run.pending_input[:_READ_CHUNK_BYTES])
-            run.pending_input = run.pending_input[written:]
-        except BlockingIOError:
-            return
-        except OSError:  # the child is gone; its exit is reported elsewhere
-            run.pending_input = b""
-        if not run.pending_input:
-            selector.unregister(fd)
-            _close(run.proc.stdin)
-    elif stream == "output":
-        if not _read_into(fd, run.output, OUTPUT_LIMIT_BYTES, keep_tail=True):
-            selector.unregister(fd)
-    elif not _read_into(fd, run.result, RESULT_LIMIT_BYTES, keep_tail=False):
-        selector.unregister(fd)
-        run.result_closed_at = time.monotonic()
-
-
-def _read_into(fd: int, buffer: bytearray, limit: int, *, keep_tail: bool) -> bool:
-    """Read what is available; False at end of file."""
-    while True:
-        try:
-            chunk = os.read(fd, _READ_CHUNK_BYTES)
-        except BlockingIOError:
-            return True
-        if not chunk:
-            return False
-        if keep_tail:
-            buffer.extend(chunk)
-            del buffer[: max(0, len(buffer) - limit)]
-        elif len(buffer) <= limit:
-            buffer.extend(chunk)
-
-
-def _has_exited(run: _Run) -> bool:
-    """True once the child has exited, without reaping it (its pid stays ours to signal)."""
-    if hasattr(os, "waitid"):
-        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
-        try:
-            return os.waitid(os.P_PID, run.proc.pid, flags) is not None
-        except ChildProcessError:  # already reaped
-            return True
-    return run.proc.poll() is not None
-
-
-def _kill_group(run: _Run) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(run.proc.pid, signal.SIGKILL)
-
-
-def _reap(run: _Run) -> None:
-    """Wait for the killed child and release its pipes; once per run."""
-    run.reaped = True
-    try:
-        run.proc.wait(timeout=REAP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        # Uninterruptible I/O (a dead mount): SIGKILL lands when the I/O returns.
-        logger.warning("check %s (pid %d) not yet gone after SIGKILL", run.spec.name, run.proc.pid)
-    for stream in (run.proc.stdin, run.proc.stdout):
-        _close(stream)
-    os.close(run.result_fd)
-    if run.output:
-        text = run.output.decode("utf-8", "replace").rstrip()
-        logger.debug("check %s output:\n%s", run.spec.name, text)
-
-
-def _close(stream: Any) -> None:
-    if stream is not None and not stream.closed:
-        stream.close()
-
-
-def _unregister_all(run: _Run, selector: selectors.BaseSelector) -> None:
-    for fd in (run.result_fd, run.output_fd, run.input_fd):
-        if fd in selector.get_map():
-            selector.unregister(fd)
-
-
-def _finish(run: _Run, selector: selectors.BaseSelector, ended_at: float) -> None:
-    """Report a check whose child has sent its result (or exited without one)."""
-    _unregister_all(run, selector)
-    _read_into(run.output_fd, run.output, OUTPUT_LIMIT_BYTES, keep_tail=True)
-    # Processes the check left behind go with it.
-    _kill_group(run)
-    _reap(run)
-    run.report = _parse_result(run, ended_at - run.started_at)
-    logger.info(
-        "check %s: %s in %.3f s %s",
-        run.spec.name,
-        run.report.status.value,
-        run.report.duration_s,
-        run.report.message,
-    )
-
-
-def _expire(run: _Run, selector: selectors.BaseSelector, now: float) -> None:
-    """The deadline passed: kill the check's process group; use a result it already sent."""
-    _read_into(run.result_fd, run.result, RESULT_LIMIT_BYTES, keep_tail=False)
-    if run.result and _decode(run.result) is not None:
-        logger.warning("check %s kept running after its result; killed", run.spec.name)
-        _finish(run, selector, run.result_closed_at or now)
-        return
-    _unregister_all(run, selector)
-    _kill_group(run)
-    _reap(run)
-    message = f"no result within {run.spec.timeout_s:g} s; killed its process group"
-    run.report = _report(run.spec, run.fatal, CheckStatus.TIMEOUT, message, now - run.started_at)
-    logger.warning("check %s: %s", run.spec.name, message)
+def _where(spec: CheckSpec) -> str:
+    return spec.script or spec.ref
 
 
 def _decode(raw: bytearray) -> Optional[dict[str, Any]]:
@@ -353,14 +336,16 @@ def _parse_result(run: _Run, duration_s: float) -> CheckReport:
 
 
 def _no_result(run: _Run) -> str:
-    code = run.proc.returncode
+    code = run.returncode
     if code is not None and code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"
         except ValueError:
             how = f"was killed by signal {-code}"
-    else:
+    elif code is not None:
         how = f"exited with code {code}"
+    else:
+        how = "ended"
     lines = run.output.decode("utf-8", "replace").strip().splitlines()
     last = f": {lines[-1].strip()}" if lines else ""
     return f"check process {how} without a result{last}"

@@ -16,14 +16,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from coordinator.api import health, jobs, pilots, sandboxes
+from coordinator.api import (
+    health,
+    jobs,
+    logs,
+    metrics,
+    pilot_state,
+    pilots,
+    registry,
+    sandboxes,
+    tokens,
+)
 from coordinator.api.deps import AppContext
 from coordinator.api.limits import BodyLimitMiddleware
+from coordinator.api.openapi import install_openapi
 from coordinator.errors import CoordinatorError
 from coordinator.logic.auth import load_or_create_signing_key
+from coordinator.logic.ratelimit import TokenBuckets
 from coordinator.logic.sandboxes import SandboxFiles
+from coordinator.logic.tokens import RevocationList
 from coordinator.settings import Settings
 from coordinator.store.database import Database
+from coordinator.sweeper import running_sweeper
 from pilot import __version__
 from pilot.protocol import ErrorBody
 
@@ -44,7 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with running_sweeper(context.db, context.settings):
+            yield
         context.db.dispose()
 
     app = FastAPI(
@@ -53,11 +68,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.context = context
-    for module in (health, jobs, pilots, sandboxes):
+    for module in (health, jobs, logs, metrics, pilots, pilot_state, registry, sandboxes, tokens):
         app.include_router(module.router)
     for exc_class in (CoordinatorError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(exc_class, error_response)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    install_openapi(app)
     return app
 
 
@@ -70,6 +86,8 @@ def build_context(settings: Settings) -> AppContext:
     files = SandboxFiles(settings.sandbox_dir, settings.tmp_dir)
     files.prepare()
     return AppContext(
+        revocations=RevocationList(db, settings.revocation_refresh_s),
+        rate_limits=TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
         settings=settings,
         db=db,
         signing_key=signing_key,
@@ -83,6 +101,7 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, CoordinatorError):
         status, body = exc.http_status, ErrorBody(exc.code, exc.message, exc.details)
+        headers.update(exc.response_headers())
     elif isinstance(exc, RequestValidationError):
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}

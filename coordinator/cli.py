@@ -7,7 +7,6 @@ The only place on the coordinator side that prints or exits.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ import typer
 
 from coordinator.display import format_history, format_status
 from coordinator.errors import CoordinatorError
+from coordinator.tracking_cli import add_tracking_commands
 from pilot import __version__
 from pilot.cli import add_worker_commands, setup_logging
 from pilot.client import CoordinatorClient, RetryPolicy
@@ -33,6 +33,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Signed access tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+certs_app = typer.Typer(help="TLS certificates for trying HTTPS out.", no_args_is_help=True)
+app.add_typer(certs_app, name="certs")
 add_worker_commands(app)
 
 URL_OPTION = typer.Option(None, "--url", envvar="GRIDPILOT_URL", help="Coordinator URL")
@@ -40,6 +42,8 @@ TOKEN_OPTION = typer.Option(None, "--token", envvar="GRIDPILOT_TOKEN", help="Acc
 TOKEN_FILE_OPTION = typer.Option(
     None, "--token-file", envvar="GRIDPILOT_TOKEN_FILE", help="File holding the access token"
 )
+_ROOT_OPTIONS: dict[str, Any] = {}
+"""Options of the root command that apply to every subcommand (``--ca-bundle``)."""
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output")
 DATA_DIR_OPTION = typer.Option(
     Path("gridpilot-data"), "--data-dir", envvar="GRIDPILOT_DATA_DIR", help="Coordinator data dir"
@@ -55,8 +59,27 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True),
+    ca_bundle: Optional[Path] = typer.Option(
+        None,
+        "--ca-bundle",
+        envvar="GRIDPILOT_CA_BUNDLE",
+        help="CA certificates (PEM) to verify an https coordinator with [system CAs]",
+    ),
 ) -> None:
     """gridpilot: pilot agent, job wrapper and job coordinator."""
+    # Set once per invocation, before any subcommand runs; every client command reads it.
+    _ROOT_OPTIONS["ca_bundle"] = ca_bundle
+
+
+def _tls_verify() -> Any:
+    """What ``requests`` verifies the coordinator with: the root ``--ca-bundle`` (or
+    ``GRIDPILOT_CA_BUNDLE``), else the system's CAs."""
+    ca_bundle = _ROOT_OPTIONS.get("ca_bundle")
+    if ca_bundle is None:
+        return True
+    if not Path(ca_bundle).is_file():
+        raise _fail(f"--ca-bundle {ca_bundle}: no such file", EXIT_USAGE)
+    return str(ca_bundle)
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
@@ -73,14 +96,13 @@ def _client(
         token = token_file.expanduser().read_text(encoding="utf-8").strip()
     if not token:
         raise _fail("no token: give --token/--token-file or set GRIDPILOT_TOKEN", EXIT_USAGE)
-    verify: Any = os.environ.get("GRIDPILOT_CA_BUNDLE") or True
-    return CoordinatorClient(url, token, verify=verify, retry=RetryPolicy(max_retry_s=20.0))
+    return CoordinatorClient(url, token, verify=_tls_verify(), retry=RetryPolicy(max_retry_s=20.0))
 
 
-def _call(func: Any, *args: Any) -> Any:
+def _call(func: Any, *args: Any, **kwargs: Any) -> Any:
     """Run one client call; turn the coordinator's refusals into a clear message and exit 1."""
     try:
-        return func(*args)
+        return func(*args, **kwargs)
     except CoordinatorRejected as exc:
         detail = f" {json.dumps(exc.details)}" if exc.details else ""
         raise _fail(f"{exc.message} ({exc.code}, HTTP {exc.status}){detail}") from exc
@@ -104,26 +126,75 @@ def serve(
     match_retry_after_s: Optional[float] = typer.Option(
         None, help="How long a pilot that got no job waits before asking again"
     ),
+    rate_limit_per_s: Optional[float] = typer.Option(
+        None, help="Requests per second per token, per pilot for pilots; 0: no limit [200]"
+    ),
+    rate_limit_burst: Optional[int] = typer.Option(None, help="Burst size per token [1000]"),
+    match_timeout_s: Optional[float] = typer.Option(
+        None, help="Reschedule a Matched job not started within this [600]"
+    ),
+    heartbeat_timeout_s: Optional[float] = typer.Option(
+        None, help="A running job silent this long is Stalled [3 x heartbeat interval]"
+    ),
+    stalled_grace_s: Optional[float] = typer.Option(
+        None, help="A Stalled job is rescheduled after this [600]"
+    ),
+    max_reschedules: Optional[int] = typer.Option(None, help="Reschedulings per job [3]"),
+    sweep_interval_s: Optional[float] = typer.Option(None, help="Lease check period [10]"),
+    max_log_chunk_bytes: Optional[int] = typer.Option(None, help="Largest log chunk [1 MiB]"),
+    max_log_bytes: Optional[int] = typer.Option(None, help="Log bytes kept per job [100 MiB]"),
+    tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate chain: serve HTTPS"),
+    tls_key: Optional[Path] = typer.Option(None, help="PEM private key of --tls-cert"),
+    fair_share: Optional[Path] = typer.Option(
+        None, help="YAML/JSON file of owners' weights per VO: {vo: {owner: weight}}"
+    ),
+    fair_share_half_life_s: Optional[float] = typer.Option(
+        None, help="Owners' past usage counts half after this long [3600]"
+    ),
+    metrics_access: Optional[str] = typer.Option(
+        None, help="Who may read /metrics: open (no token) or admin [open]"
+    ),
+    sites: Optional[str] = typer.Option(
+        None, help="Comma-separated known site names: jobs naming others are refused"
+    ),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING, ERROR"),
 ) -> None:
     """Run the coordinator (SQLite database and sandboxes in the data dir).
 
     Every setting can also come from a GRIDPILOT_<SETTING> environment variable.
     """
+    from coordinator.certs import check_server_files
     from coordinator.server import run_server
     from coordinator.settings import Settings
 
     setup_logging(log_level)
-    settings = Settings.from_env(
-        data_dir.resolve(),
-        host=host,
-        port=port,
-        max_sandbox_bytes=max_sandbox_bytes,
-        max_request_bytes=max_request_bytes,
-        heartbeat_interval_s=heartbeat_interval_s,
-        match_retry_after_s=match_retry_after_s,
-    )
     try:
+        settings = Settings.from_env(
+            data_dir.resolve(),
+            host=host,
+            port=port,
+            max_sandbox_bytes=max_sandbox_bytes,
+            max_request_bytes=max_request_bytes,
+            heartbeat_interval_s=heartbeat_interval_s,
+            match_retry_after_s=match_retry_after_s,
+            rate_limit_per_s=rate_limit_per_s,
+            rate_limit_burst=rate_limit_burst,
+            match_timeout_s=match_timeout_s,
+            heartbeat_timeout_s=heartbeat_timeout_s,
+            stalled_grace_s=stalled_grace_s,
+            max_reschedules=max_reschedules,
+            sweep_interval_s=sweep_interval_s,
+            max_log_chunk_bytes=max_log_chunk_bytes,
+            max_log_bytes=max_log_bytes,
+            tls_cert_file=str(tls_cert.resolve()) if tls_cert else None,
+            tls_key_file=str(tls_key.resolve()) if tls_key else None,
+            fair_share_file=str(fair_share.resolve()) if fair_share else None,
+            fair_share_half_life_s=fair_share_half_life_s,
+            metrics_access=metrics_access,
+            sites=sites,
+        )
+        if settings.tls_cert_file:
+            check_server_files(settings.tls_cert_file, settings.tls_key_file)
         run_server(settings)
     except CoordinatorError as exc:
         raise _fail(exc.message, EXIT_USAGE) from exc
@@ -137,13 +208,81 @@ def token_create(
     group: str = typer.Option("", help="Group (DIRAC's OwnerGroup)"),
     ttl_days: float = typer.Option(30.0, help="Days until it expires"),
     data_dir: Path = DATA_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Print a token signed with the coordinator's key (run next to its data dir)."""
-    from coordinator.logic.auth import issue_token, load_or_create_signing_key
+    """Print a token signed with the coordinator's key (run next to its data dir).
 
-    key = load_or_create_signing_key(data_dir)
+    The token goes to stdout, its id and expiry to stderr (``--json``: all as JSON on stdout).
+    """
+    from coordinator.logic.auth import load_or_create_signing_key
+    from coordinator.logic.tokens import issue
+
     ttl_s = int(timedelta(days=ttl_days).total_seconds())
-    typer.echo(issue_token(key, subject=subject, vo=vo, role=role, ttl_s=ttl_s, group=group))
+    try:
+        key = load_or_create_signing_key(data_dir)
+        issued = issue(key, subject=subject, vo=vo, role=role, ttl_s=ttl_s, group=group)
+    except CoordinatorError as exc:
+        raise _fail(exc.message, EXIT_USAGE) from exc
+    expires_at = issued.claims.expires_at.isoformat()
+    if as_json:
+        fields = {"token": issued.token, "token_id": issued.claims.token_id}
+        typer.echo(json.dumps({**fields, "expires_at": expires_at}))
+        return
+    typer.echo(issued.token)
+    typer.echo(f"token id {issued.claims.token_id}, expires {expires_at}", err=True)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_ids: list[str] = typer.Argument(..., help="Token ids (printed by 'token create')"),
+    reason: str = typer.Option("", help="Why, kept with the revocation"),
+    url: Optional[str] = URL_OPTION,
+    token: Optional[str] = TOKEN_OPTION,
+    token_file: Optional[Path] = TOKEN_FILE_OPTION,
+) -> None:
+    """Revoke tokens through the coordinator (needs an admin token): refused from now on."""
+    client = _client(url, token, token_file)
+    for token_id in token_ids:
+        body = {"token_id": token_id, "reason": reason}
+        reply = _call(client.request, "POST", "/tokens/revoke", json=body).json()
+        typer.echo(f"Token {token_id}: revoked at {reply['revoked_at']} by {reply['revoked_by']}")
+
+
+@token_app.command("revoked")
+def token_revoked(
+    url: Optional[str] = URL_OPTION,
+    token: Optional[str] = TOKEN_OPTION,
+    token_file: Optional[Path] = TOKEN_FILE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List revoked token ids (needs an admin token)."""
+    client = _client(url, token, token_file)
+    revoked = _call(client.request, "GET", "/tokens/revoked").json()["revoked"]
+    if as_json:
+        typer.echo(json.dumps(revoked, indent=2))
+        return
+    for item in revoked:
+        fields = ("token_id", "revoked_at", "revoked_by", "reason")
+        typer.echo("  ".join(str(item[name]) for name in fields))
+
+
+@certs_app.command("dev")
+def certs_dev(
+    out: Path = typer.Option(..., "--out", help="Directory to write the PEM files into"),
+    hosts: list[str] = typer.Option([], "--host", help="Extra server name or IP (repeatable)"),
+) -> None:
+    """Write a development CA and a server certificate for localhost (and --host names)."""
+    from coordinator.certs import write_dev_certificates
+
+    try:
+        written = write_dev_certificates(out, hosts)
+    except CoordinatorError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(f"CA certificate:     {written.ca_cert}  (give clients --ca-bundle this file)")
+    typer.echo(f"CA key:             {written.ca_key}")
+    typer.echo(f"server certificate: {written.server_cert}  (for {', '.join(written.hosts)})")
+    typer.echo(f"server key:         {written.server_key}")
+    typer.echo(f"gridpilot serve --tls-cert {written.server_cert} --tls-key {written.server_key}")
 
 
 # -- users' job commands ------------------------------------------------------------------
@@ -294,6 +433,9 @@ def demo(
 
     setup_logging("WARNING")
     raise typer.Exit(run_demo(data_dir, timeout_s, typer.echo))
+
+
+add_tracking_commands(app, _client, _call)
 
 
 def main() -> None:

@@ -77,6 +77,28 @@ class LeaseLost(CoordinatorError):
     code = "lease_lost"
 
 
+class RescheduleLimit(CoordinatorError):
+    """A user asked to reschedule a job that has been rescheduled the maximum times."""
+
+    http_status = 409
+    code = "reschedule_limit"
+
+
+class LogGap(CoordinatorError):
+    """A log chunk starting past the stored end: bytes in between were lost."""
+
+    http_status = 409
+    code = "log_gap"
+
+
+class LogConflict(CoordinatorError):
+    """A log chunk whose bytes differ from the ones already stored at the same offsets,
+    or a log that can take no more bytes (the job is over)."""
+
+    http_status = 409
+    code = "log_conflict"
+
+
 class TooLarge(CoordinatorError):
     http_status = 413
     code = "too_large"

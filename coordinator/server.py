@@ -33,6 +33,9 @@ def _config(settings: Settings, *, access_log: bool) -> uvicorn.Config:
         access_log=access_log,
         # Sandboxes can be large: stream them without a per-request timeout.
         timeout_keep_alive=30,
+        # HTTPS when a certificate is configured (``gridpilot serve --tls-cert/--tls-key``).
+        ssl_certfile=settings.tls_cert_file or None,
+        ssl_keyfile=settings.tls_key_file or None,
     )
 
 
@@ -71,4 +74,5 @@ def start_in_thread(settings: Settings) -> EmbeddedServer:
             )
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    return EmbeddedServer(server, thread, f"http://{settings.host}:{port}")
+    scheme = "https" if settings.tls_cert_file else "http"
+    return EmbeddedServer(server, thread, f"{scheme}://{settings.host}:{port}")

@@ -1,14 +1,19 @@
 """The pilot's loop: checks -> register -> match -> run (N slots) -> report -> repeat/exit.
 
-One readable loop in ``Agent.run``. Each job runs in its own thread through the wrapper;
-the loop thread alone talks to the coordinator about matching and heartbeats, and wakes up
-whenever a job finishes. Stopping is warm then cold: the first ``request_stop`` takes no new
-work and lets running jobs finish; the second kills them.
+One readable loop in ``Agent._loop``. Each job runs in its own thread through the wrapper
+and reports its own final state (``pilot.reporting``); the loop thread alone matches, sends
+heartbeats, re-runs checks, resends kept reports and decides when to stop. It sleeps on a
+self-pipe (``pilot.signals``) that job threads and signal handlers write to, so it reacts at
+once and a signal handler never takes a lock.
+
+Stopping (``pilot.stopping``): a signal, a fatal check failing on a re-run, the black-hole
+guard and too little time left all mean "take no new work, let the running jobs finish, then
+exit", and the coordinator is told why (``PilotStateUpdate``). Only for signals is the drain
+bounded: a second signal, or ``drain_grace_s`` passing, kills the running payloads.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import threading
@@ -16,33 +21,47 @@ import time
 from collections.abc import Mapping
 from typing import Callable, Optional
 
-from checks.registry import builtin_checks
+from checks.api import CheckSpec
+from checks.discovery import discover
 from checks.runner import run_checks
-from pilot import __version__
-from pilot.client import CoordinatorClient
+from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.config import PilotConfig
-from pilot.errors import BlackHoleStop, CoordinatorRejected, FatalCheckFailed
+from pilot.containers import RuntimeOffer
+from pilot.errors import BlackHoleStop, CoordinatorUnreachable, FatalCheckFailed, PilotError
 from pilot.guard import BlackHoleGuard
-from pilot.node import detect_batch_slot, hostname
+from pilot.heartbeats import heartbeat_retry, send_heartbeat
+from pilot.joblogs import job_log_shipper
+from pilot.node import detect_batch_slot
 from pilot.protocol import (
     CheckReport,
-    CheckStatus,
-    CommandKind,
-    Heartbeat,
     JobAssignment,
-    JobStatus,
-    JobStatusUpdate,
-    MatchRequest,
     PilotRegistration,
+    PilotStateUpdate,
 )
-from pilot.slots import NodeCapacity, capacity_from_checks
-from wrapper.job import JobOutcome, JobRun, WrapperConfig
-from wrapper.sandbox import SandboxLimits
+from pilot.rechecks import RecheckSchedule
+from pilot.registration import (
+    build_registration,
+    fatal_failures,
+    match_request,
+    refuse_reason,
+    slot_end_epoch_s,
+)
+from pilot.reporting import JobReporter, RunningAnswer, final_update
+from pilot.signals import DUMP_SIGNAL, SignalInbox, Waker, signal_name
+from pilot.slots import NodeCapacity, RunningJob, Slots, capacity_from_checks
+from pilot.spool import ResultSpool
+from pilot.statedump import log_state
+from pilot.stopping import StopCause, StopState
+from pilot.tally import JobTally
+from pilot.wrapping import wrapper_config
+from wrapper.job import JobRun
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 1.0
-"""Longest the loop sleeps: bounds how late a heartbeat or a stop request is handled."""
+"""Longest the loop sleeps: bounds how late a heartbeat or a deadline is handled."""
+STATE_REPORT_RETRY = RetryPolicy(max_retry_s=10.0)
+"""Telling the coordinator we stop is worth a short retry, not holding up the exit."""
 
 
 class PilotExit(enum.Enum):
@@ -51,18 +70,6 @@ class PilotExit(enum.Enum):
     NO_TIME_LEFT = "no_time_left"
     STOPPED = "stopped"
     """Asked to stop (signal) and drained or killed its jobs."""
-
-
-@dataclasses.dataclass
-class RunningJob:
-    assignment: JobAssignment
-    run: JobRun
-    match_s: float
-    started_at: float
-    next_heartbeat_at: float
-    thread: Optional[threading.Thread] = None
-    outcome: Optional[JobOutcome] = None
-    finished: bool = False
 
 
 class Agent:
@@ -80,138 +87,223 @@ class Agent:
         self._env = env
         self._clock = clock
         self._wall_clock = wall_clock
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._running: dict[int, RunningJob] = {}
-        self._stop_requests = 0
-        self._stop_reason = ""
+        self.waker = Waker()
+        self.signals = SignalInbox(self.waker)
+        self._slots = Slots(NodeCapacity(cores=1, memory_mb=0))
+        self._stop = StopState()
         self.pilot_id = ""
-        self.jobs_done = 0
-        self._heartbeat_interval_s = 30.0
-        self._capacity = NodeCapacity(cores=1, memory_mb=0)
-        self._slot_end_epoch_s: Optional[float] = None
-        self._guard = BlackHoleGuard(config.black_hole_failures, config.black_hole_window_s)
-        self._wrapper_config = WrapperConfig(
-            allow_plain=config.allow_plain,
-            kill_grace_s=config.kill_grace_s,
-            max_output_sandbox_bytes=config.max_output_sandbox_bytes,
-            sandbox_limits=SandboxLimits(),
+        self.tally = JobTally(
+            BlackHoleGuard(config.black_hole_failures, config.black_hole_window_s)
         )
+        self._heartbeat_interval_s = 30.0
+        self._slot_end_epoch_s: Optional[float] = None
+        self._registration: Optional[PilotRegistration] = None
+        self._rechecks: Optional[RecheckSchedule] = None
+        self.spool = ResultSpool(config.workdir)
+        self._reporter = JobReporter(client, self.spool, config.report_retry_s, self._stop.hurried)
+        # A pilot waiting for a dead coordinator must still obey the batch system's SIGTERM.
+        self._loop_retry = RetryPolicy(
+            max_retry_s=config.max_retry_s, give_up=self.signals.stop_pending
+        )
+        self._wrapper_config = wrapper_config(config)
+        self._runtimes = RuntimeOffer(self._wrapper_config.containers)
+
+    @property
+    def jobs_done(self) -> int:
+        return self.tally.finished
 
     # -- the loop ----------------------------------------------------------------------
 
     def run(self) -> PilotExit:
+        """Run until a reason to exit; raises FatalCheckFailed / BlackHoleStop for those."""
         self.config.workdir.mkdir(parents=True, exist_ok=True)
-        reports = self.run_checks()
-        self._register(reports)
-        idle_since = self._clock()
-        next_match_at = self._clock()
+        if len(self.spool):
+            left = self._reporter.resend_spooled()
+            logger.info("final reports kept by an earlier pilot: %d still undelivered", left)
+        specs = self.check_specs()
+        reports = self.run_checks(specs)
+        try:
+            self._register(reports)
+        except CoordinatorUnreachable:
+            if not self.signals.stop_pending():
+                raise
+            logger.warning("stopped by a signal before the coordinator could be reached")
+            return PilotExit.STOPPED
+        self._rechecks = RecheckSchedule(specs, self.config.recheck_interval_s, self._clock())
+        return self._loop()
+
+    def _loop(self) -> PilotExit:
+        idle_since = next_match_at = next_resend_at = self._clock()
         while True:
+            self._handle_signals()
             self._reap_finished()
             self._send_heartbeats()
-            if self._guard.tripped:
-                if not self._running:
-                    raise BlackHoleStop(
-                        f"{self._guard.fast_failures_in_a_row} jobs in a row failed within "
-                        f"{self._guard.fast_s:.0f} s of starting"
-                    )
-            elif self._stop_requests:
-                if not self._running:
-                    return PilotExit.STOPPED
-            elif self._time_left_s() == 0 and not self._running:
-                return PilotExit.NO_TIME_LEFT
-            elif self._clock() >= next_match_at and self._free_capacity().cores > 0:
+            self._run_due_checks()
+            if self._clock() >= next_resend_at:
+                next_resend_at = self._clock() + self.config.spool_retry_interval_s
+                if len(self.spool):
+                    self._reporter.resend_spooled()
+            self._enforce_drain_deadline()
+            self._check_time_left()
+            if self._stop.stopping:
+                if not len(self._slots):
+                    return self._finish()
+            elif self._clock() >= next_match_at and self._slots.free().cores > 0:
                 started, retry_after_s = self._match_and_start()
-                if started:
-                    idle_since = self._clock()
-                else:
-                    next_match_at = self._clock() + min(retry_after_s, self.config.poll_interval_s)
-            if self._running:
+                wait_s = 0.0 if started else min(retry_after_s, self.config.poll_interval_s)
+                next_match_at = self._clock() + wait_s
+            if len(self._slots):
                 idle_since = self._clock()
             elif self._clock() - idle_since >= self.config.idle_timeout_s:
                 logger.info("no work for %.0f s: exiting", self.config.idle_timeout_s)
                 return PilotExit.IDLE
-            self._wake.wait(self._sleep_s(next_match_at, idle_since))
-            self._wake.clear()
+            self.waker.wait(self._sleep_s(next_match_at, idle_since))
 
     def _sleep_s(self, next_match_at: float, idle_since: float) -> float:
-        """Sleep until the next thing due: a tick, a match request, the idle deadline."""
+        """Sleep until the next thing due: a tick, a match request, a deadline."""
         now = self._clock()
         due = [now + TICK_S]
-        if not self._stop_requests and self._free_capacity().cores > 0:
+        if not self._stop.stopping and self._slots.free().cores > 0:
             due.append(next_match_at)
-        if not self._running:
+        if not len(self._slots):
             due.append(idle_since + self.config.idle_timeout_s)
+        if self._stop.drain_deadline is not None:
+            due.append(self._stop.drain_deadline)
         return max(0.0, min(due) - now)
 
+    def _finish(self) -> PilotExit:
+        cause, reason = self._stop.cause, self._stop.reason
+        if cause is StopCause.BLACK_HOLE:
+            raise BlackHoleStop(reason)
+        if cause is StopCause.FATAL_CHECK:
+            raise FatalCheckFailed(reason)
+        if cause is StopCause.NO_TIME_LEFT:
+            logger.info("exiting: %s", reason)
+            return PilotExit.NO_TIME_LEFT
+        return PilotExit.STOPPED
+
+    def close(self) -> None:
+        """Last try for kept reports; then the pilot may exit."""
+        self._reporter.flush_at_exit()
+        self.signals.restore()
+        self.waker.close()
+
+    # -- stopping ----------------------------------------------------------------------
+
     def request_stop(self, reason: str) -> None:
-        """First call: drain (no new work). Second call: kill running payloads."""
-        self._stop_requests += 1
-        self._stop_reason = reason
-        if self._stop_requests == 1:
-            logger.warning("%s: taking no new jobs, letting %d finish", reason, len(self._running))
+        """First call: drain (no new work) within ``drain_grace_s``. Second: kill payloads."""
+        self._stop.signals += 1
+        running = len(self._slots)
+        if self._stop.signals == 1:
+            self._stop.drain_deadline = self._clock() + self.config.drain_grace_s
+            self._begin_stop(StopCause.SIGNAL, f"received {reason}")
+            logger.warning(
+                "%s: taking no new jobs, letting %d running job(s) finish within %.0f s",
+                reason,
+                running,
+                self.config.drain_grace_s,
+            )
         else:
-            logger.warning("%s again: killing %d running job(s)", reason, len(self._running))
-            with self._lock:
-                running = list(self._running.values())
-            for job in running:
-                job.run.kill(f"pilot received {reason}")
-        self._wake.set()
+            logger.warning("%s again: killing %d running job(s)", reason, running)
+            self._stop.hard = True
+            self._slots.kill_all(f"pilot received {reason}")
 
-    # -- start-up ----------------------------------------------------------------------
+    def _begin_stop(
+        self, cause: StopCause, reason: str, checks: tuple[CheckReport, ...] = ()
+    ) -> None:
+        if not self._stop.begin(cause, reason) or not self.pilot_id:
+            return
+        update = PilotStateUpdate(accepting_work=False, reason=reason, checks=list(checks))
+        try:
+            self.client.update_pilot_state(self.pilot_id, update, retry=STATE_REPORT_RETRY)
+        except PilotError as exc:
+            logger.warning("could not tell the coordinator that this pilot stops: %s", exc)
 
-    def run_checks(self) -> list[CheckReport]:
-        specs = [s for s in builtin_checks() if s.name not in self.config.disabled_checks]
-        reports = run_checks(specs, workdir=self.config.workdir, options=self.config.check_options)
+    def _handle_signals(self) -> None:
+        for signum in self.signals.drain():
+            if signum == DUMP_SIGNAL:
+                self.dump_state()
+            else:
+                self.request_stop(signal_name(signum))
+
+    def _enforce_drain_deadline(self) -> None:
+        if self._stop.drain_expired(self._clock()) and len(self._slots):
+            logger.warning(
+                "drain grace of %.0f s expired: killing %d running job(s)",
+                self.config.drain_grace_s,
+                len(self._slots),
+            )
+            self._slots.kill_all(f"pilot drain grace expired after {self._stop.reason}")
+
+    def _check_time_left(self) -> None:
+        left = self._time_left_s()
+        if left is not None and left < self.config.min_time_left_s:
+            self._begin_stop(
+                StopCause.NO_TIME_LEFT,
+                f"{left} s left in the batch slot, less than min_time_left_s "
+                f"({self.config.min_time_left_s:.0f} s): asking for no more jobs",
+            )
+
+    def dump_state(self) -> None:
+        """SIGUSR1: what the pilot is doing, to the log."""
+        left_s, kept = self._time_left_s(), len(self.spool)
+        log_state(self.pilot_id, self._stop, self._slots, self.tally, left_s, kept, self._clock())
+
+    # -- checks and registration -------------------------------------------------------
+
+    def check_specs(self) -> list[CheckSpec]:
+        specs = discover(self.config.checks)
+        return [s for s in specs if s.name not in self.config.disabled_checks]
+
+    def run_checks(self, specs: Optional[list[CheckSpec]] = None) -> list[CheckReport]:
+        reports = run_checks(
+            self.check_specs() if specs is None else specs,
+            workdir=self.config.workdir,
+            options=self.config.check_options,
+            node_facts={"coordinator_url": self.config.url},
+            search_path=self.config.checks.search_path,
+        )
         for report in reports:
             logger.info("check %s: %s %s", report.name, report.status.value, report.message)
         return reports
 
     def _register(self, reports: list[CheckReport]) -> None:
         slot = detect_batch_slot(self._env)
-        configured = self.config.time_left_s
-        if configured is not None:
-            self._slot_end_epoch_s = self._wall_clock() + configured
-        else:
-            self._slot_end_epoch_s = slot.end_epoch_s
-        self._capacity = capacity_from_checks(reports, self.config.cores, self.config.memory_mb)
-        fatal = [r for r in reports if r.fatal and r.status in _BAD_STATUSES]
-        refuse_reason = "; ".join(f"{r.name}: {r.message}" for r in fatal)
-        facts: dict[str, object] = {}
-        for report in reports:
-            facts.update(report.facts)
-        registration = PilotRegistration(
-            hostname=hostname(),
-            pilot_version=__version__,
-            site=self.config.site,
-            ce=self.config.ce,
-            batch_system=slot.batch_system,
-            batch_job_id=slot.batch_job_id,
-            cores=self._capacity.cores,
-            memory_mb=self._capacity.memory_mb,
-            disk_free_mb=int(facts.get("disk_free_mb", 0) or 0),  # type: ignore[call-overload]
-            platform=str(facts.get("platform", "")),
-            python_version=str(facts.get("python_version", "")),
-            time_left_s=self._time_left_s(),
-            tags=_tags(reports),
-            facts=facts,
-            checks=reports,
-            accepting_work=not fatal,
-            refuse_reason=refuse_reason,
+        self._slot_end_epoch_s = slot_end_epoch_s(
+            self.config.time_left_s, slot, reports, self._wall_clock()
+        )
+        capacity = capacity_from_checks(reports, self.config.cores, self.config.memory_mb)
+        self._slots.capacity = capacity
+        registration = build_registration(
+            self.config, self._env, reports, slot, capacity, self._time_left_s()
         )
         self._registration = registration
-        reply = self.client.register(registration)
+        self._runtimes.register(registration.facts)
+        reply = self.client.register(registration, retry=self._loop_retry)
         self.pilot_id = reply.pilot_id
         self._heartbeat_interval_s = reply.heartbeat_interval_s
         logger.info(
-            "registered as pilot %s: %d cores, %d MB, platform %s",
-            self.pilot_id,
-            self._capacity.cores,
-            self._capacity.memory_mb,
-            registration.platform,
+            "registered as pilot %s at site %s (CE %r, batch %s %s): %d cores, %d MB, %s",
+            *(self.pilot_id, registration.site, registration.ce),
+            *(registration.batch_system or "none", registration.batch_job_id),
+            *(capacity.cores, capacity.memory_mb, registration.platform),
         )
-        if fatal:
-            raise FatalCheckFailed(refuse_reason)
+        if not registration.accepting_work:
+            raise FatalCheckFailed(registration.refuse_reason)
+
+    def _run_due_checks(self) -> None:
+        if self._rechecks is None or self._stop.stopping:
+            return
+        due = self._rechecks.due(self._clock())
+        if not due:
+            return
+        reports = self.run_checks(due)
+        self._rechecks.ran(due, self._clock())
+        failed = fatal_failures(reports)
+        if failed:
+            reason = refuse_reason(failed)
+            logger.error("%s: taking no more jobs, draining", reason)
+            self._begin_stop(StopCause.FATAL_CHECK, reason, tuple(reports))
 
     # -- matching and running ----------------------------------------------------------
 
@@ -220,28 +312,18 @@ class Agent:
             return None
         return max(0, int(self._slot_end_epoch_s - self._wall_clock()))
 
-    def _free_capacity(self) -> NodeCapacity:
-        with self._lock:
-            used_cores = sum(j.assignment.cores for j in self._running.values())
-            used_mb = sum(j.assignment.memory_mb for j in self._running.values())
-        return NodeCapacity(
-            cores=self._capacity.cores - used_cores,
-            memory_mb=max(0, self._capacity.memory_mb - used_mb),
-        )
-
     def _match_and_start(self) -> tuple[bool, float]:
-        free = self._free_capacity()
-        request = MatchRequest(
-            n=free.cores,
-            cores_free=free.cores,
-            memory_free_mb=free.memory_mb,
-            time_left_s=self._time_left_s(),
-            site=self.config.site,
-            platform=self._registration.platform,
-            tags=list(self._registration.tags),
-        )
+        assert self._registration is not None
+        request = match_request(self._registration, self._slots.free(), self._time_left_s())
+        request = self._runtimes.apply(request)
         asked_at = self._clock()
-        reply = self.client.match(self.pilot_id, request)
+        try:
+            reply = self.client.match(self.pilot_id, request, retry=self._loop_retry)
+        except CoordinatorUnreachable as exc:
+            if not len(self._slots) and not self.signals.stop_pending():
+                raise
+            logger.warning("match failed (%s); running jobs go on, asking again later", exc)
+            return False, self.config.poll_interval_s
         match_s = self._clock() - asked_at
         for assignment in reply.jobs:
             self._start(assignment, match_s)
@@ -249,15 +331,19 @@ class Agent:
 
     def _start(self, assignment: JobAssignment, match_s: float) -> None:
         job_id = assignment.job_id
+        workdir = self.config.workdir / f"job_{job_id}"
+        logs = job_log_shipper(self.client, self.pilot_id, assignment, workdir)
         job = RunningJob(
             assignment=assignment,
             run=JobRun(
                 assignment,
-                self.config.workdir / f"job_{job_id}",
+                workdir,
                 self.client,
                 self._wrapper_config,
-                on_running=lambda: self._report_running(job_id),
+                on_running=lambda: self._report_running(job),
+                on_payload_started=logs.start,
             ),
+            logs=logs,
             match_s=match_s,
             started_at=self._clock(),
             next_heartbeat_at=self._clock() + self._heartbeat_interval_s,
@@ -265,102 +351,50 @@ class Agent:
         job.thread = threading.Thread(
             target=self._run_job, args=(job,), name=f"job-{job_id}", daemon=True
         )
-        with self._lock:
-            self._running[job_id] = job
-        logger.info("job %d: starting %s", job_id, assignment.executable)
+        self._slots.add(job)
+        logger.info(
+            "job %d: starting %s on %d core(s)", job_id, assignment.executable, job.assignment.cores
+        )
         job.thread.start()
 
-    def _report_running(self, job_id: int) -> None:
-        update = JobStatusUpdate(status=JobStatus.RUNNING, minor_status="Application")
-        try:
-            self.client.update_status(self.pilot_id, job_id, update)
-        except CoordinatorRejected as exc:
-            logger.warning("job %d: Running refused (%s): not running it", job_id, exc)
-            with self._lock:
-                job = self._running.get(job_id)
-            if job is not None:
-                job.run.kill(f"coordinator refused Running: {exc.message}")
+    def _report_running(self, job: RunningJob) -> None:
+        job.running_answer = self._reporter.report_running(self.pilot_id, job.assignment.job_id)
+        if job.running_answer is not RunningAnswer.CONFIRMED:
+            job.run.kill(f"Running {job.running_answer.value} by the coordinator")
 
     def _run_job(self, job: RunningJob) -> None:
         try:
             job.outcome = job.run.run()
         except Exception:  # boundary: a wrapper bug must not take the pilot down silently
             logger.exception("job %d: wrapper crashed", job.assignment.job_id)
+        try:
+            if job.logs is not None:
+                job.logs.close()  # the coordinator refuses log bytes after the final status
+            update = final_update(job.outcome, job.match_s, job.running_answer)
+            if update is not None:
+                self._reporter.report_final(self.pilot_id, job.assignment.job_id, update)
+        except Exception:  # boundary: same; the loop must still see the job finish
+            logger.exception("job %d: final report crashed", job.assignment.job_id)
         finally:
             job.finished = True
-            self._wake.set()
+            self.waker.wake()
 
     def _reap_finished(self) -> None:
-        with self._lock:
-            done = [j for j in self._running.values() if j.finished]
-        for job in done:
-            self._report_final(job)
-            with self._lock:
-                del self._running[job.assignment.job_id]
-            self.jobs_done += 1
-            failed = job.outcome is None or job.outcome.status is JobStatus.FAILED
-            if self._guard.record(failed, self._clock() - job.started_at):
-                logger.error(
-                    "black-hole guard: %d jobs in a row failed fast; taking no more jobs",
-                    self._guard.fast_failures_in_a_row,
-                )
+        for job in self._slots.take_finished():
+            self._account(job)
 
-    def _report_final(self, job: RunningJob) -> None:
-        outcome = job.outcome
-        job_id = job.assignment.job_id
-        if outcome is None:
-            update = JobStatusUpdate(status=JobStatus.FAILED, minor_status="Job wrapper crashed")
-        else:
-            timings = dict(outcome.timings_s)
-            timings["match"] = round(job.match_s, 6)
-            update = JobStatusUpdate(
-                status=outcome.status,
-                minor_status=outcome.minor_status,
-                application_status=outcome.application_status,
-                exit_code=outcome.exit_code,
-                output_sandbox=outcome.output_sandbox,
-                timings_s=timings,
-                cpu_s=outcome.cpu_s,
-                max_rss_bytes=outcome.max_rss_bytes,
-            )
-        logger.info("job %d: %s (%s)", job_id, update.status.value, update.minor_status)
-        try:
-            self.client.update_status(self.pilot_id, job_id, update)
-        except CoordinatorRejected as exc:
-            logger.error("job %d: final status refused: %s", job_id, exc)
+    def _account(self, job: RunningJob) -> None:
+        if job.outcome is not None:
+            self._wrapper_config = self._runtimes.record(job.outcome, self._wrapper_config)
+        black_hole = self.tally.record(job, self._clock() - job.started_at)
+        if black_hole:
+            logger.error("%s; taking no more jobs", black_hole)
+            self._begin_stop(StopCause.BLACK_HOLE, black_hole)
 
     def _send_heartbeats(self) -> None:
         now = self._clock()
-        with self._lock:
-            due = [
-                j for j in self._running.values() if not j.finished and j.next_heartbeat_at <= now
-            ]
-        for job in due:
-            job.next_heartbeat_at = now + self._heartbeat_interval_s
-            cpu_s, rss_bytes = job.run.usage()
-            beat = Heartbeat(cpu_s=cpu_s, rss_bytes=rss_bytes)
-            try:
-                reply = self.client.heartbeat(self.pilot_id, job.assignment.job_id, beat)
-            except CoordinatorRejected as exc:
-                logger.warning(
-                    "job %d: heartbeat refused (%s): killing it", job.assignment.job_id, exc
-                )
-                job.run.kill(f"lease lost: {exc.message}")
-                continue
-            for command in reply.commands:
-                if command.kind == CommandKind.KILL.value:
-                    job.run.kill(command.reason or "killed on request")
-                else:
-                    logger.info("ignoring unknown command %r", command.kind)
-
-
-_BAD_STATUSES = frozenset({CheckStatus.FAIL, CheckStatus.TIMEOUT})
-
-
-def _tags(reports: list[CheckReport]) -> list[str]:
-    tags: list[str] = []
-    for report in reports:
-        for tag in report.tags:
-            if tag not in tags:
-                tags.append(tag)
-    return tags
+        retry = heartbeat_retry(self._heartbeat_interval_s)
+        for job in self._slots.jobs():
+            if not job.finished and job.next_heartbeat_at <= now:
+                job.next_heartbeat_at = now + self._heartbeat_interval_s
+                send_heartbeat(self.client, self.pilot_id, job, now - job.started_at, retry)

@@ -17,7 +17,6 @@ Exit codes (also in docs/pilot.md):
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +34,7 @@ from pilot.errors import (
     CoordinatorRejected,
     CoordinatorUnreachable,
     FatalCheckFailed,
+    PilotError,
     PilotOutdated,
 )
 
@@ -46,6 +46,8 @@ EXIT_OUTDATED = 12
 EXIT_BLACK_HOLE = 13
 EXIT_SIGNAL = 14
 EXIT_REJECTED = 15
+PILOT_LOG_NAME = "pilot.log"
+LOG_UPLOAD_RETRY = RetryPolicy(max_retry_s=10.0)
 
 logger = logging.getLogger("pilot")
 
@@ -82,6 +84,15 @@ def pilot_command(
     time_left_s: Optional[int] = typer.Option(
         None, help="Wall time left in the slot [default: from the batch system]"
     ),
+    min_time_left_s: Optional[float] = typer.Option(
+        None, help="Ask for no more jobs when less time is left [default 300]"
+    ),
+    drain_grace_s: Optional[float] = typer.Option(
+        None, help="After SIGTERM, running jobs get this long before being killed [default 20]"
+    ),
+    ca_bundle: Optional[str] = typer.Option(
+        None, help="CA certificates (PEM) to verify an https coordinator [env GRIDPILOT_CA_BUNDLE]"
+    ),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING, ERROR"),
 ) -> None:
     """Run a pilot: check the node, register, run jobs until idle."""
@@ -95,6 +106,9 @@ def pilot_command(
         "poll_interval_s": poll_interval_s,
         "cores": cores,
         "time_left_s": time_left_s,
+        "min_time_left_s": min_time_left_s,
+        "drain_grace_s": drain_grace_s,
+        "ca_bundle": ca_bundle,
     }
     env = environ()
     try:
@@ -102,7 +116,7 @@ def pilot_command(
     except ConfigError as exc:
         typer.echo(f"gridpilot pilot: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from exc
-    setup_logging(log_level, pilot_config.workdir / "pilot.log")
+    setup_logging(log_level, pilot_config.workdir / PILOT_LOG_NAME)
     raise typer.Exit(run_pilot(pilot_config, env))
 
 
@@ -115,12 +129,18 @@ def run_pilot(config: PilotConfig, env: Mapping[str, str]) -> int:
         retry=RetryPolicy(max_retry_s=config.max_retry_s),
     )
     agent = Agent(config, client, env=env)
+    agent.signals.install()
+    try:
+        code = _run_agent(agent)
+    finally:
+        agent.close()
+        if config.upload_log:
+            upload_pilot_log(client, agent.pilot_id, config.workdir / PILOT_LOG_NAME)
+        client.close()
+    return code
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        agent.request_stop(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+def _run_agent(agent: Agent) -> int:
     try:
         result = agent.run()
     except FatalCheckFailed as exc:
@@ -138,12 +158,22 @@ def run_pilot(config: PilotConfig, env: Mapping[str, str]) -> int:
     except CoordinatorRejected as exc:
         logger.error("coordinator refused the pilot: %s", exc)
         return EXIT_REJECTED
-    finally:
-        client.close()
     logger.info(
         "pilot %s finished (%s) after %d job(s)", agent.pilot_id, result.value, agent.jobs_done
     )
     return EXIT_SIGNAL if result is PilotExit.STOPPED else EXIT_OK
+
+
+def upload_pilot_log(client: CoordinatorClient, pilot_id: str, path: Path) -> None:
+    """Send ``pilot.log`` to the coordinator at exit; a failure is logged, never fatal."""
+    if not pilot_id or not path.is_file():
+        return
+    try:
+        stored = client.upload_pilot_log(pilot_id, path, retry=LOG_UPLOAD_RETRY)
+    except PilotError as exc:
+        logger.warning("pilot log not uploaded: %s", exc)
+        return
+    logger.info("pilot log uploaded (%d bytes)", stored)
 
 
 checks_app = typer.Typer(help="Run the node checks (a site's node test; no coordinator needed).")
@@ -151,37 +181,42 @@ checks_app = typer.Typer(help="Run the node checks (a site's node test; no coord
 
 @checks_app.command("run")
 def checks_run(
+    config: Optional[Path] = typer.Option(None, help="Pilot YAML config (its checks: section)"),
     workdir: Path = typer.Option(Path("."), help="Directory whose disk is checked"),
     output_format: str = typer.Option("table", "--format", help="table, json or nagios"),
-    only: Optional[list[str]] = typer.Option(None, help="Run only these checks"),
+    only: Optional[list[str]] = typer.Option(None, help="Run only this check (repeatable)"),
+    url: Optional[str] = typer.Option(
+        None, help="Coordinator URL for the coordinator and clock checks [env GRIDPILOT_URL]"
+    ),
+    log_level: str = typer.Option("WARNING", help="DEBUG, INFO, WARNING, ERROR"),
 ) -> None:
     """Run the checks and exit with the Nagios code (0 ok, 1 warn, 2 fail, 3 unknown)."""
-    from checks.registry import builtin_checks
-    from checks.report import format_json, format_table, nagios_exit_code, nagios_summary
-    from checks.runner import run_checks
+    from checks.commands import run
 
-    specs = [s for s in builtin_checks() if not only or s.name in only]
-    reports = run_checks(specs, workdir=workdir, options={})
-    if output_format == "json":
-        typer.echo(format_json(reports))
-    elif output_format == "nagios":
-        typer.echo(nagios_summary(reports))
-    elif output_format == "table":
-        typer.echo(format_table(reports))
-    else:
-        typer.echo(f"unknown format {output_format!r}: use table, json or nagios", err=True)
-        raise typer.Exit(3)
-    raise typer.Exit(nagios_exit_code(reports))
+    setup_logging(log_level)
+    coordinator_url = url or environ().get("GRIDPILOT_URL", "")
+    outcome = run(
+        config,
+        output_format=output_format,
+        only=only or [],
+        workdir=workdir,
+        node_facts={"coordinator_url": coordinator_url} if coordinator_url else {},
+    )
+    typer.echo(outcome.text, err=outcome.usage_error)
+    raise typer.Exit(outcome.exit_code)
 
 
 @checks_app.command("list")
-def checks_list() -> None:
-    """List every check the pilot would run, with where it comes from."""
-    from checks.registry import builtin_checks
+def checks_list(
+    config: Optional[Path] = typer.Option(None, help="Pilot YAML config (its checks: section)"),
+) -> None:
+    """List every check the pilot would run: fatal, timeout, interval and where it comes from."""
+    from checks.commands import list_checks
 
-    for spec in builtin_checks():
-        fatal = "fatal" if spec.fatal else ""
-        typer.echo(f"{spec.name:<12} {fatal:<6} {spec.source.value:<10} {spec.ref}")
+    setup_logging("WARNING")
+    outcome = list_checks(config)
+    typer.echo(outcome.text, err=outcome.usage_error)
+    raise typer.Exit(outcome.exit_code)
 
 
 def add_worker_commands(app: typer.Typer) -> None:

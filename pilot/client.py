@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,9 +30,11 @@ from pilot.protocol import (
     HistoryEntry,
     JobInfo,
     JobStatusUpdate,
+    LogAppendReply,
     MatchReply,
     MatchRequest,
     PilotRegistration,
+    PilotStateUpdate,
     RegistrationReply,
     SandboxInfo,
     SubmitReply,
@@ -42,8 +45,12 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CHUNK_BYTES = 1024 * 1024
+GIVE_UP_POLL_S = 0.2
+LOG_CHUNK_BYTES = 256 * 1024
+"""Pilot log upload chunk: well under any sane coordinator chunk limit."""
 PILOT_HEADER = "X-Gridpilot-Pilot"
 SHA_HEADER = "X-Content-Sha256"
+_SSL_REASON = re.compile(r"certificate verify failed: (.+?)\s*\(_ssl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +58,8 @@ class RetryPolicy:
     max_retry_s: float = 300.0
     first_delay_s: float = 0.5
     max_delay_s: float = 30.0
+    give_up: Optional[Callable[[], bool]] = None
+    """Checked while waiting to retry: True stops retrying at once (the pilot is stopping)."""
 
     def delay_s(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with jitter, so a crowd of pilots does not retry in step."""
@@ -88,9 +97,16 @@ class CoordinatorClient:
 
     # -- the one place that talks HTTP -------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send one request, retrying what is worth retrying; raise on error answers."""
+    def request(
+        self, method: str, path: str, *, retry: Optional[RetryPolicy] = None, **kwargs: Any
+    ) -> requests.Response:
+        """Send one request, retrying what is worth retrying; raise on error answers.
+
+        ``retry`` replaces the client's policy for this call (e.g. a heartbeat is worth
+        less retrying than a final report).
+        """
         url = f"{self.base_url}{API_PREFIX}{path}" if path.startswith("/") else path
+        policy = retry or self._retry
         kwargs.setdefault("timeout", self._timeout_s)
         kwargs.setdefault("verify", self._verify)
         started = self._clock()
@@ -101,6 +117,9 @@ class CoordinatorClient:
                 body.seek(0)  # a retried upload must send the file from its start again
             try:
                 response = self._session.request(method, url, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                _raise_if_untrusted(exc, url)
+                failure = f"{type(exc).__name__}: {exc}"
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
             else:
@@ -110,51 +129,160 @@ class CoordinatorClient:
                 failure = f"HTTP {response.status_code}"
                 retry_after = _retry_after_s(response)
                 if retry_after is not None:
-                    self._wait(retry_after, started, method, url, failure)
+                    self._wait(policy, retry_after, started, method, url, failure)
                     attempt += 1
                     continue
-            delay = self._retry.delay_s(attempt, self._rng)
-            self._wait(delay, started, method, url, failure)
+            delay = policy.delay_s(attempt, self._rng)
+            self._wait(policy, delay, started, method, url, failure)
             attempt += 1
 
-    def _wait(self, delay_s: float, started: float, method: str, url: str, failure: str) -> None:
+    def _wait(
+        self,
+        policy: RetryPolicy,
+        delay_s: float,
+        started: float,
+        method: str,
+        url: str,
+        failure: str,
+    ) -> None:
         elapsed = self._clock() - started
-        if elapsed + delay_s > self._retry.max_retry_s:
+        if elapsed + delay_s > policy.max_retry_s:
             raise CoordinatorUnreachable(
                 f"{method} {url} failed for {elapsed:.0f} s, last error: {failure}"
             )
         logger.warning("%s %s: %s; retrying in %.1f s", method, url, failure, delay_s)
-        self._sleep(delay_s)
+        if policy.give_up is None:
+            self._sleep(delay_s)
+            return
+        wake_at = self._clock() + delay_s
+        while not policy.give_up():
+            left_s = wake_at - self._clock()
+            if left_s <= 0:
+                return
+            self._sleep(min(left_s, GIVE_UP_POLL_S))
+        raise CoordinatorUnreachable(f"{method} {url}: retrying given up, last error: {failure}")
 
-    def _json(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+    def _json(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        retry: Optional[RetryPolicy] = None,
+        **kwargs: Any,
+    ) -> Any:
         if body is not None:
             kwargs["json"] = body
-        return self.request(method, path, **kwargs).json()
+        return self.request(method, path, retry=retry, **kwargs).json()
 
     # -- pilot calls -------------------------------------------------------------------
 
-    def register(self, registration: PilotRegistration) -> RegistrationReply:
-        data = self._json("POST", "/pilots", registration.to_dict())
+    def register(
+        self, registration: PilotRegistration, *, retry: Optional[RetryPolicy] = None
+    ) -> RegistrationReply:
+        data = self._json("POST", "/pilots", registration.to_dict(), retry=retry)
         return RegistrationReply.from_dict(data)
 
-    def match(self, pilot_id: str, request: MatchRequest) -> MatchReply:
-        data = self._json("POST", f"/pilots/{pilot_id}/match", request.to_dict())
+    def match(
+        self, pilot_id: str, request: MatchRequest, *, retry: Optional[RetryPolicy] = None
+    ) -> MatchReply:
+        data = self._json("POST", f"/pilots/{pilot_id}/match", request.to_dict(), retry=retry)
         return MatchReply.from_dict(data)
 
-    def update_status(self, pilot_id: str, job_id: int, update: JobStatusUpdate) -> JobInfo:
+    def update_status(
+        self,
+        pilot_id: str,
+        job_id: int,
+        update: JobStatusUpdate,
+        *,
+        retry: Optional[RetryPolicy] = None,
+    ) -> JobInfo:
         data = self._json(
             "POST",
             f"/jobs/{job_id}/status",
             update.to_dict(),
+            retry=retry,
             headers={PILOT_HEADER: pilot_id},
         )
         return JobInfo.from_dict(data)
 
-    def heartbeat(self, pilot_id: str, job_id: int, beat: Heartbeat) -> HeartbeatReply:
+    def heartbeat(
+        self,
+        pilot_id: str,
+        job_id: int,
+        beat: Heartbeat,
+        *,
+        retry: Optional[RetryPolicy] = None,
+    ) -> HeartbeatReply:
         data = self._json(
-            "POST", f"/jobs/{job_id}/heartbeat", beat.to_dict(), headers={PILOT_HEADER: pilot_id}
+            "POST",
+            f"/jobs/{job_id}/heartbeat",
+            beat.to_dict(),
+            retry=retry,
+            headers={PILOT_HEADER: pilot_id},
         )
         return HeartbeatReply.from_dict(data)
+
+    def update_pilot_state(
+        self, pilot_id: str, update: PilotStateUpdate, *, retry: Optional[RetryPolicy] = None
+    ) -> None:
+        self.request("POST", f"/pilots/{pilot_id}/state", retry=retry, json=update.to_dict())
+
+    def upload_pilot_log(
+        self, pilot_id: str, path: Path, *, retry: Optional[RetryPolicy] = None
+    ) -> int:
+        """Append the pilot's log file to its copy at the coordinator; bytes stored in all.
+
+        Sent in chunks by offset, so a retried chunk is never stored twice; when the
+        coordinator already holds more (an earlier upload), it says where to go on.
+        """
+        offset = 0
+        size = path.stat().st_size
+        with open(path, "rb") as log:
+            while offset < size:
+                log.seek(offset)
+                chunk = log.read(LOG_CHUNK_BYTES)
+                try:
+                    response = self.request(
+                        "PUT",
+                        f"/pilots/{pilot_id}/log",
+                        retry=retry,
+                        params={"offset": offset},
+                        data=chunk,
+                        headers={"Content-Type": "application/octet-stream"},
+                    )
+                except CoordinatorRejected as exc:
+                    expected = exc.details.get("expected_offset")
+                    if exc.code != "log_gap" or not isinstance(expected, int):
+                        raise
+                    offset = min(expected, size)
+                    continue
+                next_offset = LogAppendReply.from_dict(response.json()).next_offset
+                if next_offset <= offset:
+                    break  # the coordinator took nothing: do not loop on it
+                offset = next_offset
+        return offset
+
+    def append_job_log(
+        self,
+        pilot_id: str,
+        job_id: int,
+        stream: str,
+        offset: int,
+        data: bytes,
+        *,
+        retry: Optional[RetryPolicy] = None,
+    ) -> int:
+        """Append bytes of a job's live log at ``offset``; the coordinator's next offset."""
+        response = self.request(
+            "PUT",
+            f"/jobs/{job_id}/logs/{stream}",
+            retry=retry,
+            params={"offset": offset},
+            data=data,
+            headers={PILOT_HEADER: pilot_id, "Content-Type": "application/octet-stream"},
+        )
+        return LogAppendReply.from_dict(response.json()).next_offset
 
     # -- sandboxes (the wrapper's SandboxTransport) -----------------------------------
 
@@ -206,6 +334,20 @@ class CoordinatorClient:
 
     def delete(self, job_id: int) -> JobInfo:
         return JobInfo.from_dict(self._json("DELETE", f"/jobs/{job_id}"))
+
+
+def _raise_if_untrusted(exc: requests.exceptions.SSLError, url: str) -> None:
+    """A certificate the client does not trust will not become trusted by retrying:
+    fail at once, saying what to configure. Other TLS errors (a reset handshake) retry."""
+    text = str(exc)
+    if "certificate verify failed" not in text.lower():
+        return
+    reason = _SSL_REASON.search(text)
+    why = reason.group(1) if reason else "certificate verify failed"
+    raise CoordinatorUnreachable(
+        f"cannot verify the TLS certificate of {url}: {why}. Give the coordinator's CA "
+        "certificate with --ca-bundle or GRIDPILOT_CA_BUNDLE (pilot config: ca_bundle)"
+    ) from exc
 
 
 def _retry_after_s(response: requests.Response) -> Optional[float]:

@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 import yaml
 
+from checks.config import ChecksConfig, parse_checks_config
+from checks.errors import ChecksError
 from pilot.errors import ConfigError
 
 ENV_PREFIX = "GRIDPILOT_"
@@ -35,11 +37,46 @@ class PilotConfig:
     memory_mb: Optional[int] = None
     time_left_s: Optional[int] = None
     """Wall time left in the batch slot; default: read from the batch system."""
+    min_time_left_s: float = 300.0
+    """Stop asking for jobs when less time than this is left in the slot."""
+    drain_grace_s: float = 20.0
+    """After the first SIGTERM/SIGINT, running jobs get this long before they are killed."""
+    recheck_interval_s: Optional[float] = None
+    """Re-run every check this often between jobs; default: each check's own interval."""
+    report_retry_s: float = 60.0
+    """Retry a final job report this long, then keep it in the spool and retry it later."""
+    spool_retry_interval_s: float = 10.0
+    """How often kept (spooled) final reports are sent again."""
+    upload_log: bool = True
+    """Upload ``pilot.log`` to the coordinator at exit."""
     verify_tls: bool = True
     ca_bundle: Optional[str] = None
     allow_plain: bool = True
+    # Containers (docs/wrapper.md "Site configuration").
+    container_runtimes: tuple[str, ...] = ("apptainer", "bwrap")
+    """Container runtimes the site allows, in order of preference."""
+    container_required: bool = False
+    default_image: str = ""
+    container_binds: tuple[str, ...] = ()
+    container_network: bool = True
+    apptainer_path: str = ""
+    bwrap_path: str = ""
     kill_grace_s: float = 5.0
     max_output_sandbox_bytes: int = 2 * 1024**3
+    # Watchdog (docs/wrapper.md "Watchdog and limits"); names match WatchdogPolicy, 0: none.
+    watchdog_interval_s: float = 1.0
+    wall_time_factor: float = 1.1
+    cpu_time_factor: float = 1.1
+    time_limit_margin_s: float = 60.0
+    memory_factor: float = 1.0
+    default_wall_time_s: int = 0
+    default_cpu_time_s: int = 0
+    default_max_ram_mb: int = 0
+    max_workdir_bytes: int = 0
+    max_stdio_bytes: int = 10 * 1024**3
+    max_processes: int = 4096
+    stalled_after_s: float = 1800.0
+    use_cgroups: bool = True
     request_timeout_s: float = 30.0
     max_retry_s: float = 300.0
     """Give up on the coordinator after retrying this long."""
@@ -49,6 +86,8 @@ class PilotConfig:
     """A failure counts as fast when the job ran less than this."""
     check_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     disabled_checks: tuple[str, ...] = ()
+    checks: ChecksConfig = dataclasses.field(default_factory=ChecksConfig)
+    """The YAML ``checks:`` section (sources, settings, options); see docs/checks.md."""
 
     @property
     def tls_verify(self) -> Any:
@@ -80,7 +119,7 @@ def _coerce(name: str, value: Any) -> Any:
             if text in _BOOL_FALSE:
                 return False
             raise ValueError(f"not a boolean: {value!r}")
-        if kind in ("float",):
+        if kind in ("float", "Optional[float]"):
             return float(value)
         if kind in ("int", "Optional[int]"):
             return int(value)
@@ -96,7 +135,7 @@ def _coerce(name: str, value: Any) -> Any:
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in _FIELDS:
-        if name in ("check_options",):
+        if name in ("check_options", "checks"):
             continue
         key = ENV_PREFIX + name.upper()
         if key in env:
@@ -118,9 +157,15 @@ def _from_file(path: Path) -> dict[str, Any]:
     checks = data.get("checks") or {}
     if not isinstance(checks, dict):
         raise ConfigError(f"pilot config {path}: 'checks' must be a mapping")
-    values["check_options"] = {k: dict(v or {}) for k, v in checks.get("options", {}).items()}
-    if "disabled" in checks:
-        values["disabled_checks"] = checks["disabled"]
+    try:
+        checks_config = parse_checks_config(checks, base_dir=path.parent)
+    except ChecksError as exc:
+        raise ConfigError(f"pilot config {path}: {exc}") from exc
+    values["checks"] = checks_config
+    values["check_options"] = {k: dict(v) for k, v in checks_config.options.items()}
+    disabled = [n for n, s in checks_config.settings.items() if not s.enabled]
+    if checks_config.disabled or disabled:
+        values["disabled_checks"] = sorted(checks_config.disabled | set(disabled))
     return values
 
 
@@ -164,6 +209,11 @@ def load_config(
     config = PilotConfig(**values)
     if config.idle_timeout_s < 0 or config.poll_interval_s <= 0:
         raise ConfigError("idle_timeout_s must be >= 0 and poll_interval_s > 0")
+    for name in ("min_time_left_s", "drain_grace_s", "report_retry_s", "max_retry_s"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must be >= 0")
+    if config.recheck_interval_s is not None and config.recheck_interval_s <= 0:
+        raise ConfigError("recheck_interval_s must be > 0")
     return config
 
 

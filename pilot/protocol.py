@@ -328,8 +328,31 @@ class JobInfo(Message):
     created_at: str = ""
     updated_at: str = ""
     description: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timings_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Phase durations from the pilot's final report (match, stage_in, setup, payload, ...)."""
+    cpu_s: Optional[float] = None
+    """CPU seconds of the payload's process tree, from the final report."""
+    max_rss_bytes: Optional[int] = None
+    """Peak resident memory of the payload's process tree, from the final report."""
+    reschedule_count: int = 0
+    """How many times the job was rescheduled (lost lease, infrastructure failure, by hand)."""
 
     _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotStateUpdate(Message):
+    """A registered pilot telling the coordinator it stopped taking work, and why.
+
+    Sent when a re-run fatal check fails, the black-hole guard trips, a signal asks the
+    pilot to stop, or the slot's time runs out; ``checks`` carries the latest check results.
+    """
+
+    accepting_work: bool
+    reason: str = ""
+    checks: list[CheckReport] = dataclasses.field(default_factory=list)
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"checks": CheckReport}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,6 +380,7 @@ MESSAGES: tuple[type[Message], ...] = (
     HistoryEntry,
     JobInfo,
     LogAppendReply,
+    PilotStateUpdate,
 )
 
 
@@ -393,6 +417,7 @@ __all__ = [
     "MatchRequest",
     "Message",
     "PilotRegistration",
+    "PilotStateUpdate",
     "RegistrationReply",
     "Role",
     "SandboxInfo",

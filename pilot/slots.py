@@ -1,12 +1,16 @@
-"""How much of the node the pilot may fill: pure functions over check results."""
+"""How much of the node the pilot may fill, and the jobs filling it now."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from pilot.protocol import CheckReport
+from pilot.protocol import CheckReport, JobAssignment
+from pilot.reporting import RunningAnswer
+from wrapper.job import JobOutcome, JobRun
+from wrapper.logstream import LogShipper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,3 +38,60 @@ def capacity_from_checks(
         configured_memory_mb if configured_memory_mb is not None else _fact(reports, "memory_mb")
     )
     return NodeCapacity(cores=max(1, int(cores or 1)), memory_mb=max(0, int(memory_mb or 0)))
+
+
+@dataclasses.dataclass
+class RunningJob:
+    """One job the pilot holds, from match to its reaping by the loop."""
+
+    assignment: JobAssignment
+    run: JobRun
+    match_s: float
+    started_at: float
+    next_heartbeat_at: float
+    thread: Optional[threading.Thread] = None
+    outcome: Optional[JobOutcome] = None
+    running_answer: Optional[RunningAnswer] = None
+    finished: bool = False
+    logs: Optional[LogShipper] = None
+    """Ships the payload's stdout/stderr live; flushed before the final status."""
+
+
+class Slots:
+    """The jobs running now, shared by the loop and the job threads (one lock)."""
+
+    def __init__(self, capacity: NodeCapacity) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._jobs: dict[int, RunningJob] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def add(self, job: RunningJob) -> None:
+        with self._lock:
+            self._jobs[job.assignment.job_id] = job
+
+    def jobs(self) -> list[RunningJob]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def take_finished(self) -> list[RunningJob]:
+        """Remove and return the jobs whose threads are done."""
+        with self._lock:
+            done = [j for j in self._jobs.values() if j.finished]
+            for job in done:
+                del self._jobs[job.assignment.job_id]
+        return done
+
+    def free(self) -> NodeCapacity:
+        jobs = self.jobs()
+        return NodeCapacity(
+            cores=self.capacity.cores - sum(j.assignment.cores for j in jobs),
+            memory_mb=max(0, self.capacity.memory_mb - sum(j.assignment.memory_mb for j in jobs)),
+        )
+
+    def kill_all(self, reason: str) -> None:
+        for job in self.jobs():
+            job.run.kill(reason)

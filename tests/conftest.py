@@ -100,15 +100,16 @@ def _stop_and_check(running: RunningCoordinator) -> None:
     assert "Traceback" not in log, f"the coordinator logged an unhandled error:\n{log}"
 
 
-def launch_coordinator(data_dir: Path, **flags: Any) -> RunningCoordinator:
+def launch_coordinator(data_dir: Path, port: int | None = None, **flags: Any) -> RunningCoordinator:
     """Start ``gridpilot serve`` on a free port and wait until it is healthy.
 
     ``flags`` become command-line options: ``max_sandbox_bytes=1024`` is
-    ``--max-sandbox-bytes 1024``. The caller stops ``.process``.
+    ``--max-sandbox-bytes 1024``. The caller stops ``.process``. Give ``port`` (and the
+    same ``data_dir``) to restart a stopped coordinator where its clients expect it.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_signing_key(data_dir)
-    port = _free_port()
+    port = port or _free_port()
     args = [sys.executable, "-m", "coordinator", "serve", "--data-dir", str(data_dir)]
     args += ["--host", "127.0.0.1", "--port", str(port)]
     for name, value in flags.items():

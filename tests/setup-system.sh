@@ -4,6 +4,8 @@
 set -euo pipefail
 packages=()
 command -v bwrap >/dev/null || packages+=(bubblewrap)
+# A static busybox makes the directory image the container tests run (tests/wrapper/rootfs.py).
+[ -x /bin/busybox ] || packages+=(busybox-static)
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive

@@ -56,3 +56,17 @@ class RuntimeFailure(WrapperError):
 
 class RuntimeUnavailable(RuntimeFailure):
     """The requested runtime is missing, not allowed, or cannot run this job."""
+
+
+class ContainerImageNotFound(RuntimeFailure):
+    """The job's container image is missing or unreadable on this node."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(f"{image}: {reason}")
+        self.image = image
+        self.reason = reason
+
+
+class ContainerRuntimeFailed(RuntimeFailure):
+    """The container runtime itself failed (bind, namespace, its own error): the runtime
+    is suspect on this node, not the job."""

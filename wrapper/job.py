@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from pilot.protocol import JobAssignment, JobStatus
+from wrapper.container import CONTAINER_PATH, CONTAINER_WORKDIR
 from wrapper.errors import (
     ChecksumMismatch,
+    ContainerImageNotFound,
+    ContainerRuntimeFailed,
     ExecutableNotFound,
     PayloadStartError,
     RuntimeFailure,
@@ -30,20 +33,24 @@ from wrapper.errors import (
     WrapperError,
 )
 from wrapper.outcome import JobOutcome, MinorStatus, Verdict, judge
-from wrapper.plain import PlainRuntime
 from wrapper.runtime import ContainerRuntime, RunningPayload, RunResult, RunSpec
 from wrapper.sandbox import PackResult, SandboxLimits, pack, unpack, verify_sha256
+from wrapper.selection import (
+    RUNTIMES,
+    Choice,
+    ContainerSettings,
+    choose_runtime,
+    job_network,
+    job_wants_gpu,
+)
+from wrapper.watchdog import LimitHit, Watchdog, WatchdogPolicy
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-USAGE_SAMPLE_INTERVAL_S = 1.0
 SUPERVISE_POLL_S = 0.1
 MAX_UPLOAD_BACKOFF_S = 60.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-RUNTIMES: dict[str, Callable[[], ContainerRuntime]] = {"plain": PlainRuntime}
-"""Runtimes by ``WrapperConfig.runtime`` name; container runtimes register here."""
 
 
 class SandboxTransport(Protocol):
@@ -62,8 +69,9 @@ class SandboxTransport(Protocol):
 class WrapperConfig:
     """How the wrapper runs jobs on this node (from the pilot's configuration)."""
 
-    runtime: str = "plain"
     allow_plain: bool = True
+    containers: ContainerSettings = dataclasses.field(default_factory=ContainerSettings)
+    """Container runtimes, images and binds: see ``wrapper.selection``."""
     kill_grace_s: float = 5.0
     max_output_sandbox_bytes: int = 100 * 1024 * 1024
     sandbox_limits: SandboxLimits = dataclasses.field(default_factory=SandboxLimits)
@@ -71,6 +79,7 @@ class WrapperConfig:
     """Attempts after the first failed upload; the wait doubles from ``upload_backoff_s``."""
     upload_backoff_s: float = 1.0
     env_passthrough: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "TZ")
+    watchdog: WatchdogPolicy = dataclasses.field(default_factory=WatchdogPolicy)
 
 
 class _Abort(WrapperError):
@@ -118,17 +127,22 @@ class JobRun:
         config: WrapperConfig,
         *,
         on_running: Optional[Callable[[], None]] = None,
+        on_payload_started: Optional[Callable[[], None]] = None,
     ) -> None:
         self.assignment = assignment
         self.workdir = workdir
         self._transport = transport
         self._config = config
         self._on_running = on_running
+        # Called once the payload has opened its output files (live log shipping starts).
+        self._on_payload_started = on_payload_started
         self._lock = threading.Lock()
         self._kill_requested = threading.Event()
         self._kill_reason = ""
         self._payload: Optional[RunningPayload] = None
         self._final_usage: Optional[tuple[float, int]] = None
+        self._limit_hit: Optional[LimitHit] = None
+        self._runtime_name = ""
         self._timings_s: dict[str, float] = {}
 
     def kill(self, reason: str) -> None:
@@ -159,7 +173,7 @@ class JobRun:
         result: Optional[RunResult] = None
         try:
             result = self._execute()
-            verdict = judge(result)
+            verdict = judge(result, self._limit_hit.minor_status if self._limit_hit else "")
         except _Abort as abort:
             verdict = abort.verdict
         return self._stage_out(verdict, result)
@@ -223,47 +237,54 @@ class JobRun:
     def _execute(self) -> RunResult:
         started_s = time.monotonic()
         try:
-            runtime = self._runtime()
-            spec = self._spec()
+            choice = self._runtime()
+            spec = self._spec(choice.image)
             self._check_kill()
-            self._notify_running()
-            payload = self._start(runtime, spec)
+            self._notify(self._on_running)
+            self._check_kill()  # the pilot refuses to start a job whose Running was refused
+            payload = self._start(choice.runtime, spec)
         finally:
             self._timings_s["setup"] = time.monotonic() - started_s
         with self._lock:
             self._payload = payload
-        result = self._supervise(payload)
+        self._notify(self._on_payload_started)
+        watchdog = Watchdog.for_job(payload, self.assignment, spec, self._config.watchdog)
+        try:
+            result = self._supervise(payload, watchdog)
+        finally:
+            watchdog.close()
         with self._lock:
             self._final_usage = (result.cpu_s, 0)
         self._timings_s["payload"] = result.wall_s
         return result
 
-    def _runtime(self) -> ContainerRuntime:
-        name = self._config.runtime
-        factory = RUNTIMES.get(name)
-        if name == "plain" and not self._config.allow_plain:
-            detail = "plain execution is not allowed on this site"
-        elif factory is None:
-            detail = f"unknown runtime {name!r}"
-        else:
-            runtime = factory()
-            if runtime.available():
-                return runtime
-            detail = f"{name} is not available on this node"
-        raise _failed(MinorStatus.RUNTIME_UNAVAILABLE.with_detail(detail), infrastructure=True)
+    def _runtime(self) -> Choice:
+        job, config = self.assignment, self._config
+        try:
+            choice = choose_runtime(
+                job.container, job_wants_gpu(job), config.containers, config.allow_plain
+            )
+        except RuntimeUnavailable as exc:
+            minor = MinorStatus.RUNTIME_UNAVAILABLE.with_detail(str(exc))
+            raise _failed(minor, infrastructure=True) from exc
+        self._runtime_name = choice.runtime.name
+        return choice
 
-    def _spec(self) -> RunSpec:
+    def _spec(self, image: str = "") -> RunSpec:
         job = self.assignment
-        env = {n: os.environ[n] for n in self._config.env_passthrough if n in os.environ}
-        env.setdefault("PATH", DEFAULT_PATH)
+        # In a container the node's PATH and work-dir path mean nothing.
+        passthrough = [n for n in self._config.env_passthrough if not (image and n == "PATH")]
+        env = {n: os.environ[n] for n in passthrough if n in os.environ}
+        env.setdefault("PATH", CONTAINER_PATH if image else DEFAULT_PATH)
+        workdir = CONTAINER_WORKDIR if image else str(self.workdir)
         env.update(_user_env(job.description))
         cores = str(max(1, job.cores))
         env.setdefault("OMP_NUM_THREADS", cores)
         env.update(
-            HOME=str(self.workdir),
-            PWD=str(self.workdir),
+            HOME=workdir,
+            PWD=workdir,
             GRIDPILOT_JOB_ID=str(job.job_id),
-            GRIDPILOT_WORKDIR=str(self.workdir),
+            GRIDPILOT_WORKDIR=workdir,
             GRIDPILOT_CORES=cores,
         )
         return RunSpec(
@@ -273,16 +294,18 @@ class JobRun:
             stdout_path=_work_file(self.workdir, job.stdout),
             stderr_path=_work_file(self.workdir, job.stderr),
             cores=max(1, job.cores),
-            image=job.container,
+            image=image,
+            gpu=job_wants_gpu(job),
+            network=job_network(job, self._config.containers),
         )
 
-    def _notify_running(self) -> None:
-        if self._on_running is None:
+    def _notify(self, callback: Optional[Callable[[], None]]) -> None:
+        if callback is None:
             return
         try:
-            self._on_running()
+            callback()
         except Exception:  # boundary: the pilot's callback must not stop the job
-            logger.exception("job %d: on_running callback failed", self.assignment.job_id)
+            logger.exception("job %d: pilot callback failed", self.assignment.job_id)
 
     def _start(self, runtime: ContainerRuntime, spec: RunSpec) -> RunningPayload:
         try:
@@ -296,21 +319,29 @@ class JobRun:
         except RuntimeUnavailable as exc:
             minor = MinorStatus.RUNTIME_UNAVAILABLE.with_detail(str(exc))
             raise _failed(minor, infrastructure=True) from exc
+        except ContainerImageNotFound as exc:
+            minor = MinorStatus.CONTAINER_IMAGE_NOT_FOUND.with_detail(str(exc))
+            raise _failed(minor, infrastructure=True) from exc
+        except ContainerRuntimeFailed as exc:
+            minor = MinorStatus.CONTAINER_RUNTIME_FAILED.with_detail(str(exc))
+            raise _failed(minor, infrastructure=True) from exc
         except RuntimeFailure as exc:
             minor = MinorStatus.RUNTIME_FAILURE.with_detail(str(exc))
             raise _failed(minor, infrastructure=True) from exc
 
-    def _supervise(self, payload: RunningPayload) -> RunResult:
+    def _supervise(self, payload: RunningPayload, watchdog: Watchdog) -> RunResult:
         killed = False
-        next_sample_s = time.monotonic()
         while True:
-            if self._kill_requested.is_set() and not killed:
+            if not killed and self._kill_requested.is_set():
                 payload.kill_tree(self._kill_reason, self._config.kill_grace_s)
                 killed = True
-            if time.monotonic() >= next_sample_s:
-                payload.sample()
-                next_sample_s += USAGE_SAMPLE_INTERVAL_S
+            elif not killed:
+                self._limit_hit = watchdog.poll()
+                if self._limit_hit is not None:
+                    payload.kill_tree(self._limit_hit.minor_status, self._config.kill_grace_s)
+                    killed = True
             if payload.wait(timeout_s=SUPERVISE_POLL_S) is not None:
+                self._limit_hit = self._limit_hit or watchdog.after_exit()
                 return payload.finish(self._config.kill_grace_s)
 
     # -- stage out
@@ -341,8 +372,7 @@ class JobRun:
         finally:
             archive.unlink(missing_ok=True)
         if packed.left_out and verdict.status == JobStatus.DONE:
-            detail = f"{len(packed.left_out)} file(s) left out"
-            minor = MinorStatus.OUTPUT_OVER_LIMIT.with_detail(detail)
+            minor = MinorStatus.OUTPUT_OVER_LIMIT.with_detail(packed.left_out_summary())
             verdict = dataclasses.replace(verdict, minor_status=minor)
         return packed, verdict
 
@@ -366,6 +396,10 @@ class JobRun:
                 delay_s = min(delay_s * 2, MAX_UPLOAD_BACKOFF_S)
         return False
 
+    def _broken_runtime(self, verdict: Verdict) -> str:
+        failed = verdict.minor_status.startswith(MinorStatus.CONTAINER_RUNTIME_FAILED.value)
+        return self._runtime_name if failed else ""
+
     def _outcome(
         self, verdict: Verdict, result: Optional[RunResult], packed: Optional[PackResult]
     ) -> JobOutcome:
@@ -381,6 +415,7 @@ class JobRun:
             infrastructure_error=verdict.infrastructure_error,
             output_missing=list(packed.missing) if packed is not None else [],
             output_left_out=list(packed.left_out) if packed is not None else [],
+            broken_runtime=self._broken_runtime(verdict),
         )
         logger.info(
             "job %d: %s (%s) %s",
@@ -392,4 +427,12 @@ class JobRun:
         return outcome
 
 
-__all__ = ["RUNTIMES", "JobOutcome", "JobRun", "MinorStatus", "SandboxTransport", "WrapperConfig"]
+__all__ = [
+    "RUNTIMES",
+    "ContainerSettings",
+    "JobOutcome",
+    "JobRun",
+    "MinorStatus",
+    "SandboxTransport",
+    "WrapperConfig",
+]

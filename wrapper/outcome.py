@@ -13,7 +13,7 @@ import signal as signals
 from typing import Optional
 
 from pilot.protocol import JobStatus, JobStatusUpdate
-from wrapper.runtime import RunResult
+from wrapper.runtime import ContainerFault, RunResult
 
 
 class MinorStatus(str, enum.Enum):
@@ -33,6 +33,8 @@ class MinorStatus(str, enum.Enum):
     INVALID_OUTPUT_NAME = "Invalid StdOutput Or StdError"
     RUNTIME_UNAVAILABLE = "Runtime Unavailable"
     RUNTIME_FAILURE = "Runtime Failure"
+    CONTAINER_IMAGE_NOT_FOUND = "Container Image Not Found"
+    CONTAINER_RUNTIME_FAILED = "Container Runtime Failed"
     OUTPUT_OVER_LIMIT = "Output Sandbox Over Limit"
     OUTPUT_PACK_FAILED = "Output Sandbox Packing Failed"
     OUTPUT_UPLOAD_FAILED = "Output Sandbox Upload Failed"
@@ -58,6 +60,9 @@ class JobOutcome:
     """Output patterns that matched nothing."""
     output_left_out: list[str] = dataclasses.field(default_factory=list)
     """Output files not uploaded because the sandbox would have gone over its cap."""
+    broken_runtime: str = ""
+    """The container runtime that failed on its own (Container Runtime Failed): the pilot
+    stops offering it."""
 
     def to_status_update(self) -> JobStatusUpdate:
         return JobStatusUpdate(
@@ -102,13 +107,27 @@ def application_status(result: RunResult) -> str:
     return f"Exit code {result.exit_code}"
 
 
-def judge(result: RunResult) -> Verdict:
-    """The job's state from how its payload ended."""
+_INFRASTRUCTURE_MINOR = {
+    ContainerFault.IMAGE.value: MinorStatus.CONTAINER_IMAGE_NOT_FOUND,
+    ContainerFault.RUNTIME.value: MinorStatus.CONTAINER_RUNTIME_FAILED,
+}
+
+
+def judge(result: RunResult, limit_exceeded: str = "") -> Verdict:
+    """The job's state from how its payload ended.
+
+    ``limit_exceeded`` is the watchdog's minor status when it killed the payload for going
+    over a limit: the job then fails (as DIRAC's watchdog fails it), it is not Killed.
+    """
     status, infrastructure = JobStatus.FAILED, False
-    if result.killed_reason:
+    if limit_exceeded:
+        minor = limit_exceeded
+    elif result.killed_reason:
         status, minor = JobStatus.KILLED, MinorStatus.KILLED.with_detail(result.killed_reason)
     elif result.infrastructure_error:
-        minor = MinorStatus.RUNTIME_FAILURE.with_detail(result.infrastructure_error)
+        minor = _INFRASTRUCTURE_MINOR.get(
+            result.container_fault, MinorStatus.RUNTIME_FAILURE
+        ).with_detail(result.infrastructure_error)
         infrastructure = True
     elif result.shell_exit_code == 0:
         status, minor = JobStatus.DONE, MinorStatus.EXECUTION_COMPLETE.value

@@ -67,7 +67,7 @@ def resolve_executable(executable: str, cwd: Path, path_env: str) -> str:
     if inside(os.path.realpath(candidate), cwd_real):
         if _noexec(cwd_real):
             raise RuntimeFailure(f"work dir {cwd} is on a file system mounted noexec")
-        _make_executable(candidate)
+        make_executable(candidate)
     return candidate
 
 
@@ -78,7 +78,7 @@ def _noexec(path: str) -> bool:
         return False
 
 
-def _make_executable(path: str) -> None:
+def make_executable(path: str) -> None:
     if os.access(path, os.X_OK):
         return
     try:
@@ -93,7 +93,7 @@ def _make_executable(path: str) -> None:
 
 
 @contextlib.contextmanager
-def _output_fds(spec: RunSpec) -> Iterator[tuple[int, int]]:
+def output_fds(spec: RunSpec) -> Iterator[tuple[int, int]]:
     """Open stdout and stderr files for the child; the parent's copies close on exit."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
     fds: list[int] = []
@@ -135,7 +135,7 @@ class PlainRuntime:
             raise ExecutableNotFound("")
         argv = [resolve_executable(spec.argv[0], spec.cwd, spec.env.get("PATH", ""))]
         argv.extend(spec.argv[1:])
-        with _output_fds(spec) as (stdout_fd, stderr_fd):
+        with output_fds(spec) as (stdout_fd, stderr_fd):
             try:
                 process = subprocess.Popen(
                     argv,

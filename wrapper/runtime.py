@@ -1,12 +1,14 @@
 """How a payload is run: the spec, the result, the runtime protocol, the running tree.
 
-A runtime (plain today; Apptainer and bubblewrap slot in as more ``ContainerRuntime``
-implementations) turns a ``RunSpec`` into a host process started in a new session, and
-hands back a ``RunningPayload``. ``RunningPayload`` does not care how the process was made:
+A runtime (``ContainerRuntime``: plain, bubblewrap, Apptainer; ``wrapper.selection`` picks
+one) turns a ``RunSpec`` into a host process started in a new session, and hands back a
+``RunningPayload`` (container runtimes subclass it to tell their own failures from the
+payload's, see ``ContainerFault``). ``RunningPayload`` does not care how the process was made:
 it reaps it, samples CPU and memory over the whole process tree with psutil, and kills that
 tree (TERM, grace, KILL): descendants, the process group (orphans included), and processes
-that left the group if they were seen in a sample or are still below the payload. When the
-payload ends, whatever it left running is killed the same way.
+that left the group if they were seen in a sample, are still below the payload, or a
+finder added with ``also_track`` returns them (the watchdog's searches by environment and
+cgroup). When the payload ends, whatever it left running is killed the same way.
 
 Exit codes: a payload ended by signal N has ``RunResult.exit_code`` None and
 ``RunResult.signal`` N; ``RunningPayload.poll``/``wait`` and the job's reported exit code
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import logging
 import os
 import resource
@@ -26,7 +29,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 import psutil
 
@@ -52,6 +55,10 @@ class RunSpec:
     cores: int = 1
     image: str = ""
     """Container image; a runtime that cannot run images refuses a spec that names one."""
+    gpu: bool = False
+    """The job asked for a GPU (Apptainer adds ``--nv``)."""
+    network: bool = True
+    """Whether a container shares the node's network (plain execution always does)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +75,8 @@ class RunResult:
     """Highest sampled sum of resident memory over the tree (0 if it ended unsampled)."""
     killed_reason: str = ""
     infrastructure_error: str = ""
+    container_fault: str = ""
+    """``ContainerFault`` value when ``infrastructure_error`` is the container runtime's own."""
 
     @property
     def shell_exit_code(self) -> Optional[int]:
@@ -77,12 +86,27 @@ class RunResult:
         return self.exit_code
 
 
+class ContainerFault(str, enum.Enum):
+    """Whose failure a container runtime's own error is."""
+
+    IMAGE = "image"
+    """The image is missing, unreadable or unusable: this job's image, not the runtime."""
+    RUNTIME = "runtime"
+    """The runtime failed (bind, namespace, its own error): suspect on this node."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ResourceUsage:
     """One sample over the payload's process tree."""
 
     cpu_s: float
     rss_bytes: int
+    processes: int = 0
+    """Live processes in the tree at the time of the sample."""
+
+
+ProcessFinder = Callable[[], list[psutil.Process]]
+"""Finds payload processes the tree walk cannot see (e.g. double-forked daemons)."""
 
 
 class ContainerRuntime(Protocol):
@@ -118,6 +142,7 @@ class RunningPayload:
         self._lock = threading.RLock()
         self._root: Optional[psutil.Process] = _psutil_process(process.pid)
         self._known: dict[int, psutil.Process] = {}
+        self._finders: list[ProcessFinder] = []
         self._cpu_s = 0.0
         self._max_rss_bytes = 0
         self._killed_reason = ""
@@ -160,9 +185,26 @@ class RunningPayload:
             self._signal = info.si_status
             self._exit_code = SIGNAL_EXIT_BASE + info.si_status
 
+    def also_track(self, finder: ProcessFinder) -> None:
+        """Treat what ``finder`` returns as part of the payload's tree.
+
+        Finders may be costly (a scan of every process): they run on each kill and on
+        ``processes``; what they found is then remembered and sampled like the rest.
+        """
+        with self._lock:
+            self._finders.append(finder)
+
+    def processes(self) -> list[psutil.Process]:
+        """The payload's live processes now (root, descendants, group, found, seen before)."""
+        with self._lock:
+            return [proc for proc in self._tree(with_group=True) if _is_live(proc)]
+
     def _tree(self, *, with_group: bool = False) -> list[psutil.Process]:
         """Live processes of the payload: root, descendants, earlier-seen ones, group."""
         procs: dict[int, psutil.Process] = {}
+        for finder in self._finders if with_group else ():
+            for proc in finder():
+                procs.setdefault(proc.pid, proc)
         if self._root is not None and self._exit_code is None:
             procs[self.pid] = self._root
             try:
@@ -188,7 +230,7 @@ class RunningPayload:
     def sample(self) -> ResourceUsage:
         """CPU seconds (never decreasing) and resident bytes of the payload's tree now."""
         with self._lock:
-            cpu_s, rss_bytes = 0.0, 0
+            cpu_s, rss_bytes, count = 0.0, 0, 0
             for proc in self._tree():
                 try:
                     with proc.oneshot():
@@ -196,11 +238,12 @@ class RunningPayload:
                         rss_bytes += proc.memory_info().rss
                 except psutil.Error:
                     continue
+                count += 1
                 # children_* hold descendants already waited for, so nothing counts twice.
                 cpu_s += times.user + times.system + times.children_user + times.children_system
             self._cpu_s = max(self._cpu_s, cpu_s)
             self._max_rss_bytes = max(self._max_rss_bytes, rss_bytes)
-            return ResourceUsage(cpu_s=self._cpu_s, rss_bytes=rss_bytes)
+            return ResourceUsage(cpu_s=self._cpu_s, rss_bytes=rss_bytes, processes=count)
 
     def kill_tree(self, reason: str, grace_s: float) -> None:
         """SIGTERM the whole tree and its process group, wait ``grace_s``, then SIGKILL."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Optional
 
 from wrapper.errors import ChecksumMismatch, SandboxError, UnsafeSandbox
+from wrapper.gzipstream import GzipStream, level_for
 from wrapper.patterns import inside, select
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,15 @@ class PackResult:
     included: list[str]
     missing: list[str]
     left_out: list[str]
+
+    def left_out_summary(self, shown: int = 3) -> str:
+        """``a, b and c left out`` or ``a, b, c and 4 more left out``: fits a minor status."""
+        names = self.left_out
+        if len(names) > shown:
+            return f"{', '.join(names[:shown])} and {len(names) - shown} more left out"
+        if len(names) > 1:
+            return f"{', '.join(names[:-1])} and {names[-1]} left out"
+        return f"{names[0]} left out" if names else ""
 
 
 def sha256_file(path: Path) -> str:
@@ -105,8 +115,10 @@ def _open_member(base_real: str, name: str, kind: str) -> Optional[BinaryIO]:
     return os.fdopen(fd, "rb")
 
 
-def _add_file(tar: tarfile.TarFile, name: str, handle: BinaryIO) -> None:
+def _add_file(tar: tarfile.TarFile, name: str, handle: BinaryIO, gz: GzipStream) -> None:
     st = os.fstat(handle.fileno())
+    # Already-compressed data is stored, not deflated again (the header goes with it).
+    gz.set_level(level_for(handle, st.st_size))
     info = tarfile.TarInfo(name)
     info.size = st.st_size
     info.mode = stat.S_IMODE(st.st_mode) & 0o777
@@ -126,8 +138,11 @@ def _add_dir(tar: tarfile.TarFile, base_real: str, name: str) -> None:
 class _Packer:
     """Adds entries to an open tar while keeping the size cap."""
 
-    def __init__(self, tar: tarfile.TarFile, base_real: str, max_bytes: Optional[int]) -> None:
+    def __init__(
+        self, tar: tarfile.TarFile, gz: GzipStream, base_real: str, max_bytes: Optional[int]
+    ) -> None:
         self.tar = tar
+        self.gz = gz
         self.base_real = base_real
         self.max_bytes = max_bytes
         self.total_bytes = 0
@@ -152,7 +167,7 @@ class _Packer:
             if self.max_bytes is not None and self.total_bytes + size > self.max_bytes:
                 self.left_out.append(name)
                 return
-            _add_file(self.tar, name, handle)
+            _add_file(self.tar, name, handle, self.gz)
         self.total_bytes += size
         self.included.append(name)
         self.stored.append(name)
@@ -172,12 +187,15 @@ def pack(
     chosen, per_pattern = select(base_real, patterns, skip.replace(os.sep, "/"))
     with open(dest, "wb") as raw:
         sink = _HashingWriter(raw)
-        # mtime=0 and no file name in the gzip header: the same files give the same digest.
-        gz = gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6)
-        with gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            packer = _Packer(tar, base_real, max_bytes)
+        gz = GzipStream(sink)
+        tar = tarfile.TarFile(
+            fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_BYTES
+        )
+        with tar:
+            packer = _Packer(tar, gz, base_real, max_bytes)
             for name, kind in chosen.items():
                 packer.add(name, kind)
+        gz.close()
     found = set(packer.stored) | set(packer.left_out)
     missing = [p for p, names in per_pattern.items() if not found.intersection(names)]
     if packer.left_out:
@@ -336,7 +354,8 @@ def unpack(archive: Path, dest: Path, *, limits: SandboxLimits = SandboxLimits()
     dest.mkdir(parents=True, exist_ok=True)
     extractor = _Extractor(os.path.realpath(dest), limits)
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        # A big read buffer: tarfile's default (10 KB) makes stream reading CPU-bound.
+        with tarfile.open(archive, mode="r|*", bufsize=CHUNK_BYTES) as tar:
             for member in tar:
                 extractor.add(tar, member)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:

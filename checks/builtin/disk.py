@@ -29,7 +29,7 @@ def probe_write(directory: Path) -> None:
         os.unlink(name)
 
 
-@check("disk", fatal=True, timeout_s=10.0)
+@check("disk", fatal=True, timeout_s=10.0, interval_s=300.0)
 def disk(ctx: CheckContext) -> CheckResult:
     fail_below = number_option(ctx.options, "min_free_mb", 1024)
     warn_below = number_option(ctx.options, "warn_free_mb", 5120)

@@ -45,7 +45,7 @@ def effective_memory_mb(
     return total // MIB, available // MIB
 
 
-@check("memory", fatal=True, timeout_s=5.0)
+@check("memory", fatal=True, timeout_s=5.0, interval_s=300.0)
 def memory(ctx: CheckContext) -> CheckResult:
     fail_below = number_option(ctx.options, "min_available_mb", 512)
     warn_below = number_option(ctx.options, "warn_available_mb", 1024)

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from coordinator.errors import BadRequest, Forbidden, Unauthenticated
 from coordinator.logic.auth import TokenClaims, verify_token
 from coordinator.logic.pilots import check_protocol
+from coordinator.logic.ratelimit import TokenBuckets
 from coordinator.logic.sandboxes import SandboxFiles
+from coordinator.logic.tokens import RevocationList
+from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.store.database import Database
 from pilot.protocol import PROTOCOL_HEADER, Role
 
 PILOT_HEADER = "X-Gridpilot-Pilot"
+MAX_DB_INT = 2**63 - 1
+"""Largest integer SQLite and PostgreSQL store; a larger id cannot name anything."""
+JobIdPath = Annotated[int, Path(ge=0, le=MAX_DB_INT, description="Job id")]
 SHA256_HEADER = "X-Content-Sha256"
 
 
@@ -28,6 +35,9 @@ class AppContext:
     signing_key: Ed25519PrivateKey
     public_key: Ed25519PublicKey
     sandbox_files: SandboxFiles
+    revocations: RevocationList
+    rate_limits: TokenBuckets
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
 
 
 def get_context(request: Request) -> AppContext:
@@ -42,7 +52,21 @@ def get_claims(request: Request, context: AppContext = Depends(get_context)) -> 
         raise Unauthenticated("missing Authorization header; send 'Bearer <token>'")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-    return verify_token(context.public_key, token)
+    claims = verify_token(context.public_key, token)
+    context.revocations.check(claims)
+    context.rate_limits.check(_rate_key(request, claims), f"token {claims.token_id}")
+    return claims
+
+
+def _rate_key(request: Request, claims: TokenClaims) -> str:
+    """Users and admins are counted per token; pilots per pilot, since a pilot factory
+    usually gives one token to all the pilots it starts."""
+    if claims.role is not Role.PILOT:
+        return claims.token_id
+    pilot_id = request.path_params.get("pilot_id") or request.headers.get(PILOT_HEADER)
+    if not pilot_id:
+        pilot_id = request.client.host if request.client else ""
+    return f"{claims.token_id}/{pilot_id}"
 
 
 def require_user(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
@@ -50,6 +74,16 @@ def require_user(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
     if claims.role not in (Role.USER, Role.ADMIN):
         raise Forbidden(
             f"this endpoint is for users; the token's role is {claims.role.value}",
+            details={"role": claims.role.value},
+        )
+    return claims
+
+
+def require_admin(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
+    """Admin tokens only."""
+    if claims.role is not Role.ADMIN:
+        raise Forbidden(
+            f"this endpoint is for admins; the token's role is {claims.role.value}",
             details={"role": claims.role.value},
         )
     return claims
@@ -77,7 +111,9 @@ def require_pilot(
     return claims
 
 
-def pilot_id_header(request: Request) -> str:
+def pilot_id_header(request: Request, _claims: TokenClaims = Depends(require_pilot)) -> str:
+    # Depending on require_pilot makes the token count before the header: a caller without
+    # a valid pilot token gets 401/403, never a 400 about a header it should not send.
     pilot_id = request.headers.get(PILOT_HEADER, "").strip()
     if not pilot_id:
         raise BadRequest(f"pilots must name themselves in the {PILOT_HEADER} header")

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Optional
 
 from fastapi import APIRouter, Depends
 
-from coordinator.api.deps import AppContext, get_context, require_user
+from coordinator.api.deps import (
+    MAX_DB_INT,
+    AppContext,
+    JobIdPath,
+    get_context,
+    require_user,
+)
 from coordinator.errors import BadRequest
-from coordinator.logic import jobs
+from coordinator.logic import jobs, listing, rescheduling
 from coordinator.logic.auth import TokenClaims
 from pilot.protocol import API_PREFIX, HistoryEntry, JobInfo, SubmitReply, SubmitRequest
 
@@ -21,6 +28,8 @@ MAX_LISTED = 10_000
 @dataclasses.dataclass(frozen=True)
 class JobList:
     jobs: list[JobInfo]
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Jobs per status matching the filters other than ``status`` (Deleted left out)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,28 +50,41 @@ def submit_jobs(
 @router.get("/jobs")
 def list_jobs(
     ids: Optional[str] = None,  # FastAPI evaluates this at run time: no "|" on 3.9
+    status: Optional[str] = None,
+    owner: Optional[str] = None,
+    site: Optional[str] = None,
+    job_group: Optional[str] = None,
     limit: int = 1000,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> JobList:
     """The jobs named in ``ids`` (comma-separated) that the caller may see, or without
-    ``ids`` the caller's latest jobs (all users' for admins), Deleted ones left out."""
+    ``ids`` the caller's latest jobs (all users' for admins), Deleted ones left out unless
+    asked for, filtered by ``status`` (comma-separated), ``owner`` (admins only for others),
+    ``site`` and ``job_group``; ``counts`` gives the jobs per status."""
     if not 1 <= limit <= MAX_LISTED:
         raise BadRequest(f"limit must be between 1 and {MAX_LISTED}")
-    job_ids = _parse_ids(ids) if ids is not None else None
-    return JobList(jobs=jobs.get_jobs(context.db, claims, job_ids, limit))
+    if ids is not None:
+        found = jobs.get_jobs(context.db, claims, _parse_ids(ids), limit)
+        return JobList(jobs=found, counts=dict(Counter(info.status.value for info in found)))
+    wanted = listing.JobFilter(listing.parse_statuses(status), owner, site, job_group)
+    result = listing.list_jobs(context.db, claims, wanted, limit)
+    return JobList(jobs=result.jobs, counts=result.counts)
 
 
 def _parse_ids(text: str) -> list[int]:
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise BadRequest("ids must be comma-separated job ids", details={"ids": text}) from exc
+    if not all(0 <= job_id <= MAX_DB_INT for job_id in ids):
+        raise BadRequest(f"job ids must be between 0 and {MAX_DB_INT}")
+    return ids
 
 
 @router.get("/jobs/{job_id}")
 def get_job(
-    job_id: int,
+    job_id: JobIdPath,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> JobInfo:
@@ -71,7 +93,7 @@ def get_job(
 
 @router.get("/jobs/{job_id}/history")
 def job_history(
-    job_id: int,
+    job_id: JobIdPath,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> JobHistory:
@@ -80,16 +102,29 @@ def job_history(
 
 @router.post("/jobs/{job_id}/kill")
 def kill_job(
-    job_id: int,
+    job_id: JobIdPath,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> JobInfo:
     return jobs.kill(context.db, claims, job_id)
 
 
+@router.post("/jobs/{job_id}/reschedule")
+def reschedule_job(
+    job_id: JobIdPath,
+    reset: bool = False,
+    claims: TokenClaims = Depends(require_user),
+    context: AppContext = Depends(get_context),
+) -> JobInfo:
+    """Run the job again from scratch (Rescheduled, then Waiting), as DIRAC's reschedule:
+    from Done, Failed, Killed, Completed, or from a pilot that holds it. ``reset=true``
+    zeroes the reschedule counter first."""
+    return rescheduling.reschedule_job(context.db, context.settings, claims, job_id, reset=reset)
+
+
 @router.delete("/jobs/{job_id}")
 def delete_job(
-    job_id: int,
+    job_id: JobIdPath,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> JobInfo:

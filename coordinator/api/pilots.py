@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from coordinator.api.deps import AppContext, get_context, pilot_id_header, require_pilot
-from coordinator.logic import pilots
+from coordinator.api.deps import AppContext, JobIdPath, get_context, pilot_id_header, require_pilot
+from coordinator.logic import matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
 from pilot.protocol import (
     API_PREFIX,
@@ -38,26 +38,28 @@ def match_jobs(
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> MatchReply:
-    return pilots.match(context.db, context.settings, claims, pilot_id, body)
+    return matchmaker.match(context.db, context.settings, context.metrics, claims, pilot_id, body)
 
 
 @router.post("/jobs/{job_id}/status")
 def update_job_status(
-    job_id: int,
+    job_id: JobIdPath,
     body: JobStatusUpdate,
     pilot_id: str = Depends(pilot_id_header),
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> JobInfo:
-    return pilots.update_status(context.db, claims, pilot_id, job_id, body)
+    return pilots.update_status(context.db, context.settings, claims, pilot_id, job_id, body)
 
 
 @router.post("/jobs/{job_id}/heartbeat")
 def job_heartbeat(
-    job_id: int,
+    job_id: JobIdPath,
     body: Heartbeat,
     pilot_id: str = Depends(pilot_id_header),
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> HeartbeatReply:
-    return pilots.heartbeat(context.db, claims, pilot_id, job_id, body)
+    reply = pilots.heartbeat(context.db, claims, pilot_id, job_id, body)
+    context.metrics.count_heartbeat()
+    return reply

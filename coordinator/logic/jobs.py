@@ -16,6 +16,8 @@ from coordinator.logic.auth import TokenClaims
 from coordinator.logic.description import JobFields, job_fields, parse_description
 from coordinator.logic.matching import normalise_sites
 from coordinator.logic.parametric import expand, substitute_job_id
+from coordinator.logic.sites import check_sites
+from coordinator.logic.taskqueues import with_queues
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import sandboxes as sandbox_store
@@ -61,7 +63,9 @@ def submit(
     expanded = expand(description, max_jobs=settings.max_jobs_per_submission)
     digests = list(dict.fromkeys(check_digest(d) for d in request.input_sandboxes))
     owned = [_with_identity(item, claims) for item in expanded]
-    rows = [_job_row(item, job_fields(item), claims) for item in owned]
+    fields = [job_fields(item) for item in owned]
+    check_sites(fields, settings.sites)
+    rows = [_job_row(item, job, claims) for item, job in zip(owned, fields)]
     with db.write() as conn:
         absent = sandbox_store.missing(conn, digests)
         if absent:
@@ -69,7 +73,7 @@ def submit(
                 "input sandboxes must be uploaded before the jobs that use them",
                 details={"missing": absent},
             )
-        job_ids = job_store.insert_jobs(conn, rows)
+        job_ids = job_store.insert_jobs(conn, with_queues(conn, rows))
         _substitute_job_ids(conn, job_ids, owned)
         job_store.add_history(conn, _submission_history(job_ids))
         job_store.link_sandboxes(conn, job_ids, job_store.IN, digests)
@@ -98,7 +102,7 @@ def _job_row(
         "job_name": fields.job_name,
         "job_group": fields.job_group,
         "description": json.dumps(description),
-        "site": _site_label(allowed),
+        "site": site_label(allowed),
         "req_sites": json.dumps(sorted(allowed)),
         "banned_sites": json.dumps(sorted(fields.banned_sites)),
         "platform": fields.platform,
@@ -113,7 +117,7 @@ def _job_row(
     }
 
 
-def _site_label(allowed: frozenset[str]) -> str:
+def site_label(allowed: frozenset[str]) -> str:
     if not allowed:
         return "ANY"
     if len(allowed) == 1:
@@ -176,7 +180,19 @@ def job_info(row: RowMapping) -> JobInfo:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         description=json.loads(row["description"]),
+        reschedule_count=int(row["reschedule_count"]),
+        **_reported_usage(row["accounting"]),
     )
+
+
+def _reported_usage(accounting_json: str) -> dict[str, Any]:
+    """Timings, CPU and peak memory from the pilot's final report, for ``JobInfo``."""
+    accounting = json.loads(accounting_json or "{}")
+    return {
+        "timings_s": dict(accounting.get("timings_s") or {}),
+        "cpu_s": accounting.get("cpu_s"),
+        "max_rss_bytes": accounting.get("max_rss_bytes"),
+    }
 
 
 def can_see(claims: TokenClaims, row: RowMapping) -> bool:

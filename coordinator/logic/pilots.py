@@ -10,17 +10,11 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping
 
 from coordinator.errors import BadRequest, LeaseLost, NotFound, PilotTooOld
-from coordinator.logic import states
+from coordinator.logic import rescheduling, states
 from coordinator.logic.auth import TokenClaims
-from coordinator.logic.description import job_fields
 from coordinator.logic.jobs import check_digest, job_info, visible_job
 from coordinator.logic.matching import (
     ANY_SITE,
-    Offer,
-    Requirements,
-    after_taking,
-    cores_to_give,
-    fits,
 )
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
@@ -34,20 +28,15 @@ from pilot.protocol import (
     CommandKind,
     Heartbeat,
     HeartbeatReply,
-    JobAssignment,
     JobInfo,
     JobStatus,
     JobStatusUpdate,
-    MatchReply,
-    MatchRequest,
     PilotRegistration,
     RegistrationReply,
 )
 
 logger = logging.getLogger(__name__)
 
-MAX_JOBS_PER_MATCH = 64
-CANDIDATE_PAGE = 200
 HEARTBEAT_STATES = frozenset(
     {JobStatus.MATCHED, JobStatus.RUNNING, JobStatus.COMPLETING, JobStatus.STALLED}
 )
@@ -119,122 +108,6 @@ def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str) -> RowMappin
     return pilot
 
 
-def match(
-    db: Database, settings: Settings, claims: TokenClaims, pilot_id: str, request: MatchRequest
-) -> MatchReply:
-    """Claim up to ``request.n`` Waiting jobs that fit; each goes to this pilot only."""
-    if request.n < 1 or request.cores_free < 0 or request.memory_free_mb < 0:
-        raise BadRequest("n must be at least 1; free cores and memory cannot be negative")
-    with db.write() as conn:
-        pilot = own_pilot(conn, claims, pilot_id)
-        pilot_store.touch_pilot(conn, pilot_id)
-        if not pilot["accepting_work"]:
-            return MatchReply(retry_after_s=settings.match_retry_after_s)
-        offer = _offer(claims, pilot, request)
-        claimed = _claim_jobs(conn, pilot_id, offer, min(request.n, MAX_JOBS_PER_MATCH))
-        assignments = [_assignment(conn, row, cores) for row, cores in claimed]
-    if not assignments:
-        return MatchReply(retry_after_s=settings.match_retry_after_s)
-    logger.info("pilot %s matched jobs %s", pilot_id, [a.job_id for a in assignments])
-    return MatchReply(jobs=assignments)
-
-
-def _offer(claims: TokenClaims, pilot: RowMapping, request: MatchRequest) -> Offer:
-    site = request.site if request.site and request.site != ANY_SITE else pilot["site"]
-    return Offer(
-        vo=claims.vo,
-        site=site,
-        platform=request.platform or pilot["platform"],
-        tags=frozenset(request.tags) | frozenset(json.loads(pilot["tags"])),
-        cores_free=request.cores_free,
-        memory_free_mb=request.memory_free_mb,
-        time_left_s=request.time_left_s,
-        container_runtimes=frozenset(request.container_runtimes),
-    )
-
-
-def requirements(row: RowMapping) -> Requirements:
-    return Requirements(
-        vo=row["vo"],
-        sites=frozenset(json.loads(row["req_sites"])),
-        banned_sites=frozenset(json.loads(row["banned_sites"])),
-        platform=row["platform"],
-        tags=frozenset(json.loads(row["tags"])),
-        cores=row["cores"],
-        max_cores=row["max_cores"],
-        max_ram_mb=row["max_ram_mb"],
-        cpu_time_s=row["cpu_time_s"],
-        wall_time_s=row["wall_time_s"],
-        container=row["container"],
-    )
-
-
-def _claim_jobs(
-    conn: Connection, pilot_id: str, offer: Offer, wanted: int
-) -> list[tuple[RowMapping, int]]:
-    claimed: list[tuple[RowMapping, int]] = []
-    after: tuple[int, int] | None = None
-    while len(claimed) < wanted and offer.cores_free > 0:
-        page = job_store.waiting_jobs(
-            conn,
-            vo=offer.vo,
-            cores_free=offer.cores_free,
-            memory_free_mb=offer.memory_free_mb,
-            with_container=bool(offer.container_runtimes),
-            after=after,
-            limit=CANDIDATE_PAGE,
-        )
-        if not page:
-            break
-        after = (page[-1]["priority"], page[-1]["job_id"])
-        for row in page:
-            needs = requirements(row)
-            if not fits(needs, offer):
-                continue
-            if _claim(conn, row, pilot_id, offer.site):
-                claimed.append((row, cores_to_give(needs, offer)))
-                offer = after_taking(offer, needs)
-            if len(claimed) >= wanted or offer.cores_free <= 0:
-                break
-    return claimed
-
-
-def _claim(conn: Connection, row: RowMapping, pilot_id: str, site: str) -> bool:
-    # The conditional update is the claim: it succeeds for one pilot only, even if
-    # another transaction (or coordinator) saw the same job Waiting.
-    return job_store.change_status(
-        conn,
-        row["job_id"],
-        expected=JobStatus.WAITING,
-        status=JobStatus.MATCHED,
-        minor_status="Assigned",
-        application_status=row["application_status"],
-        source="Matcher",
-        pilot_id=pilot_id,
-        site=site,
-    )
-
-
-def _assignment(conn: Connection, row: RowMapping, cores: int) -> JobAssignment:
-    description = json.loads(row["description"])
-    fields = job_fields(description)
-    return JobAssignment(
-        job_id=row["job_id"],
-        executable=fields.executable,
-        arguments=list(fields.arguments),
-        stdout=fields.stdout,
-        stderr=fields.stderr,
-        input_sandboxes=job_store.sandboxes_of(conn, row["job_id"], job_store.IN),
-        output_sandbox=list(fields.output_sandbox),
-        cores=cores,
-        memory_mb=row["max_ram_mb"],
-        wall_time_s=row["wall_time_s"],
-        cpu_time_s=row["cpu_time_s"],
-        container=row["container"],
-        description=description,
-    )
-
-
 def leased_job(conn: Connection, claims: TokenClaims, pilot_id: str, job_id: int) -> RowMapping:
     """The job if it is matched to this (token's) pilot; ``LeaseLost`` if to another."""
     own_pilot(conn, claims, pilot_id)
@@ -248,11 +121,21 @@ def leased_job(conn: Connection, claims: TokenClaims, pilot_id: str, job_id: int
 
 
 def update_status(
-    db: Database, claims: TokenClaims, pilot_id: str, job_id: int, update: JobStatusUpdate
+    db: Database,
+    settings: Settings,
+    claims: TokenClaims,
+    pilot_id: str,
+    job_id: int,
+    update: JobStatusUpdate,
 ) -> JobInfo:
+    """Record a pilot's report; a report renews the lease like a heartbeat does."""
     with db.write() as conn:
         row = leased_job(conn, claims, pilot_id, job_id)
         current = JobStatus(row["status"])
+        if current is JobStatus.STALLED and not states.is_allowed(current, update.status):
+            # The pilot is back: the job was running all along.
+            rescheduling.revive(conn, row, update.source or "JobWrapper")
+            current = JobStatus.RUNNING
         states.check_transition(current, update.status)
         columns = _report_columns(conn, row, update)
         job_store.change_status(
@@ -263,8 +146,18 @@ def update_status(
             minor_status=update.minor_status or row["minor_status"],
             application_status=update.application_status or row["application_status"],
             source=update.source or "JobWrapper",
+            heartbeat_at=utc_timestamp(),
             **columns,
         )
+        if update.infrastructure_error and update.status is JobStatus.FAILED:
+            rescheduling.reschedule(
+                conn,
+                row,
+                current=JobStatus.FAILED,
+                reason=f"infrastructure failure: {update.minor_status or 'reported by the pilot'}",
+                source="JobManager",
+                max_reschedules=settings.max_reschedules,
+            )
         pilot_store.touch_pilot(conn, pilot_id)
         return job_info(visible_job(conn, claims, job_id))
 
@@ -306,6 +199,8 @@ def heartbeat(
                 f"job {job_id} is {status.value}; it is not running any more",
                 details={"job_id": job_id, "status": status.value},
             )
+        if status is JobStatus.STALLED:
+            rescheduling.revive(conn, row, "Heartbeat")
         accounting = json.loads(row["accounting"])
         accounting["last_heartbeat"] = {k: v for k, v in beat.to_dict().items() if v is not None}
         now = utc_timestamp()

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from coordinator.store.schema import job_history, job_sandboxes, jobs, utc_timestamp
 from pilot.protocol import JobStatus
@@ -87,18 +95,41 @@ def list_jobs(
     statuses: Sequence[JobStatus] = (),
     exclude: Sequence[JobStatus] = (JobStatus.DELETED,),
     limit: int = 1000,
+    site: str | None = None,
+    job_group: str | None = None,
 ) -> list[RowMapping]:
-    """Jobs newest first, optionally of one owner/VO and in some statuses."""
+    """Jobs newest first, optionally of one owner/VO/site/group and in some statuses."""
     query = select(jobs).order_by(jobs.c.job_id.desc()).limit(limit)
-    if owner is not None:
-        query = query.where(jobs.c.owner == owner)
-    if vo is not None:
-        query = query.where(jobs.c.vo == vo)
+    query = query.where(*_filters(owner, vo, site, job_group))
     if statuses:
         query = query.where(jobs.c.status.in_([s.value for s in statuses]))
     if exclude:
         query = query.where(jobs.c.status.not_in([s.value for s in exclude]))
     return list(conn.execute(query).mappings())
+
+
+def count_by_status(
+    conn: Connection,
+    *,
+    owner: str | None,
+    vo: str | None,
+    site: str | None = None,
+    job_group: str | None = None,
+) -> dict[str, int]:
+    """How many jobs are in each status, with the same filters as ``list_jobs``."""
+    query = (
+        select(jobs.c.status, func.count())
+        .where(*_filters(owner, vo, site, job_group))
+        .group_by(jobs.c.status)
+    )
+    return {str(status): int(count) for status, count in conn.execute(query)}
+
+
+def _filters(
+    owner: str | None, vo: str | None, site: str | None, job_group: str | None
+) -> list[Any]:
+    wanted = {jobs.c.owner: owner, jobs.c.vo: vo, jobs.c.site: site, jobs.c.job_group: job_group}
+    return [column == value for column, value in wanted.items() if value is not None]
 
 
 def history_of(conn: Connection, job_id: int) -> list[RowMapping]:
@@ -143,37 +174,3 @@ def change_status(
 
 def update_columns(conn: Connection, job_id: int, **columns: Any) -> None:
     conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**columns))
-
-
-def waiting_jobs(
-    conn: Connection,
-    *,
-    vo: str,
-    cores_free: int,
-    memory_free_mb: int,
-    with_container: bool,
-    after: tuple[int, int] | None,
-    limit: int,
-) -> list[RowMapping]:
-    """A page of Waiting jobs of ``vo`` that pass the cheap checks, in match order
-    (priority descending, then job id). ``after`` is the (priority, job_id) of the
-    previous page's last row."""
-    query = select(jobs).where(
-        jobs.c.status == JobStatus.WAITING.value,
-        jobs.c.vo == vo,
-        jobs.c.cores <= cores_free,
-    )
-    if memory_free_mb:
-        query = query.where(jobs.c.max_ram_mb <= memory_free_mb)
-    if not with_container:
-        query = query.where(jobs.c.container == "")
-    if after is not None:
-        priority, job_id = after
-        query = query.where(
-            or_(
-                jobs.c.priority < priority,
-                and_(jobs.c.priority == priority, jobs.c.job_id > job_id),
-            )
-        )
-    query = query.order_by(jobs.c.priority.desc(), jobs.c.job_id).limit(limit)
-    return list(conn.execute(query).mappings())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
-from coordinator.store.schema import pilots, utc_timestamp
+from coordinator.store.schema import jobs, pilot_jobs, pilots, utc_timestamp
 
 
 def insert_pilot(conn: Connection, row: Mapping[str, Any]) -> None:
@@ -25,3 +25,66 @@ def touch_pilot(conn: Connection, pilot_id: str) -> None:
     conn.execute(
         update(pilots).where(pilots.c.pilot_id == pilot_id).values(last_seen=utc_timestamp())
     )
+
+
+def set_pilot_state(
+    conn: Connection,
+    pilot_id: str,
+    *,
+    accepting_work: bool,
+    refuse_reason: str,
+    checks: str | None = None,
+) -> None:
+    """Record whether the pilot takes work and why not; ``checks`` (JSON) when given."""
+    values: dict[str, Any] = {
+        "accepting_work": accepting_work,
+        "refuse_reason": refuse_reason,
+        "last_seen": utc_timestamp(),
+    }
+    if checks is not None:
+        values["checks"] = checks
+    conn.execute(update(pilots).where(pilots.c.pilot_id == pilot_id).values(**values))
+
+
+def record_released_job(conn: Connection, pilot_id: str, job_id: int) -> None:
+    """Remember that ``pilot_id`` held ``job_id`` before the job was taken from it."""
+    exists = conn.execute(
+        select(pilot_jobs.c.job_id).where(
+            pilot_jobs.c.pilot_id == pilot_id, pilot_jobs.c.job_id == job_id
+        )
+    ).first()
+    if exists is None:
+        conn.execute(
+            insert(pilot_jobs).values(pilot_id=pilot_id, job_id=job_id, released_at=utc_timestamp())
+        )
+
+
+def list_pilots(conn: Connection, *, vo: str | None, limit: int) -> list[RowMapping]:
+    """Pilots newest first, optionally of one VO."""
+    query = select(pilots).order_by(pilots.c.registered_at.desc()).limit(limit)
+    if vo is not None:
+        query = query.where(pilots.c.vo == vo)
+    return list(conn.execute(query).mappings())
+
+
+def jobs_of(conn: Connection, pilot_ids: Sequence[str]) -> dict[str, list[RowMapping]]:
+    """Each pilot's jobs, held now or released: rows with job_id, owner, vo and status."""
+    wanted = list(pilot_ids)
+    result: dict[str, list[RowMapping]] = {pilot_id: [] for pilot_id in wanted}
+    columns = (jobs.c.job_id, jobs.c.owner, jobs.c.vo, jobs.c.status)
+    held = select(jobs.c.pilot_id, *columns).where(jobs.c.pilot_id.in_(wanted))
+    released = (
+        select(pilot_jobs.c.pilot_id, *columns)
+        .join(jobs, jobs.c.job_id == pilot_jobs.c.job_id)
+        .where(pilot_jobs.c.pilot_id.in_(wanted))
+    )
+    seen: set[tuple[str, int]] = set()
+    for query in (held, released):
+        for row in conn.execute(query).mappings():
+            key = (str(row["pilot_id"]), int(row["job_id"]))
+            if key not in seen:  # a job may come back to the pilot that lost it
+                seen.add(key)
+                result[key[0]].append(row)
+    for rows in result.values():
+        rows.sort(key=lambda row: int(row["job_id"]))
+    return result

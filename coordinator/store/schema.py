@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -52,6 +54,9 @@ jobs = Table(
     Column("wall_time_s", Integer, nullable=True),
     Column("container", Text, nullable=False, default=""),
     Column("priority", Integer, nullable=False, default=0),
+    # The task queue of jobs with these same requirements (see task_queues); kept while the
+    # job runs so that a job put back to Waiting is matched from its queue again.
+    Column("task_queue_id", Integer, nullable=True),
     # Run time.
     Column("pilot_id", String(64), nullable=False, default=""),
     Column("kill_requested", Boolean, nullable=False, default=False),
@@ -65,6 +70,8 @@ jobs = Table(
     Index("ix_jobs_match", "status", "vo", "priority", "job_id"),
     Index("ix_jobs_owner", "owner", "job_id"),
     Index("ix_jobs_pilot", "pilot_id"),
+    # A queue's next jobs in match order (highest priority, then oldest) are one index seek.
+    Index("ix_jobs_task_queue", "task_queue_id", "status", text("priority DESC"), "job_id"),
 )
 
 job_history = Table(
@@ -133,4 +140,71 @@ pilots = Table(
     Column("tags", Text, nullable=False, default="[]"),
     Column("accepting_work", Boolean, nullable=False, default=True),
     Column("refuse_reason", Text, nullable=False, default=""),
+)
+
+# Token ids (the ``jti`` claim) refused from now on, with who revoked them and when.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("revoked_at", String(40), nullable=False),
+    Column("revoked_by", String(255), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+)
+
+# DIRAC-style task queues: one row per distinct set of requirements and owner. A match
+# scans these rows, not the jobs. ``queue_key`` is a digest of every other column here.
+task_queues = Table(
+    "task_queues",
+    metadata,
+    Column("task_queue_id", Integer, primary_key=True, autoincrement=True),
+    Column("queue_key", String(64), nullable=False, unique=True),
+    Column("vo", String(255), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("owner_group", String(255), nullable=False, default=""),
+    Column("req_sites", Text, nullable=False, default="[]"),
+    Column("banned_sites", Text, nullable=False, default="[]"),
+    Column("platform", String(255), nullable=False, default=""),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("cores", Integer, nullable=False, default=1),
+    Column("max_cores", Integer, nullable=False, default=1),
+    Column("max_ram_mb", Integer, nullable=False, default=0),
+    Column("cpu_time_s", Integer, nullable=True),
+    Column("wall_time_s", Integer, nullable=True),
+    Column("container", Text, nullable=False, default=""),
+    Column("created_at", String(40), nullable=False),
+    Index("ix_task_queues_vo", "vo"),
+)
+
+# Fair share: each owner's recent usage (cores matched, decaying with a half-life).
+owner_usage = Table(
+    "owner_usage",
+    metadata,
+    Column("vo", String(255), primary_key=True),
+    Column("owner", String(255), primary_key=True),
+    Column("usage", Float, nullable=False, default=0.0),
+    Column("updated_at_s", Float, nullable=False),
+)
+
+# Stored length of each log (a job's stdout/stderr, a pilot's own log). The bytes are files
+# in the data dir (``logs/``); this row is the truth about how many of them count, so a crash
+# between writing the file and committing never shows or keeps half an append.
+logs = Table(
+    "logs",
+    metadata,
+    Column("kind", String(8), primary_key=True),  # "job" or "pilot"
+    Column("owner_id", String(64), primary_key=True),  # job id (as text) or pilot id
+    Column("stream", String(16), primary_key=True),
+    Column("size_bytes", Integer, nullable=False, default=0),
+    Column("updated_at", String(40), nullable=False),
+)
+
+# Jobs a pilot held and lost (rescheduled away from it): the registry still lists them.
+pilot_jobs = Table(
+    "pilot_jobs",
+    metadata,
+    Column("pilot_id", String(64), primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("released_at", String(40), nullable=False),
+    Index("ix_pilot_jobs_job", "job_id"),
 )

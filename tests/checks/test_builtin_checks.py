@@ -28,17 +28,21 @@ EL9_OS_RELEASE = (
 def builtin_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckReport]:
     workdir = tmp_path_factory.mktemp("pilot")
     started = time.monotonic()
-    reports = run_checks(builtin_checks(), workdir=workdir)
+    # Other work on a shared test machine must not fail the load check.
+    options = {"load": {"fail_per_core": 1000}}
+    reports = run_checks(builtin_checks(), workdir=workdir, options=options)
     wall_s = time.monotonic() - started
-    # The five run concurrently; generous bound for a shared 2-core machine (~0.25 s idle).
+    # All fourteen run concurrently; generous bound for a shared 2-core machine (~0.5 s idle).
     assert wall_s < 3.0, wall_s
     return {report.name: report for report in reports}
 
 
 def test_every_builtin_passes_on_this_machine(builtin_reports: dict[str, CheckReport]) -> None:
-    assert list(builtin_reports) == ["python", "platform", "cores", "memory", "disk"]
+    assert list(builtin_reports)[:5] == ["python", "platform", "cores", "memory", "disk"]
+    assert len(builtin_reports) == 14
     for report in builtin_reports.values():
-        assert report.status in (CheckStatus.OK, CheckStatus.WARN), report
+        # Skip: nothing to check here (no CVMFS, GPU or coordinator configured).
+        assert report.status in (CheckStatus.OK, CheckStatus.WARN, CheckStatus.SKIP), report
         assert report.source == "builtin"
         assert report.duration_s > 0
 

@@ -93,6 +93,9 @@ def test_dataclass_fields_are_frozen() -> None:
         ("timeout_s", "float"),
         ("interval_s", "Optional[float]"),
         ("source", "CheckSource"),
+        ("origin", "str"),
+        ("script", "Optional[str]"),
+        ("load_error", "Optional[str]"),
     ]
     for cls in (CheckResult, CheckContext, CheckSpec):
         params: Any = getattr(cls, "__dataclass_params__")  # noqa: B009

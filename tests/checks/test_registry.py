@@ -14,11 +14,14 @@ from tests.checks.conftest import WriteModule
 
 def test_builtins_are_listed_in_report_order_with_their_limits() -> None:
     specs = builtin_checks()
-    assert [s.name for s in specs] == ["python", "platform", "cores", "memory", "disk"]
+    assert [s.name for s in specs] == [
+        *("python", "platform", "cores", "memory", "disk", "load", "timeleft", "userns"),
+        *("containers", "cvmfs", "gpu", "cpuspeed", "coordinator", "clock"),
+    ]
     assert {s.source for s in specs} == {CheckSource.BUILTIN}
     fatal = {s.name for s in specs if s.fatal}
     assert fatal == {"python", "cores", "memory", "disk"}
-    assert all(0 < s.timeout_s <= 10 for s in specs)
+    assert all(0 < s.timeout_s <= 20 for s in specs)
 
 
 def test_load_ref_finds_a_check_on_the_search_path(

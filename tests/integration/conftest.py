@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -84,20 +85,47 @@ class Pilot:
         ]  # fmt: skip
 
     def run(
-        self, idle_timeout_s: float = 2.0, timeout_s: float = 120.0
+        self,
+        idle_timeout_s: float = 2.0,
+        timeout_s: float = 120.0,
+        extra: Sequence[str] = (),
+        env: Optional[Mapping[str, str]] = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run until the pilot exits by itself (idle timeout)."""
+        """Run until the pilot exits by itself (idle timeout).
+
+        ``extra`` are more command-line options; ``env`` more environment variables.
+        """
         return subprocess.run(
-            self.command(idle_timeout_s), capture_output=True, text=True, timeout=timeout_s
+            self.command(idle_timeout_s, *extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env={**os.environ, **(env or {})},
         )
 
-    def start(self, idle_timeout_s: float = 2.0) -> subprocess.Popen[str]:
+    def start(
+        self,
+        idle_timeout_s: float = 2.0,
+        extra: Sequence[str] = (),
+        env: Optional[Mapping[str, str]] = None,
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            self.command(idle_timeout_s),
+            self.command(idle_timeout_s, *extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **(env or {})},
         )
+
+    def write_config(self, text: str) -> Path:
+        """A pilot YAML config file next to the work dir, for ``--config``."""
+        path = self.root / "pilot.yaml"
+        path.write_text(text)
+        return path
+
+    def log(self) -> str:
+        """The pilot's own log file, ``<workdir>/pilot.log``."""
+        return (self.workdir / "pilot.log").read_text(errors="replace")
 
 
 @pytest.fixture

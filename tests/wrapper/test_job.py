@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tarfile
@@ -14,7 +15,7 @@ import pytest
 
 from pilot.protocol import JobStatus
 from tests.wrapper.conftest import DirectoryTransport, SandboxMaker, assignment
-from wrapper.job import JobOutcome, JobRun, WrapperConfig
+from wrapper.job import ContainerSettings, JobOutcome, JobRun, WrapperConfig
 from wrapper.sandbox import unpack
 
 FAST = WrapperConfig(kill_grace_s=0.5, upload_backoff_s=0.01)
@@ -280,7 +281,7 @@ def test_output_over_the_cap_is_uploaded_without_what_does_not_fit(
         output_sandbox=["big.bin", "small.txt"],
     )
     assert outcome.status == JobStatus.DONE
-    assert outcome.minor_status == "Output Sandbox Over Limit: 1 file(s) left out"
+    assert outcome.minor_status == "Output Sandbox Over Limit: big.bin left out"
     assert outcome.output_left_out == ["big.bin"]
     assert output_of(transport, outcome, tmp_path / "out") == {"small.txt": "small\n"}
 
@@ -327,7 +328,8 @@ def test_plain_execution_refused_by_the_site_is_an_infrastructure_failure(
 def test_container_job_on_a_plain_node_is_an_infrastructure_failure(
     tmp_path: Path, transport: DirectoryTransport
 ) -> None:
-    outcome = run_job(tmp_path, transport, container="/cvmfs/images/el9.sif")
+    plain_only = dataclasses.replace(FAST, containers=ContainerSettings(runtimes=()))
+    outcome = run_job(tmp_path, transport, plain_only, container="/cvmfs/images/el9.sif")
     assert outcome.status == JobStatus.FAILED
     assert outcome.minor_status.startswith("Runtime Unavailable")
     assert outcome.infrastructure_error

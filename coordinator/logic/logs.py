@@ -1,0 +1,217 @@
+"""Live job logs and pilots' own logs: appended by offset, read by offset.
+
+The bytes live in files under ``<data_dir>/logs/`` (``<job_id>/stdout``, ``<job_id>/stderr``,
+``pilots/<pilot_id>``); the ``logs`` table holds how many of them count. An append runs in
+one write transaction (on SQLite ``BEGIN IMMEDIATE``, so appends are serialised): read the
+stored length, compare the bytes a retried chunk repeats, truncate the file to the stored
+length (dropping whatever a crashed append left past it), write the new bytes, store the new
+length. A chunk is therefore never stored twice, and a lost one shows as a gap (409
+``log_gap`` with ``details.expected_offset``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from coordinator.errors import BadRequest, LogConflict, LogGap, NotFound, TooLarge
+from coordinator.logic.auth import TokenClaims
+from coordinator.logic.jobs import visible_job
+from coordinator.logic.pilots import leased_job, own_pilot
+from coordinator.settings import Settings
+from coordinator.store import logs as log_store
+from coordinator.store import pilots as pilot_store
+from coordinator.store.database import Database
+from pilot.protocol import FINAL_STATUSES, LOG_STREAMS, JobStatus, LogAppendReply, Role
+
+logger = logging.getLogger(__name__)
+
+PILOT_STREAM = "pilot"
+OVER = FINAL_STATUSES | {JobStatus.COMPLETED, JobStatus.DELETED}
+"""A job in these states will send no more log bytes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSlice:
+    data: bytes
+    next_offset: int
+    size_bytes: int
+    complete: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LogFiles:
+    root: Path
+
+    def job_path(self, job_id: int, stream: str) -> Path:
+        return self.root / str(job_id) / stream
+
+    def pilot_path(self, pilot_id: str) -> Path:
+        return self.root / "pilots" / pilot_id
+
+    def read(self, path: Path, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``; a file not written yet reads as empty."""
+        try:
+            with open(path, "rb") as stream:
+                stream.seek(offset)
+                return stream.read(size)
+        except FileNotFoundError:
+            return b""
+
+    def write_at(self, path: Path, offset: int, data: bytes) -> None:
+        """Make the file ``offset`` bytes long, then append ``data``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        with os.fdopen(fd, "r+b") as stream:
+            stream.truncate(offset)
+            stream.seek(offset)
+            stream.write(data)
+
+
+def check_stream(stream: str) -> str:
+    if stream not in LOG_STREAMS:
+        raise BadRequest(
+            f"unknown log stream {stream!r}", details={"stream": stream, "allowed": LOG_STREAMS}
+        )
+    return stream
+
+
+def check_chunk(settings: Settings, offset: int, size_bytes: int) -> None:
+    if offset < 0:
+        raise BadRequest("offset must not be negative", details={"offset": offset})
+    if size_bytes > settings.max_log_chunk_bytes:
+        raise TooLarge(
+            f"log chunk of {size_bytes} bytes is larger than the limit of "
+            f"{settings.max_log_chunk_bytes} bytes; send smaller chunks",
+            details={"max_bytes": settings.max_log_chunk_bytes, "size_bytes": size_bytes},
+        )
+
+
+def append_job_log(
+    db: Database,
+    settings: Settings,
+    files: LogFiles,
+    claims: TokenClaims,
+    pilot_id: str,
+    job_id: int,
+    stream: str,
+    offset: int,
+    data: bytes,
+) -> LogAppendReply:
+    """Append a chunk of a job's stream; only the pilot holding the job may."""
+    check_stream(stream)
+    check_chunk(settings, offset, len(data))
+    with db.write() as conn:
+        row = leased_job(conn, claims, pilot_id, job_id)
+        status = JobStatus(row["status"])
+        if status in OVER:
+            raise LogConflict(
+                f"job {job_id} is {status.value}: its logs take no more bytes",
+                details={"job_id": job_id, "status": status.value},
+            )
+        where = (log_store.JOB, str(job_id), stream)
+        end = _append(conn, settings, files, files.job_path(job_id, stream), where, offset, data)
+        pilot_store.touch_pilot(conn, pilot_id)
+    return LogAppendReply(next_offset=end)
+
+
+def append_pilot_log(
+    db: Database,
+    settings: Settings,
+    files: LogFiles,
+    claims: TokenClaims,
+    pilot_id: str,
+    offset: int,
+    data: bytes,
+) -> LogAppendReply:
+    """Append a chunk of a pilot's own log; only that pilot (its token) may."""
+    check_chunk(settings, offset, len(data))
+    with db.write() as conn:
+        own_pilot(conn, claims, pilot_id)
+        where = (log_store.PILOT, pilot_id, PILOT_STREAM)
+        end = _append(conn, settings, files, files.pilot_path(pilot_id), where, offset, data)
+        pilot_store.touch_pilot(conn, pilot_id)
+    return LogAppendReply(next_offset=end)
+
+
+def _append(
+    conn: Connection,
+    settings: Settings,
+    files: LogFiles,
+    path: Path,
+    where: tuple[str, str, str],
+    offset: int,
+    data: bytes,
+) -> int:
+    """Store ``data`` at ``offset``; return the stored length afterwards."""
+    size = log_store.size_of(conn, *where)
+    if offset > size:
+        raise LogGap(
+            f"chunk starts at byte {offset} but the stored log ends at {size}; send from {size}",
+            details={"expected_offset": size, "offset": offset},
+        )
+    repeated = min(size - offset, len(data))
+    if repeated and files.read(path, offset, repeated) != data[:repeated]:
+        raise LogConflict(
+            f"bytes {offset}..{offset + repeated} differ from the ones stored",
+            details={"offset": offset, "size_bytes": size},
+        )
+    fresh = data[repeated:]
+    if not fresh:
+        return size
+    total = log_store.total_of(conn, where[0], where[1])
+    if total + len(fresh) > settings.max_log_bytes:
+        raise TooLarge(
+            f"the log is full: {total} bytes stored, the limit is {settings.max_log_bytes}; "
+            "further bytes are refused",
+            details={"max_bytes": settings.max_log_bytes, "stored_bytes": total},
+        )
+    files.write_at(path, size, fresh)
+    log_store.set_size(conn, *where, size + len(fresh))
+    return size + len(fresh)
+
+
+def read_job_log(
+    db: Database,
+    files: LogFiles,
+    claims: TokenClaims,
+    job_id: int,
+    stream: str,
+    offset: int,
+    limit: int,
+) -> LogSlice:
+    """Bytes of a job's stream from ``offset``: its owner's and admins' to read."""
+    check_stream(stream)
+    with db.read() as conn:
+        row = visible_job(conn, claims, job_id)
+        size = log_store.size_of(conn, log_store.JOB, str(job_id), stream)
+    over = JobStatus(row["status"]) in OVER
+    return _slice(files, files.job_path(job_id, stream), size, offset, limit, over)
+
+
+def read_pilot_log(
+    db: Database, files: LogFiles, claims: TokenClaims, pilot_id: str, offset: int, limit: int
+) -> LogSlice:
+    """Bytes of a pilot's log: admins', and the pilot token's subject's (same VO), to read."""
+    with db.read() as conn:
+        pilot = pilot_store.get_pilot(conn, pilot_id)
+        mine = pilot is not None and (pilot["subject"], pilot["vo"]) == (claims.subject, claims.vo)
+        if pilot is None or not (mine or claims.role is Role.ADMIN):
+            raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
+        size = log_store.size_of(conn, log_store.PILOT, pilot_id, PILOT_STREAM)
+    return _slice(files, files.pilot_path(pilot_id), size, offset, limit, complete=False)
+
+
+def _slice(
+    files: LogFiles, path: Path, size: int, offset: int, limit: int, complete: bool
+) -> LogSlice:
+    if offset < 0 or limit < 1:
+        raise BadRequest("offset must not be negative and limit must be positive")
+    start = min(offset, size)  # past the end (the log was cleared by a reschedule): its end
+    data = files.read(path, start, min(limit, size - start))
+    end = start + len(data)
+    return LogSlice(data=data, next_offset=end, size_bytes=size, complete=complete and end >= size)

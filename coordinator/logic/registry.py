@@ -1,0 +1,98 @@
+"""The pilot registry: who registered, where, with what node and checks, and which jobs
+each pilot ran. Admins see every pilot; users and pilots see their VO's pilots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from sqlalchemy import RowMapping
+
+from coordinator.errors import NotFound
+from coordinator.logic.auth import TokenClaims
+from coordinator.store import pilots as pilot_store
+from coordinator.store.database import Database
+from pilot.protocol import CheckReport, Role
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotInfo:
+    pilot_id: str
+    subject: str
+    vo: str
+    hostname: str
+    site: str
+    ce: str
+    batch_system: str
+    batch_job_id: str
+    pilot_version: str
+    protocol_version: int
+    platform: str
+    cores: int
+    memory_mb: int
+    time_left_s: Optional[int]
+    tags: list[str]
+    facts: dict[str, Any]
+    checks: list[CheckReport]
+    accepting_work: bool
+    refuse_reason: str
+    """Why the pilot takes no work (a fatal check failed, it was told to stop, ...)."""
+    registered_at: str
+    last_seen: str
+    """Last time it registered, asked for work, reported or sent a heartbeat."""
+    job_ids: list[int]
+    """Jobs it was given, also those taken from it since (rescheduled); for a user, only
+    the user's own."""
+
+
+def list_pilots(db: Database, claims: TokenClaims, limit: int) -> list[PilotInfo]:
+    """Pilots newest first."""
+    vo = None if claims.role is Role.ADMIN else claims.vo
+    with db.read() as conn:
+        rows = pilot_store.list_pilots(conn, vo=vo, limit=limit)
+        jobs = pilot_store.jobs_of(conn, [row["pilot_id"] for row in rows])
+    return [_info(row, _visible_jobs(claims, jobs[row["pilot_id"]])) for row in rows]
+
+
+def get_pilot(db: Database, claims: TokenClaims, pilot_id: str) -> PilotInfo:
+    with db.read() as conn:
+        row = pilot_store.get_pilot(conn, pilot_id)
+        if row is None or (claims.role is not Role.ADMIN and row["vo"] != claims.vo):
+            raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
+        jobs = pilot_store.jobs_of(conn, [pilot_id])[pilot_id]
+    return _info(row, _visible_jobs(claims, jobs))
+
+
+def _visible_jobs(claims: TokenClaims, jobs: Sequence[RowMapping]) -> list[int]:
+    if claims.role is Role.USER:
+        jobs = [job for job in jobs if (job["owner"], job["vo"]) == (claims.subject, claims.vo)]
+    return [int(job["job_id"]) for job in jobs]
+
+
+def _info(row: RowMapping, job_ids: list[int]) -> PilotInfo:
+    return PilotInfo(
+        pilot_id=row["pilot_id"],
+        subject=row["subject"],
+        vo=row["vo"],
+        hostname=row["hostname"],
+        site=row["site"],
+        ce=row["ce"],
+        batch_system=row["batch_system"],
+        batch_job_id=row["batch_job_id"],
+        pilot_version=row["version"],
+        protocol_version=int(row["protocol_version"]),
+        platform=row["platform"],
+        cores=int(row["cores"]),
+        memory_mb=int(row["memory_mb"]),
+        time_left_s=row["time_left_s"],
+        tags=list(json.loads(row["tags"])),
+        facts=dict(json.loads(row["facts"])),
+        checks=[CheckReport.from_dict(item) for item in json.loads(row["checks"])],
+        accepting_work=bool(row["accepting_work"]),
+        refuse_reason=row["refuse_reason"],
+        registered_at=row["registered_at"],
+        last_seen=row["last_seen"],
+        job_ids=job_ids,
+    )

@@ -1,0 +1,144 @@
+"""Token administration: revocation (checked on every request) and issuing by admins.
+
+Revoked token ids live in the database. Each coordinator process keeps them in memory:
+a revocation made through this process applies to its very next request; one made by
+another process sharing the database (PostgreSQL scale-out) applies here once the list is
+reloaded, at most ``revocation_refresh_s`` later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import RowMapping
+
+from coordinator.errors import BadRequest, Unauthenticated
+from coordinator.logic.auth import TokenClaims, issue_token, verify_token
+from coordinator.store import tokens as token_store
+from coordinator.store.database import Database
+from pilot.protocol import Role
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_ID_CHARS = 64
+MAX_NAME_CHARS = 255
+MAX_TTL_S = 10 * 366 * 24 * 3600
+"""Longest lifetime any token may get (ten years), so expiry arithmetic never overflows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Revocation:
+    token_id: str
+    revoked_at: str
+    revoked_by: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    claims: TokenClaims
+
+
+class RevocationList:
+    """The revoked token ids, cached in memory and reloaded every ``refresh_s``."""
+
+    def __init__(
+        self, db: Database, refresh_s: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._db = db
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._ids: frozenset[str] = frozenset()
+        self._loaded_s: float | None = None
+        self._lock = threading.Lock()
+
+    def is_revoked(self, token_id: str) -> bool:
+        now = self._clock()
+        if self._loaded_s is None or now - self._loaded_s >= self._refresh_s:
+            with self._db.read() as conn:
+                ids = token_store.revoked_ids(conn)
+            with self._lock:
+                self._ids, self._loaded_s = frozenset(ids), now
+        return token_id in self._ids
+
+    def check(self, claims: TokenClaims) -> None:
+        if claims.token_id and self.is_revoked(claims.token_id):
+            raise Unauthenticated(
+                f"token {claims.token_id} has been revoked",
+                details={"token_id": claims.token_id},
+            )
+
+    def revoke(self, token_id: str, revoked_by: str, reason: str = "") -> bool:
+        """Store the revocation and apply it in this process at once; False if known."""
+        _check_token_id(token_id)
+        if len(reason) > 10 * MAX_NAME_CHARS:
+            raise BadRequest("reason is too long", details={"max_chars": 10 * MAX_NAME_CHARS})
+        with self._db.write() as conn:
+            created = token_store.revoke(conn, token_id, revoked_by, reason)
+        with self._lock:
+            self._ids = self._ids | {token_id}
+        if created:
+            logger.info("token %s revoked by %s", token_id, revoked_by)
+        return created
+
+    def revocation(self, token_id: str) -> Revocation:
+        with self._db.read() as conn:
+            row = token_store.get_revoked(conn, token_id)
+        if row is None:  # pragma: no cover - revoke() stored it in the same request
+            raise Unauthenticated(f"token {token_id} is not revoked")
+        return _revocation(row)
+
+    def listing(self) -> list[Revocation]:
+        with self._db.read() as conn:
+            return [_revocation(row) for row in token_store.list_revoked(conn)]
+
+
+def _revocation(row: RowMapping) -> Revocation:
+    return Revocation(
+        token_id=row["token_id"],
+        revoked_at=row["revoked_at"],
+        revoked_by=row["revoked_by"],
+        reason=row["reason"],
+    )
+
+
+def _check_token_id(token_id: str) -> None:
+    if not token_id or len(token_id) > MAX_TOKEN_ID_CHARS or not token_id.isascii():
+        raise BadRequest(
+            f"token_id must be 1 to {MAX_TOKEN_ID_CHARS} ASCII characters",
+            details={"token_id": token_id[:MAX_TOKEN_ID_CHARS]},
+        )
+
+
+def issue(
+    key: Ed25519PrivateKey,
+    *,
+    subject: str,
+    vo: str,
+    role: Role,
+    ttl_s: int,
+    group: str = "",
+    max_ttl_s: int | None = None,
+) -> IssuedToken:
+    """Sign a new token and return it with its claims (id and expiry included)."""
+    for name, value in (("subject", subject), ("vo", vo)):
+        if not value.strip() or len(value) > MAX_NAME_CHARS:
+            raise BadRequest(f"{name} must be 1 to {MAX_NAME_CHARS} characters")
+    if len(group) > MAX_NAME_CHARS:
+        raise BadRequest(f"group must be at most {MAX_NAME_CHARS} characters")
+    longest_s = MAX_TTL_S if max_ttl_s is None else min(max_ttl_s, MAX_TTL_S)
+    if not 1 <= ttl_s <= longest_s:
+        raise BadRequest(
+            f"ttl_s must be between 1 and {longest_s} seconds",
+            details={"ttl_s": ttl_s, "max_ttl_s": longest_s},
+        )
+    now = datetime.now(timezone.utc)
+    token = issue_token(key, subject=subject, vo=vo, role=role, ttl_s=ttl_s, group=group, now=now)
+    return IssuedToken(token=token, claims=verify_token(key.public_key(), token, now=now))

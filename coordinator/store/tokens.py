@@ -1,0 +1,39 @@
+"""Queries on revoked token ids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, RowMapping, insert, select
+
+from coordinator.store.schema import revoked_tokens, utc_timestamp
+
+
+def revoke(conn: Connection, token_id: str, revoked_by: str, reason: str) -> bool:
+    """Record ``token_id`` as revoked; False if it already was (the first record stays)."""
+    query = select(revoked_tokens.c.token_id).where(revoked_tokens.c.token_id == token_id)
+    if conn.execute(query).first() is not None:
+        return False
+    conn.execute(
+        insert(revoked_tokens).values(
+            token_id=token_id,
+            revoked_at=utc_timestamp(),
+            revoked_by=revoked_by,
+            reason=reason,
+        )
+    )
+    return True
+
+
+def get_revoked(conn: Connection, token_id: str) -> RowMapping | None:
+    query = select(revoked_tokens).where(revoked_tokens.c.token_id == token_id)
+    return conn.execute(query).mappings().first()
+
+
+def list_revoked(conn: Connection) -> Sequence[RowMapping]:
+    query = select(revoked_tokens).order_by(revoked_tokens.c.revoked_at, revoked_tokens.c.token_id)
+    return conn.execute(query).mappings().all()
+
+
+def revoked_ids(conn: Connection) -> set[str]:
+    return set(conn.execute(select(revoked_tokens.c.token_id)).scalars())

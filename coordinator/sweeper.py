@@ -1,0 +1,65 @@
+"""The sweeper: a background task of the coordinator app that expires leases.
+
+Started and stopped with the app (``running_sweeper`` in the app's lifespan). Every
+``sweep_interval_s`` it runs ``coordinator.logic.leases.sweep`` in a worker thread, so the
+database work never blocks the event loop. Several coordinator processes on one database
+may each run one: every change is a conditional update in a write transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Callable
+
+import anyio.to_thread
+
+from coordinator.logic import leases
+from coordinator.settings import Settings
+from coordinator.store.database import Database
+
+logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Sweeper:
+    def __init__(
+        self, db: Database, settings: Settings, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+
+    def sweep_once(self) -> list[leases.LeaseDecision]:
+        return leases.sweep(self._db, self._settings, self._clock())
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_s)
+            try:
+                await anyio.to_thread.run_sync(self.sweep_once)
+            except Exception:
+                # The sweeper's boundary: a failed sweep (database locked for too long, disk
+                # full) is logged and retried at the next interval instead of ending the task.
+                logger.exception(
+                    "lease sweep failed; retrying in %s s", self._settings.sweep_interval_s
+                )
+
+
+@contextlib.asynccontextmanager
+async def running_sweeper(db: Database, settings: Settings) -> AsyncIterator[Sweeper]:
+    """Run a ``Sweeper`` in the background for the duration of the ``async with`` block."""
+    sweeper = Sweeper(db, settings)
+    task = asyncio.create_task(sweeper.run_forever(), name="gridpilot-lease-sweeper")
+    try:
+        yield sweeper
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,1 @@
+"""Example gridpilot node checks, discovered through the ``gridpilot.checks`` entry points."""

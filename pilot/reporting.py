@@ -1,0 +1,130 @@
+"""Job status reports to the coordinator, and what happens when they do not get through.
+
+- Running: sent before the payload starts. If the coordinator refuses it (the job is not
+  this pilot's any more) or cannot be reached, the payload is not started: a job whose
+  Running was not confirmed may already be on its way to another pilot.
+- Final state: retried for ``report_retry_s``; if the coordinator still cannot be reached,
+  kept in the spool (``pilot.spool``) and sent again later, from the loop, without holding
+  up the other slots. A refused final report (lease lost) is logged and dropped: the job
+  is somebody else's now.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Callable, Optional
+
+from pilot.client import CoordinatorClient, RetryPolicy
+from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
+from pilot.protocol import JobStatus, JobStatusUpdate
+from pilot.spool import ResultSpool, SpooledReport
+from wrapper.outcome import JobOutcome
+
+logger = logging.getLogger(__name__)
+
+SPOOL_RESEND_RETRY = RetryPolicy(max_retry_s=0.0)
+"""One attempt per kept report and round: the loop tries again next round."""
+
+NOT_CONFIRMED_MINOR = "Running not confirmed by the coordinator"
+
+
+class RunningAnswer(enum.Enum):
+    CONFIRMED = "confirmed"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+
+
+class JobReporter:
+    def __init__(
+        self,
+        client: CoordinatorClient,
+        spool: ResultSpool,
+        report_retry_s: float,
+        hurry: Optional[Callable[[], bool]] = None,
+    ):
+        self._client = client
+        self._spool = spool
+        # When the pilot must exit now, a report that does not get through goes to the
+        # spool at once instead of holding the exit for report_retry_s.
+        self._final_retry = RetryPolicy(max_retry_s=report_retry_s, give_up=hurry)
+
+    def report_running(self, pilot_id: str, job_id: int) -> RunningAnswer:
+        update = JobStatusUpdate(status=JobStatus.RUNNING, minor_status="Application")
+        try:
+            self._client.update_status(pilot_id, job_id, update)
+        except CoordinatorRejected as exc:
+            logger.warning("job %d: Running refused (%s): not starting it", job_id, exc)
+            return RunningAnswer.REFUSED
+        except CoordinatorUnreachable as exc:
+            logger.error("job %d: Running not confirmed (%s): not starting it", job_id, exc)
+            return RunningAnswer.UNREACHABLE
+        return RunningAnswer.CONFIRMED
+
+    def report_final(self, pilot_id: str, job_id: int, update: JobStatusUpdate) -> bool:
+        """Send the final state; True when the coordinator has it (or refused it for good)."""
+        logger.info("job %d: %s (%s)", job_id, update.status.value, update.minor_status)
+        try:
+            self._client.update_status(pilot_id, job_id, update, retry=self._final_retry)
+        except CoordinatorRejected as exc:
+            logger.error("job %d: final status refused: %s", job_id, exc)
+        except CoordinatorUnreachable as exc:
+            logger.warning("job %d: final status not delivered yet: %s", job_id, exc)
+            self._spool.save(SpooledReport(pilot_id, job_id, update))
+            return False
+        return True
+
+    def resend_spooled(self) -> int:
+        """Send kept reports again, oldest first, until one fails to get through; how many left."""
+        for report in self._spool.pending():
+            try:
+                self._client.update_status(
+                    report.pilot_id, report.job_id, report.update, retry=SPOOL_RESEND_RETRY
+                )
+            except CoordinatorUnreachable:
+                break
+            except CoordinatorRejected as exc:
+                logger.error("job %d: kept final status refused: %s", report.job_id, exc)
+            else:
+                logger.info("job %d: kept final status delivered", report.job_id)
+            self._spool.remove(report.job_id)
+        return len(self._spool)
+
+    def flush_at_exit(self) -> None:
+        """Last try for kept reports; what is left waits for the next pilot in this work dir."""
+        if len(self._spool) and self.resend_spooled():
+            logger.warning(
+                "%d final report(s) not delivered; kept in %s for the next pilot",
+                len(self._spool),
+                self._spool.directory,
+            )
+
+
+def final_update(
+    outcome: Optional[JobOutcome], match_s: float, running: Optional[RunningAnswer]
+) -> Optional[JobStatusUpdate]:
+    """The final report of a job, or None when nothing must be said about it."""
+    if running is RunningAnswer.REFUSED:
+        return None  # the job is not ours: whatever we say would be refused
+    if running is RunningAnswer.UNREACHABLE:
+        # Not started; Failed with infrastructure_error asks the coordinator to reschedule.
+        return JobStatusUpdate(
+            status=JobStatus.FAILED, minor_status=NOT_CONFIRMED_MINOR, infrastructure_error=True
+        )
+    if outcome is None:
+        return JobStatusUpdate(
+            status=JobStatus.FAILED, minor_status="Job wrapper crashed", infrastructure_error=True
+        )
+    timings = dict(outcome.timings_s)
+    timings["match"] = round(match_s, 6)
+    return JobStatusUpdate(
+        status=outcome.status,
+        minor_status=outcome.minor_status,
+        application_status=outcome.application_status,
+        exit_code=outcome.exit_code,
+        output_sandbox=outcome.output_sandbox,
+        timings_s=timings,
+        cpu_s=outcome.cpu_s,
+        max_rss_bytes=outcome.max_rss_bytes,
+        infrastructure_error=outcome.infrastructure_error,
+    )

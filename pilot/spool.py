@@ -1,0 +1,82 @@
+"""Final job reports kept on disk until the coordinator accepts them.
+
+A job's final state is the one message a pilot must not lose: the payload ran, its output
+sandbox is uploaded, and only the report tells the coordinator. When the coordinator cannot
+be reached, the report is written to ``<workdir>/spool/job_<id>.json`` (written to a temporary
+file and renamed, so a crash never leaves half a report) and retried later by the loop,
+and at the start of the next pilot using the same work dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pilot.protocol import JobStatusUpdate
+
+logger = logging.getLogger(__name__)
+
+SPOOL_DIR_NAME = "spool"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpooledReport:
+    pilot_id: str
+    job_id: int
+    update: JobStatusUpdate
+
+
+class ResultSpool:
+    def __init__(self, workdir: Path) -> None:
+        self.directory = workdir / SPOOL_DIR_NAME
+
+    def _path(self, job_id: int) -> Path:
+        return self.directory / f"job_{job_id}.json"
+
+    def save(self, report: SpooledReport) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        record: dict[str, Any] = {
+            "pilot_id": report.pilot_id,
+            "job_id": report.job_id,
+            "update": report.update.to_dict(),
+        }
+        fd, tmp_name = tempfile.mkstemp(prefix=".job_", dir=str(self.directory))
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(record, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_name, self._path(report.job_id))
+        logger.warning("job %d: final report kept in %s", report.job_id, self._path(report.job_id))
+
+    def pending(self) -> list[SpooledReport]:
+        """Every kept report, oldest job first; unreadable files are set aside, not lost."""
+        if not self.directory.is_dir():
+            return []
+        reports: list[SpooledReport] = []
+        for path in sorted(self.directory.glob("job_*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                reports.append(
+                    SpooledReport(
+                        pilot_id=str(record["pilot_id"]),
+                        job_id=int(record["job_id"]),
+                        update=JobStatusUpdate.from_dict(record["update"]),
+                    )
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.error("spooled report %s is unreadable (%s): set aside", path, exc)
+                path.replace(path.with_suffix(".bad"))
+        return reports
+
+    def remove(self, job_id: int) -> None:
+        self._path(job_id).unlink(missing_ok=True)
+
+    def __len__(self) -> int:
+        if not self.directory.is_dir():
+            return 0
+        return sum(1 for _ in self.directory.glob("job_*.json"))

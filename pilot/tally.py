@@ -1,0 +1,52 @@
+"""How the pilot's jobs ended, counted, and the black-hole guard fed from those counts."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from pilot.guard import BlackHoleGuard
+from pilot.protocol import JobStatus
+from pilot.reporting import RunningAnswer
+from pilot.slots import RunningJob
+
+
+@dataclasses.dataclass
+class JobTally:
+    guard: BlackHoleGuard
+    done: int = 0
+    failed: int = 0
+    killed: int = 0
+    not_started: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.killed
+
+    def record(self, job: RunningJob, ran_s: float) -> Optional[str]:
+        """Count one reaped job; the black-hole reason when the guard trips on it."""
+        if job.running_answer not in (None, RunningAnswer.CONFIRMED):
+            self.not_started += 1
+            return None  # not the node's fault, not the payload's: the guard ignores it
+        status = job.outcome.status if job.outcome is not None else JobStatus.FAILED
+        if status is JobStatus.KILLED:
+            self.killed += 1
+            return None
+        failed = status is JobStatus.FAILED
+        if failed:
+            self.failed += 1
+        else:
+            self.done += 1
+        if not self.guard.record(failed, ran_s):
+            return None
+        return (
+            f"black-hole guard: {self.guard.fast_failures_in_a_row} jobs in a row failed "
+            f"within {self.guard.fast_s:.0f} s of starting"
+        )
+
+    def summary(self) -> str:
+        return (
+            f"jobs done={self.done} failed={self.failed} killed={self.killed} "
+            f"not started={self.not_started}, "
+            f"fast failures in a row={self.guard.fast_failures_in_a_row}"
+        )

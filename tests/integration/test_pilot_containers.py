@@ -1,0 +1,66 @@
+"""Container jobs through a real pilot: bubblewrap for real, a broken runtime set aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Pilot, User
+from tests.wrapper.rootfs import build_rootfs
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_rootfs(tmp_path_factory.mktemp("image") / "rootfs")
+
+
+def container_jdl(image: Path, script: str) -> str:
+    return f"""
+        Executable = "/bin/sh";
+        Arguments = "-c '{script}'";
+        Container = "{image}";
+        StdOutput = "StdOut";
+        StdError = "StdErr";
+        OutputSandbox = {{"StdOut", "StdErr"}};
+    """
+
+
+def test_container_job_runs_in_bwrap_without_the_pilots_token(
+    user: User, pilot: Pilot, rootfs: Path
+) -> None:
+    token = pilot.token_file.read_text()
+    script = f"pwd; env; cat {pilot.token_file} || echo token-file-not-visible"
+    (job_id,) = user.submit(container_jdl(rootfs, script))
+    config = pilot.write_config("container_runtimes: [bwrap]\nallow_plain: false\n")
+    # The pilot's own environment carries the token too: the payload must not see it.
+    finished = pilot.run(extra=["--config", str(config)], env={"GRIDPILOT_TOKEN": token})
+    assert finished.returncode == 0, finished.stderr
+
+    info = user.status(job_id)
+    assert info["status"] == "Done", user.run("logging-info", str(job_id)).stdout
+    user.run("get-output", str(job_id), "--dir", "out")
+    stdout = (user.cwd / "out" / str(job_id) / "StdOut").read_text()
+    assert stdout.startswith("/srv\n")
+    assert "token-file-not-visible" in stdout
+    assert token not in stdout and "GRIDPILOT_TOKEN" not in stdout
+
+
+def test_broken_runtime_reschedules_the_job_and_is_no_longer_offered(
+    user: User, pilot: Pilot, rootfs: Path
+) -> None:
+    (job_id,) = user.submit(container_jdl(rootfs, "touch ran"))
+    # A site bind whose mount point cannot be made in the read-only image: bwrap fails.
+    config = pilot.write_config(
+        "container_runtimes: [bwrap]\nallow_plain: false\ncontainer_binds: ['/tmp:/bin/extra']\n"
+    )
+    finished = pilot.run(extra=["--config", str(config)])
+    assert finished.returncode == 0, finished.stderr
+
+    history = user.run("logging-info", str(job_id)).stdout
+    assert "Container Runtime Failed: bwrap: Can't mkdir /bin/extra" in history
+    assert "Rescheduled" in history
+    # Offered no runtime any more, the pilot was not given the job again.
+    assert user.status(job_id)["status"] == "Waiting", history
+    assert history.count("Matched") == 1
+    assert "container runtime bwrap failed on this node: no longer offering it" in pilot.log()

@@ -1,0 +1,134 @@
+"""The pilot's pure parts: spool files, re-check schedule, registration facts, self-pipe."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from checks.api import CheckSpec
+from pilot.client import CoordinatorClient, RetryPolicy
+from pilot.config import PilotConfig, load_config
+from pilot.errors import CoordinatorUnreachable
+from pilot.node import BatchSlot, ce_from_env
+from pilot.protocol import CheckReport, CheckStatus, JobStatus, JobStatusUpdate
+from pilot.rechecks import RecheckSchedule
+from pilot.registration import build_registration, site_and_ce
+from pilot.signals import SignalInbox, Waker
+from pilot.slots import NodeCapacity
+from pilot.spool import ResultSpool, SpooledReport
+
+
+def _config(tmp_path: Path, **values: object) -> PilotConfig:
+    cli = {"url": "http://x", "token": "t", "workdir": tmp_path, **values}
+    return load_config(cli, {})
+
+
+def test_spool_keeps_reports_across_instances_and_sets_bad_files_aside(tmp_path: Path) -> None:
+    update = JobStatusUpdate(status=JobStatus.DONE, exit_code=0, timings_s={"payload": 1.5})
+    ResultSpool(tmp_path).save(SpooledReport("p1", 7, update))
+    (tmp_path / "spool" / "job_8.json").write_text("{not json")
+    again = ResultSpool(tmp_path)  # as the next pilot in this work dir sees it
+    pending = again.pending()
+    assert pending == [SpooledReport("p1", 7, update)]
+    assert (tmp_path / "spool" / "job_8.bad").exists()
+    again.remove(7)
+    assert len(again) == 0 and again.pending() == []
+
+
+def _spec(name: str, interval_s: float | None) -> CheckSpec:
+    return CheckSpec(name=name, ref=f"m:{name}", interval_s=interval_s)
+
+
+def test_recheck_schedule_follows_each_interval_and_the_override() -> None:
+    specs = [_spec("disk", 10.0), _spec("cores", None)]
+    schedule = RecheckSchedule(specs, None, now=100.0)
+    assert schedule.due(105.0) == []
+    assert [s.name for s in schedule.due(110.0)] == ["disk"]
+    schedule.ran(schedule.due(110.0), 111.0)
+    assert schedule.next_due_at() == 121.0
+    override = RecheckSchedule(specs, 2.0, now=0.0)
+    assert sorted(s.name for s in override.due(2.0)) == ["cores", "disk"]
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz.-", min_size=1, max_size=30))
+def test_ce_is_the_host_of_arcs_job_url(host: str) -> None:
+    env = {"GRID_GLOBAL_JOBID": f"gsiftp://{host}:2811/jobs/abc", "SLURM_CLUSTER_NAME": "c"}
+    assert ce_from_env(env) == host
+
+
+def test_site_and_ce_come_from_config_first_then_the_batch_environment(tmp_path: Path) -> None:
+    env = {"SITE_NAME": "ENV.Site", "SLURM_CLUSTER_NAME": "cluster-b"}
+    assert site_and_ce(_config(tmp_path), env) == ("ENV.Site", "cluster-b")
+    configured = _config(tmp_path, site="CFG.Site", ce="ce.example.org")
+    assert site_and_ce(configured, env) == ("CFG.Site", "ce.example.org")
+    assert site_and_ce(_config(tmp_path), {}) == ("ANY", "")
+
+
+def test_registration_refuses_work_naming_the_failed_fatal_check(tmp_path: Path) -> None:
+    reports = [
+        CheckReport("disk", CheckStatus.FAIL, "10 MB free", {"disk_free_mb": 10}, fatal=True),
+        CheckReport("load", CheckStatus.FAIL, "busy", fatal=False),
+        CheckReport("platform", CheckStatus.OK, "", {"platform": "x86_64-el9"}, ["x86_64-el9"]),
+    ]
+    registration = build_registration(
+        _config(tmp_path),
+        {},
+        reports,
+        BatchSlot("slurm", "42", None),
+        NodeCapacity(cores=4, memory_mb=8000),
+        time_left_s=3600,
+    )
+    assert registration.accepting_work is False
+    assert registration.refuse_reason == "fatal check disk failed: 10 MB free"
+    assert (registration.batch_system, registration.batch_job_id) == ("slurm", "42")
+    assert registration.disk_free_mb == 10 and registration.platform == "x86_64-el9"
+    assert registration.tags == ["x86_64-el9"] and registration.time_left_s == 3600
+
+
+def test_waker_wakes_a_waiting_loop_from_another_thread() -> None:
+    waker = Waker()
+    try:
+        threading.Timer(0.1, waker.wake).start()
+        started = time.monotonic()
+        waker.wait(5.0)
+        assert time.monotonic() - started < 2.0
+        started = time.monotonic()
+        waker.wait(0.2)  # the wake-up was consumed: this one times out
+        assert time.monotonic() - started >= 0.19
+    finally:
+        waker.close()
+
+
+def test_signal_inbox_collects_signals_without_running_pilot_code() -> None:
+    waker = Waker()
+    inbox = SignalInbox(waker)
+    inbox.install()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        waker.wait(2.0)
+        assert inbox.drain() == [signal.SIGUSR1]
+        assert inbox.drain() == []
+    finally:
+        inbox.restore()
+        waker.close()
+
+
+def test_retrying_stops_at_once_when_told_to_give_up() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    slept: list[float] = []
+    client = CoordinatorClient(f"http://127.0.0.1:{port}", "t", sleep=slept.append)
+    policy = RetryPolicy(max_retry_s=300, give_up=lambda: True)  # a stop signal is pending
+    with pytest.raises(CoordinatorUnreachable, match="retrying given up"):
+        client.request("GET", "/jobs/1", retry=policy)
+    assert slept == []
+    client.close()

@@ -1,0 +1,160 @@
+"""Which runtime runs a job: the job's image, the site's container settings, the node.
+
+| job image | site default_image | container_required | usable container runtime | result |
+|---|---|---|---|---|
+| yes | any | any | yes | first runtime in ``runtimes`` order that can run it |
+| yes | any | any | no | Runtime Unavailable (infrastructure: rescheduled) |
+| no | yes | any | yes | the default image, as above |
+| no | no | no | any | plain if ``allow_plain``, else Runtime Unavailable |
+| no | no | yes | any | Runtime Unavailable: the site wants a container, no image |
+
+"Can run it": bwrap runs directory images only and gives no GPU; Apptainer runs SIF
+files, directories and ``docker://``-style URIs. A runtime is usable when the site allows
+it and its binary is on the node. A missing image is found by the runtime chosen for it
+(Container Image Not Found, infrastructure).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Optional
+
+from pilot.protocol import JobAssignment
+from wrapper.apptainer import ApptainerRuntime, ApptainerSettings
+from wrapper.bubblewrap import BubblewrapRuntime, BubblewrapSettings
+from wrapper.container import CVMFS, REMOTE_IMAGE_MARKER, wants_gpu
+from wrapper.errors import RuntimeUnavailable
+from wrapper.plain import PlainRuntime
+from wrapper.runtime import ContainerRuntime
+
+CONTAINER_RUNTIMES = ("apptainer", "bwrap")
+"""Container runtime names, also the tags and ``container_runtimes`` a pilot advertises."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerSettings:
+    """The site's container configuration (from the pilot's config)."""
+
+    runtimes: tuple[str, ...] = CONTAINER_RUNTIMES
+    """Container runtimes the site allows, in order of preference."""
+    required: bool = False
+    """Every job must run in a container (plain execution is never chosen)."""
+    default_image: str = ""
+    """Image for jobs that name none."""
+    binds: tuple[str, ...] = ()
+    """``src[:dst[:ro|rw]]`` host paths bound into every container; missing ones dropped."""
+    network: bool = True
+    """Containers share the node's network (a job can still opt out)."""
+    apptainer_path: str = ""
+    bwrap_path: str = ""
+    state_dir: Optional[Path] = None
+    """Pilot directory for Apptainer's cache and tmp (default: the job dir's parent)."""
+    cvmfs_root: str = CVMFS
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    runtime: ContainerRuntime
+    image: str
+    """"" for plain execution."""
+
+
+RuntimeFactory = Callable[[ContainerSettings], ContainerRuntime]
+
+RUNTIMES: dict[str, RuntimeFactory] = {
+    "apptainer": lambda s: ApptainerRuntime(
+        ApptainerSettings(s.apptainer_path, s.binds, s.cvmfs_root, s.state_dir)
+    ),
+    "bwrap": lambda s: BubblewrapRuntime(BubblewrapSettings(s.bwrap_path, s.binds, s.cvmfs_root)),
+    "plain": lambda s: PlainRuntime(),
+}
+"""Runtimes by name; a new runtime registers a factory here."""
+
+
+def usable_runtimes(settings: ContainerSettings) -> list[str]:
+    """Container runtimes the site allows and the node has, in preference order."""
+    usable = []
+    for name in settings.runtimes:
+        factory = RUNTIMES.get(name)
+        if factory is not None and name != "plain" and factory(settings).available():
+            usable.append(name)
+    return usable
+
+
+def _can_run(runtime: ContainerRuntime, image: str, gpu: bool) -> bool:
+    if gpu and not getattr(runtime, "supports_gpu", False):
+        return False
+    if runtime.name == "bwrap":
+        return REMOTE_IMAGE_MARKER not in image and not os.path.isfile(image)
+    return True
+
+
+def choose_runtime(
+    job_image: str, gpu: bool, settings: ContainerSettings, allow_plain: bool
+) -> Choice:
+    """The runtime and image for a job, by the table above; raise ``RuntimeUnavailable``."""
+    image = job_image or settings.default_image
+    if not image:
+        if settings.required:
+            raise RuntimeUnavailable("the site requires a container and the job names no image")
+        if not allow_plain:
+            raise RuntimeUnavailable("plain execution is not allowed on this site")
+        return Choice(PlainRuntime(), "")
+    usable = usable_runtimes(settings)
+    for name in usable:
+        runtime = RUNTIMES[name](settings)
+        if _can_run(runtime, image, gpu):
+            return Choice(runtime, image)
+    wanted = "a GPU container" if gpu else "a container"
+    raise RuntimeUnavailable(
+        f"no runtime for {wanted} with image {image} "
+        f"(site allows: {', '.join(settings.runtimes) or 'none'}; "
+        f"usable here: {', '.join(usable) or 'none'})"
+    )
+
+
+_NO = frozenset({"0", "false", "no", "off", "none"})
+
+
+def job_wants_gpu(job: JobAssignment) -> bool:
+    """Whether the job's Tags (or RequiredTag) ask for a GPU."""
+    tags: list[object] = []
+    for name in ("Tags", "Tag", "RequiredTag"):
+        value = job.description.get(name)
+        tags.extend(value if isinstance(value, list) else [value] if value else [])
+    return wants_gpu(str(tag) for tag in tags)
+
+
+def job_network(job: JobAssignment, settings: ContainerSettings) -> bool:
+    """Network in the container: the site allows it and the job did not say ``Network = no``."""
+    asked = job.description.get("Network")
+    refused = asked is False or str(asked).strip().lower() in _NO if asked is not None else False
+    return settings.network and not refused
+
+
+RUNTIME_TAGS = {"apptainer": ("apptainer", "singularity"), "bwrap": ("bwrap",)}
+"""Tags the node checks give each runtime (Apptainer may be installed as singularity)."""
+
+
+def offered_runtimes(settings: ContainerSettings, facts: Mapping[str, object]) -> list[str]:
+    """What the pilot advertises: usable runtimes the ``containers`` check saw working
+    (when it ran; its fact ``container_runtimes`` lists them)."""
+    usable = usable_runtimes(settings)
+    working = facts.get("container_runtimes")
+    if not isinstance(working, list):
+        return usable
+    return [name for name in usable if set(RUNTIME_TAGS.get(name, (name,))) & set(working)]
+
+
+def without_runtime(settings: ContainerSettings, name: str) -> ContainerSettings:
+    """``settings`` no longer allowing ``name`` (after it failed on its own)."""
+    return dataclasses.replace(settings, runtimes=tuple(r for r in settings.runtimes if r != name))
+
+
+def advertised_tags(tags: Sequence[str], dropped: Collection[str]) -> list[str]:
+    """The node's tags without those of runtimes the pilot stopped offering."""
+    hidden = {tag for name in dropped for tag in RUNTIME_TAGS.get(name, (name,))}
+    return [tag for tag in tags if tag not in hidden]
