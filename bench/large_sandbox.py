@@ -55,6 +55,12 @@ with open("big.dat", "wb") as out:
 
 
 def peak_rss_bytes() -> int:
+    """This process's own peak (VmHWM): ru_maxrss would include the parent that started it,
+    as Linux carries ru_maxrss over fork and exec."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -123,7 +129,9 @@ def role(name: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def start_coordinator(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_coordinator(
+    data_dir: Path, *serve_options: str
+) -> tuple[subprocess.Popen[bytes], str, str]:
     from coordinator.logic.auth import issue_token, load_or_create_signing_key
     from pilot.protocol import Role
 
@@ -133,6 +141,7 @@ def start_coordinator(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     args = ["serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
+    args += serve_options
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     server = subprocess.Popen(
         [sys.executable, "-m", "coordinator", *args], cwd=REPO, stdout=log, stderr=log
