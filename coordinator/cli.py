@@ -299,7 +299,7 @@ def submit(
     token_file: Optional[Path] = TOKEN_FILE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Submit jobs; print ``JobID = N`` for each job created."""
+    """Submit jobs; print "JobID = N" for each job created."""
     from coordinator.submission import submit_file
 
     client = _client(url, token, token_file)
