@@ -8,46 +8,37 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from coordinator.access_cli import add_access_commands
+from coordinator.cli_session import (
+    DATA_DIR_OPTION,
+    EXIT_USAGE,
+    JSON_OPTION,
+    ROOT_OPTIONS,
+    TOKEN_FILE_OPTION,
+    TOKEN_OPTION,
+    URL_OPTION,
+    call,
+    connect,
+    fail,
+)
 from coordinator.display import format_history, format_status
 from coordinator.errors import CoordinatorError
 from coordinator.tracking_cli import add_tracking_commands
 from pilot import __version__
 from pilot.cli import add_worker_commands, setup_logging
-from pilot.client import CoordinatorClient, RetryPolicy
-from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
-from pilot.protocol import Role
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 app = typer.Typer(
     help="gridpilot: pilot agent, job wrapper and job coordinator.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-token_app = typer.Typer(help="Signed access tokens.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-certs_app = typer.Typer(help="TLS certificates for trying HTTPS out.", no_args_is_help=True)
-app.add_typer(certs_app, name="certs")
+add_access_commands(app)
 add_worker_commands(app)
-
-URL_OPTION = typer.Option(None, "--url", envvar="GRIDPILOT_URL", help="Coordinator URL")
-TOKEN_OPTION = typer.Option(None, "--token", envvar="GRIDPILOT_TOKEN", help="Access token")
-TOKEN_FILE_OPTION = typer.Option(
-    None, "--token-file", envvar="GRIDPILOT_TOKEN_FILE", help="File holding the access token"
-)
-_ROOT_OPTIONS: dict[str, Any] = {}
-"""Options of the root command that apply to every subcommand (``--ca-bundle``)."""
-JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON output")
-DATA_DIR_OPTION = typer.Option(
-    Path("gridpilot-data"), "--data-dir", envvar="GRIDPILOT_DATA_DIR", help="Coordinator data dir"
-)
 
 
 def _version_callback(value: bool) -> None:
@@ -68,51 +59,10 @@ def _root(
 ) -> None:
     """gridpilot: pilot agent, job wrapper and job coordinator."""
     # Set once per invocation, before any subcommand runs; every client command reads it.
-    _ROOT_OPTIONS["ca_bundle"] = ca_bundle
+    ROOT_OPTIONS["ca_bundle"] = ca_bundle
 
 
-def _tls_verify() -> Any:
-    """What ``requests`` verifies the coordinator with: the root ``--ca-bundle`` (or
-    ``GRIDPILOT_CA_BUNDLE``), else the system's CAs."""
-    ca_bundle = _ROOT_OPTIONS.get("ca_bundle")
-    if ca_bundle is None:
-        return True
-    if not Path(ca_bundle).is_file():
-        raise _fail(f"--ca-bundle {ca_bundle}: no such file", EXIT_USAGE)
-    return str(ca_bundle)
-
-
-def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    typer.echo(f"gridpilot: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _client(
-    url: Optional[str], token: Optional[str], token_file: Optional[Path]
-) -> CoordinatorClient:
-    if not url:
-        raise _fail("no coordinator URL: give --url or set GRIDPILOT_URL", EXIT_USAGE)
-    if not token and token_file:
-        token = token_file.expanduser().read_text(encoding="utf-8").strip()
-    if not token:
-        raise _fail("no token: give --token/--token-file or set GRIDPILOT_TOKEN", EXIT_USAGE)
-    return CoordinatorClient(url, token, verify=_tls_verify(), retry=RetryPolicy(max_retry_s=20.0))
-
-
-def _call(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run one client call; turn the coordinator's refusals into a clear message and exit 1."""
-    try:
-        return func(*args, **kwargs)
-    except CoordinatorRejected as exc:
-        detail = f" {json.dumps(exc.details)}" if exc.details else ""
-        raise _fail(f"{exc.message} ({exc.code}, HTTP {exc.status}){detail}") from exc
-    except CoordinatorUnreachable as exc:
-        raise _fail(str(exc)) from exc
-    except CoordinatorError as exc:
-        raise _fail(exc.message) from exc
-
-
-# -- server and tokens -------------------------------------------------------------------
+# -- the server -------------------------------------------------------------------
 
 
 @app.command()
@@ -197,92 +147,7 @@ def serve(
             check_server_files(settings.tls_cert_file, settings.tls_key_file)
         run_server(settings)
     except CoordinatorError as exc:
-        raise _fail(exc.message, EXIT_USAGE) from exc
-
-
-@token_app.command("create")
-def token_create(
-    role: Role = typer.Option(Role.USER, help="user, pilot or admin"),
-    subject: str = typer.Option(..., help="Who the token is for (user name or pilot factory)"),
-    vo: str = typer.Option(..., help="Virtual organisation"),
-    group: str = typer.Option("", help="Group (DIRAC's OwnerGroup)"),
-    ttl_days: float = typer.Option(30.0, help="Days until it expires"),
-    data_dir: Path = DATA_DIR_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Print a token signed with the coordinator's key (run next to its data dir).
-
-    The token goes to stdout, its id and expiry to stderr (``--json``: all as JSON on stdout).
-    """
-    from coordinator.logic.auth import load_or_create_signing_key
-    from coordinator.logic.tokens import issue
-
-    ttl_s = int(timedelta(days=ttl_days).total_seconds())
-    try:
-        key = load_or_create_signing_key(data_dir)
-        issued = issue(key, subject=subject, vo=vo, role=role, ttl_s=ttl_s, group=group)
-    except CoordinatorError as exc:
-        raise _fail(exc.message, EXIT_USAGE) from exc
-    expires_at = issued.claims.expires_at.isoformat()
-    if as_json:
-        fields = {"token": issued.token, "token_id": issued.claims.token_id}
-        typer.echo(json.dumps({**fields, "expires_at": expires_at}))
-        return
-    typer.echo(issued.token)
-    typer.echo(f"token id {issued.claims.token_id}, expires {expires_at}", err=True)
-
-
-@token_app.command("revoke")
-def token_revoke(
-    token_ids: list[str] = typer.Argument(..., help="Token ids (printed by 'token create')"),
-    reason: str = typer.Option("", help="Why, kept with the revocation"),
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-) -> None:
-    """Revoke tokens through the coordinator (needs an admin token): refused from now on."""
-    client = _client(url, token, token_file)
-    for token_id in token_ids:
-        body = {"token_id": token_id, "reason": reason}
-        reply = _call(client.request, "POST", "/tokens/revoke", json=body).json()
-        typer.echo(f"Token {token_id}: revoked at {reply['revoked_at']} by {reply['revoked_by']}")
-
-
-@token_app.command("revoked")
-def token_revoked(
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """List revoked token ids (needs an admin token)."""
-    client = _client(url, token, token_file)
-    revoked = _call(client.request, "GET", "/tokens/revoked").json()["revoked"]
-    if as_json:
-        typer.echo(json.dumps(revoked, indent=2))
-        return
-    for item in revoked:
-        fields = ("token_id", "revoked_at", "revoked_by", "reason")
-        typer.echo("  ".join(str(item[name]) for name in fields))
-
-
-@certs_app.command("dev")
-def certs_dev(
-    out: Path = typer.Option(..., "--out", help="Directory to write the PEM files into"),
-    hosts: list[str] = typer.Option([], "--host", help="Extra server name or IP (repeatable)"),
-) -> None:
-    """Write a development CA and a server certificate for localhost (and --host names)."""
-    from coordinator.certs import write_dev_certificates
-
-    try:
-        written = write_dev_certificates(out, hosts)
-    except CoordinatorError as exc:
-        raise _fail(exc.message) from exc
-    typer.echo(f"CA certificate:     {written.ca_cert}  (give clients --ca-bundle this file)")
-    typer.echo(f"CA key:             {written.ca_key}")
-    typer.echo(f"server certificate: {written.server_cert}  (for {', '.join(written.hosts)})")
-    typer.echo(f"server key:         {written.server_key}")
-    typer.echo(f"gridpilot serve --tls-cert {written.server_cert} --tls-key {written.server_key}")
+        raise fail(exc.message, EXIT_USAGE) from exc
 
 
 # -- users' job commands ------------------------------------------------------------------
@@ -302,12 +167,12 @@ def submit(
     """Submit jobs; print "JobID = N" for each job created."""
     from coordinator.submission import submit_file
 
-    client = _client(url, token, token_file)
+    client = connect(url, token, token_file)
     all_ids: list[int] = []
     for path in files:
         if not path.is_file():
-            raise _fail(f"no such file: {path}", EXIT_USAGE)
-        reply = _call(submit_file, client, path, fmt)
+            raise fail(f"no such file: {path}", EXIT_USAGE)
+        reply = call(submit_file, client, path, fmt)
         all_ids.extend(reply.job_ids)
         if not as_json:
             for job_id in reply.job_ids:
@@ -325,8 +190,8 @@ def status(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show jobs' status in DIRAC's layout."""
-    client = _client(url, token, token_file)
-    infos = [_call(client.job, job_id) for job_id in job_ids]
+    client = connect(url, token, token_file)
+    infos = [call(client.job, job_id) for job_id in job_ids]
     if as_json:
         typer.echo(json.dumps([info.to_dict() for info in infos], indent=2))
         return
@@ -343,8 +208,8 @@ def logging_info(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a job's status history (time, status, minor status, source)."""
-    client = _client(url, token, token_file)
-    history = _call(client.history, job_id)
+    client = connect(url, token, token_file)
+    history = call(client.history, job_id)
     if as_json:
         typer.echo(json.dumps([entry.to_dict() for entry in history], indent=2))
         return
@@ -363,8 +228,8 @@ def get_output(
     """Download a job's output sandbox into DIR/<job id>/, checksum verified."""
     from coordinator.output import retrieve_output
 
-    client = _client(url, token, token_file)
-    target, names = _call(retrieve_output, client, job_id, out_dir)
+    client = connect(url, token, token_file)
+    target, names = call(retrieve_output, client, job_id, out_dir)
     typer.echo(f"Job output sandbox retrieved in {target}/ ({len(names)} file(s))")
 
 
@@ -376,9 +241,9 @@ def kill(
     token_file: Optional[Path] = TOKEN_FILE_OPTION,
 ) -> None:
     """Kill jobs (waiting ones at once, running ones through their pilot)."""
-    client = _client(url, token, token_file)
+    client = connect(url, token, token_file)
     for job_id in job_ids:
-        info = _call(client.kill, job_id)
+        info = call(client.kill, job_id)
         typer.echo(f"Job {job_id}: kill requested, status {info.status.value}")
 
 
@@ -390,9 +255,9 @@ def delete(
     token_file: Optional[Path] = TOKEN_FILE_OPTION,
 ) -> None:
     """Delete finished or waiting jobs."""
-    client = _client(url, token, token_file)
+    client = connect(url, token, token_file)
     for job_id in job_ids:
-        _call(client.delete, job_id)
+        call(client.delete, job_id)
         typer.echo(f"Job {job_id}: deleted")
 
 
@@ -412,12 +277,12 @@ def jdl(
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from exc
+        raise fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from exc
     try:
         description = parse_description(text, description_format(path, fmt))
         result: Any = expand_jobs(description) if expand else description
     except CoordinatorError as exc:
-        raise _fail(f"{path}: {exc.message}") from exc
+        raise fail(f"{path}: {exc.message}") from exc
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -435,7 +300,7 @@ def demo(
     raise typer.Exit(run_demo(data_dir, timeout_s, typer.echo))
 
 
-add_tracking_commands(app, _client, _call)
+add_tracking_commands(app, connect, call)
 
 
 def main() -> None:
