@@ -63,7 +63,8 @@ def serve(argv: Sequence[str]) -> int:
         _say(status_fd, f"start {index} {pid}")
     while children:
         try:
-            pid, wait_status = os.wait()
+            pid = _kill_leftovers_of_next_exit()
+            _, wait_status = os.waitpid(pid, 0)
         except ChildProcessError:
             break
         children -= 1
@@ -124,6 +125,21 @@ def _run_request(request: Mapping[str, Any], result_fd: int) -> int:
     with os.fdopen(result_fd, "wb") as result_pipe:
         result_pipe.write(json.dumps(outcome, allow_nan=False).encode())
     return 0
+
+
+def _kill_leftovers_of_next_exit() -> int:
+    """Wait for a check process to exit, kill its process group, return its pid (unreaped).
+
+    Until it is reaped the exited check holds its pid, so the group it led (whatever it
+    started and left running) is killed without any risk of hitting a reused pid. The
+    runner kills the group too, but only while it has not heard of the exit.
+    """
+    info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+    if info is None:  # only with WNOHANG; kept for the type checker
+        raise ChildProcessError
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(info.si_pid, signal.SIGKILL)
+    return info.si_pid
 
 
 def _returncode(wait_status: int) -> int:

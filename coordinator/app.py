@@ -35,6 +35,7 @@ from coordinator.logic.auth import load_or_create_signing_key
 from coordinator.logic.ratelimit import TokenBuckets
 from coordinator.logic.sandboxes import SandboxFiles
 from coordinator.logic.tokens import RevocationList
+from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.settings import Settings
 from coordinator.store.database import Database
 from coordinator.sweeper import running_sweeper
@@ -92,6 +93,7 @@ def build_context(settings: Settings) -> AppContext:
         db=db,
         signing_key=signing_key,
         public_key=signing_key.public_key(),
+        verified_tokens=VerifiedTokens(signing_key.public_key()),
         sandbox_files=files,
     )
 

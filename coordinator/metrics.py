@@ -49,6 +49,7 @@ class Metrics:
         self.match_requests = {"matched": 0, "empty": 0}
         self.jobs_matched = 0
         self.heartbeats = 0
+        self.pilot_heartbeats = 0
         self.match_duration = Histogram(MATCH_BUCKETS_S)
 
     def observe_match(self, duration_s: float, jobs: int) -> None:
@@ -57,9 +58,12 @@ class Metrics:
             self.jobs_matched += jobs
             self.match_duration.observe(duration_s)
 
-    def count_heartbeat(self) -> None:
+    def count_heartbeat(self, jobs: int = 1, *, batched: bool = False) -> None:
+        """``jobs`` leases renewed by one request (a pilot's batch when ``batched``)."""
         with self._lock:
-            self.heartbeats += 1
+            self.heartbeats += jobs
+            if batched:
+                self.pilot_heartbeats += 1
 
     def lines(self) -> list[str]:
         with self._lock:
@@ -85,6 +89,12 @@ class Metrics:
                 "counter",
                 "Job heartbeats accepted.",
                 [("", self.heartbeats)],
+            )
+            out += _family(
+                "gridpilot_pilot_heartbeats_total",
+                "counter",
+                "Batched heartbeat requests (one per pilot and interval) served.",
+                [("", self.pilot_heartbeats)],
             )
         return out
 

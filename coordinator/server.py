@@ -16,6 +16,8 @@ from coordinator.settings import Settings
 logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 30.0
+GRACEFUL_SHUTDOWN_S = 8
+"""Longest wait for open connections at a stop (below Docker's default 10 s stop timeout)."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -36,6 +38,10 @@ def _config(settings: Settings, *, access_log: bool) -> uvicorn.Config:
         # HTTPS when a certificate is configured (``gridpilot serve --tls-cert/--tls-key``).
         ssl_certfile=settings.tls_cert_file or None,
         ssl_keyfile=settings.tls_key_file or None,
+        # On SIGTERM uvicorn waits for open connections to close, and pilots keep theirs
+        # open (keep-alive; over TLS a closed idle connection may linger too): without a
+        # bound, a stop waits for systemd's or Docker's SIGKILL. Pilots retry what is cut.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

@@ -29,7 +29,7 @@ from pilot.config import PilotConfig
 from pilot.containers import RuntimeOffer
 from pilot.errors import BlackHoleStop, CoordinatorUnreachable, FatalCheckFailed, PilotError
 from pilot.guard import BlackHoleGuard
-from pilot.heartbeats import heartbeat_retry, send_heartbeat
+from pilot.heartbeats import HeartbeatSender
 from pilot.joblogs import job_log_shipper
 from pilot.node import detect_batch_slot
 from pilot.protocol import (
@@ -96,6 +96,7 @@ class Agent:
             BlackHoleGuard(config.black_hole_failures, config.black_hole_window_s)
         )
         self._heartbeat_interval_s = 30.0
+        self._heartbeats: Optional[HeartbeatSender] = None
         self._slot_end_epoch_s: Optional[float] = None
         self._registration: Optional[PilotRegistration] = None
         self._rechecks: Optional[RecheckSchedule] = None
@@ -282,6 +283,7 @@ class Agent:
         reply = self.client.register(registration, retry=self._loop_retry)
         self.pilot_id = reply.pilot_id
         self._heartbeat_interval_s = reply.heartbeat_interval_s
+        self._heartbeats = HeartbeatSender(self.client, self.pilot_id)
         logger.info(
             "registered as pilot %s at site %s (CE %r, batch %s %s): %d cores, %d MB, %s",
             *(self.pilot_id, registration.site, registration.ce),
@@ -392,9 +394,5 @@ class Agent:
             self._begin_stop(StopCause.BLACK_HOLE, black_hole)
 
     def _send_heartbeats(self) -> None:
-        now = self._clock()
-        retry = heartbeat_retry(self._heartbeat_interval_s)
-        for job in self._slots.jobs():
-            if not job.finished and job.next_heartbeat_at <= now:
-                job.next_heartbeat_at = now + self._heartbeat_interval_s
-                send_heartbeat(self.client, self.pilot_id, job, now - job.started_at, retry)
+        if self._heartbeats is not None:
+            self._heartbeats.send_due(self._slots.jobs(), self._clock(), self._heartbeat_interval_s)

@@ -20,13 +20,11 @@ import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from pilot import __version__
-from pilot.agent import Agent, PilotExit
-from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.config import PilotConfig, environ, load_config
 from pilot.errors import (
     BlackHoleStop,
@@ -38,6 +36,12 @@ from pilot.errors import (
     PilotOutdated,
 )
 
+if TYPE_CHECKING:
+    # Imported where used: `checks run` and `--version` then start without requests and the
+    # wrapper, about 0.2 s less (docs/benchmarks.md "Pilot start-up").
+    from pilot.agent import Agent
+    from pilot.client import CoordinatorClient
+
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_FATAL_CHECK = 10
@@ -47,7 +51,7 @@ EXIT_BLACK_HOLE = 13
 EXIT_SIGNAL = 14
 EXIT_REJECTED = 15
 PILOT_LOG_NAME = "pilot.log"
-LOG_UPLOAD_RETRY = RetryPolicy(max_retry_s=10.0)
+LOG_UPLOAD_RETRY_S = 10.0
 
 logger = logging.getLogger("pilot")
 
@@ -121,6 +125,9 @@ def pilot_command(
 
 
 def run_pilot(config: PilotConfig, env: Mapping[str, str]) -> int:
+    from pilot.agent import Agent
+    from pilot.client import CoordinatorClient, RetryPolicy
+
     client = CoordinatorClient(
         config.url,
         config.token,
@@ -141,6 +148,8 @@ def run_pilot(config: PilotConfig, env: Mapping[str, str]) -> int:
 
 
 def _run_agent(agent: Agent) -> int:
+    from pilot.agent import PilotExit
+
     try:
         result = agent.run()
     except FatalCheckFailed as exc:
@@ -166,10 +175,14 @@ def _run_agent(agent: Agent) -> int:
 
 def upload_pilot_log(client: CoordinatorClient, pilot_id: str, path: Path) -> None:
     """Send ``pilot.log`` to the coordinator at exit; a failure is logged, never fatal."""
+    from pilot.client import RetryPolicy
+
     if not pilot_id or not path.is_file():
         return
     try:
-        stored = client.upload_pilot_log(pilot_id, path, retry=LOG_UPLOAD_RETRY)
+        stored = client.upload_pilot_log(
+            pilot_id, path, retry=RetryPolicy(max_retry_s=LOG_UPLOAD_RETRY_S)
+        )
     except PilotError as exc:
         logger.warning("pilot log not uploaded: %s", exc)
         return

@@ -1,12 +1,31 @@
-"""One heartbeat per running job and interval; the reply's commands acted on at once."""
+"""Heartbeats: one request per pilot and interval carrying every running job that is due.
+
+When one job is due, every running job due within the next half interval goes in the same
+request, so a pilot's jobs fall into step and it sends one heartbeat per interval however
+many jobs it runs (each job is still heard from at least once per interval). The reply's
+commands are acted on at once; a job whose lease the coordinator refuses is killed, and a
+coordinator that cannot be reached changes nothing: the jobs go on.
+
+A coordinator that refuses the whole batch (one older than the batched endpoint, or one
+that no longer knows the pilot) is sent the per-job heartbeats instead, so each job gets
+the answer it would have got before batching existed.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
-from pilot.protocol import CommandKind, Heartbeat
+from pilot.protocol import (
+    Command,
+    CommandKind,
+    Heartbeat,
+    JobHeartbeat,
+    PilotHeartbeat,
+    PilotHeartbeatReply,
+)
 from pilot.slots import RunningJob
 
 logger = logging.getLogger(__name__)
@@ -17,23 +36,98 @@ def heartbeat_retry(interval_s: float) -> RetryPolicy:
     return RetryPolicy(max_retry_s=max(1.0, interval_s / 2))
 
 
-def send_heartbeat(
-    client: CoordinatorClient, pilot_id: str, job: RunningJob, wall_s: float, retry: RetryPolicy
-) -> None:
-    job_id = job.assignment.job_id
+def due_jobs(jobs: Iterable[RunningJob], now: float, interval_s: float) -> list[RunningJob]:
+    """Nothing until a running job is due; then every running job due within half an
+    interval (sending a little early costs nothing, a second request per interval does)."""
+    running = [job for job in jobs if not job.finished]
+    if not any(job.next_heartbeat_at <= now for job in running):
+        return []
+    horizon = now + interval_s / 2
+    return [job for job in running if job.next_heartbeat_at <= horizon]
+
+
+class HeartbeatSender:
+    """Sends the due heartbeats of one pilot's jobs; remembers whether batching works."""
+
+    def __init__(self, client: CoordinatorClient, pilot_id: str) -> None:
+        self.client = client
+        self.pilot_id = pilot_id
+        self.batched = True
+        """False once the coordinator turned out not to have the batched endpoint."""
+
+    def send_due(self, jobs: Iterable[RunningJob], now: float, interval_s: float) -> None:
+        due = due_jobs(jobs, now, interval_s)
+        for job in due:
+            job.next_heartbeat_at = now + interval_s
+        if not due:
+            return
+        retry = heartbeat_retry(interval_s)
+        beats = [JobHeartbeat(job.assignment.job_id, _heartbeat(job, now)) for job in due]
+        if self.batched and self._send_batch(due, beats, retry):
+            return
+        for job, entry in zip(due, beats):
+            self._send_one(job, entry.heartbeat, retry)
+
+    def _send_batch(
+        self, due: Sequence[RunningJob], beats: list[JobHeartbeat], retry: RetryPolicy
+    ) -> bool:
+        """True if the batch was answered (or could not be delivered: no point resending
+        it job by job); False if refused as a whole."""
+        try:
+            path = f"/pilots/{self.pilot_id}/heartbeat"
+            body = PilotHeartbeat(beats).to_dict()
+            reply = PilotHeartbeatReply.from_dict(
+                self.client.request("POST", path, retry=retry, json=body).json()
+            )
+        except CoordinatorUnreachable as exc:
+            logger.warning("%d heartbeat(s) not delivered (%s); the jobs go on", len(due), exc)
+            return True
+        except CoordinatorRejected as exc:
+            if exc.status in (404, 405) and "pilot_id" not in exc.details:
+                logger.warning("the coordinator has no batched heartbeat; sending one per job")
+                self.batched = False
+            else:
+                logger.warning("batched heartbeat refused (%s); sending one per job", exc)
+            return False
+        results = {result.job_id: result for result in reply.results}
+        for job in due:
+            result = results.get(job.assignment.job_id)
+            if result is None:
+                logger.warning("job %d: no heartbeat result in the reply", job.assignment.job_id)
+            elif result.ok:
+                _obey(job, result.commands)
+            else:
+                _refused(job, result.error.message if result.error else "refused")
+        return True
+
+    def _send_one(self, job: RunningJob, beat: Heartbeat, retry: RetryPolicy) -> None:
+        job_id = job.assignment.job_id
+        try:
+            reply = self.client.heartbeat(self.pilot_id, job_id, beat, retry=retry)
+        except CoordinatorRejected as exc:
+            _refused(job, exc.message)
+            return
+        except CoordinatorUnreachable as exc:
+            logger.warning("job %d: heartbeat not delivered (%s); the job goes on", job_id, exc)
+            return
+        _obey(job, reply.commands)
+
+
+def _heartbeat(job: RunningJob, now: float) -> Heartbeat:
     cpu_s, rss_bytes = job.run.usage()
     offsets = job.logs.offsets() if job.logs is not None else {}
-    beat = Heartbeat(cpu_s=cpu_s, rss_bytes=rss_bytes, wall_s=wall_s, log_offsets=offsets)
-    try:
-        reply = client.heartbeat(pilot_id, job_id, beat, retry=retry)
-    except CoordinatorRejected as exc:
-        logger.warning("job %d: heartbeat refused (%s): killing it", job_id, exc)
-        job.run.kill(f"lease lost: {exc.message}")
-        return
-    except CoordinatorUnreachable as exc:
-        logger.warning("job %d: heartbeat not delivered (%s); the job goes on", job_id, exc)
-        return
-    for command in reply.commands:
+    return Heartbeat(
+        cpu_s=cpu_s, rss_bytes=rss_bytes, wall_s=now - job.started_at, log_offsets=offsets
+    )
+
+
+def _refused(job: RunningJob, reason: str) -> None:
+    logger.warning("job %d: heartbeat refused (%s): killing it", job.assignment.job_id, reason)
+    job.run.kill(f"lease lost: {reason}")
+
+
+def _obey(job: RunningJob, commands: Sequence[Command]) -> None:
+    for command in commands:
         if command.kind == CommandKind.KILL.value:
             job.run.kill(command.reason or "killed on request")
         else:

@@ -12,6 +12,8 @@ import socket
 from collections.abc import Mapping
 from typing import Optional
 
+from checks.builtin.condor_ads import condor_job_id
+
 
 @dataclasses.dataclass(frozen=True)
 class BatchSlot:
@@ -39,7 +41,7 @@ def detect_batch_slot(env: Mapping[str, str]) -> BatchSlot:
             continue
         job_id = env[variable]
         if system == "htcondor":
-            job_id = env.get("CONDOR_JOBID", env.get("_CONDOR_JOB_ID", ""))
+            job_id = env.get("CONDOR_JOBID", env.get("_CONDOR_JOB_ID", "")) or condor_job_id(env)
         return BatchSlot(system, job_id, _end_epoch_s(system, env))
     return BatchSlot("", "", None)
 

@@ -275,6 +275,47 @@ class HeartbeatReply(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class JobHeartbeat(Message):
+    """One running job's heartbeat inside a ``PilotHeartbeat``."""
+
+    job_id: int
+    heartbeat: Heartbeat = dataclasses.field(default_factory=Heartbeat)
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"heartbeat": Heartbeat}
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotHeartbeat(Message):
+    """All the heartbeats a pilot has due, in one request (``POST /pilots/{id}/heartbeat``)."""
+
+    jobs: list[JobHeartbeat] = dataclasses.field(default_factory=list)
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"jobs": JobHeartbeat}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobHeartbeatResult(Message):
+    """One job's answer in a ``PilotHeartbeatReply``: ``ok`` with its commands, or the
+    refusal (``error``) the per-job heartbeat endpoint would have answered with."""
+
+    job_id: int
+    ok: bool = True
+    error: Optional[ErrorBody] = None
+    commands: list[Command] = dataclasses.field(default_factory=list)
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"error": ErrorBody, "commands": Command}
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotHeartbeatReply(Message):
+    """One result per job of the ``PilotHeartbeat``, in the order sent."""
+
+    results: list[JobHeartbeatResult] = dataclasses.field(default_factory=list)
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"results": JobHeartbeatResult}
+
+
+@dataclasses.dataclass(frozen=True)
 class SubmitRequest(Message):
     """A user submitting one description (which may expand to many jobs)."""
 
@@ -374,6 +415,10 @@ MESSAGES: tuple[type[Message], ...] = (
     Heartbeat,
     Command,
     HeartbeatReply,
+    JobHeartbeat,
+    PilotHeartbeat,
+    JobHeartbeatResult,
+    PilotHeartbeatReply,
     SubmitRequest,
     SubmitReply,
     SandboxInfo,
@@ -409,6 +454,8 @@ __all__ = [
     "HeartbeatReply",
     "HistoryEntry",
     "JobAssignment",
+    "JobHeartbeat",
+    "JobHeartbeatResult",
     "JobInfo",
     "JobStatus",
     "JobStatusUpdate",
@@ -416,6 +463,8 @@ __all__ = [
     "MatchReply",
     "MatchRequest",
     "Message",
+    "PilotHeartbeat",
+    "PilotHeartbeatReply",
     "PilotRegistration",
     "PilotStateUpdate",
     "RegistrationReply",

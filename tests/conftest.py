@@ -128,6 +128,21 @@ def launch_coordinator(data_dir: Path, port: int | None = None, **flags: Any) ->
     return RunningCoordinator(url, data_dir, process, key, log_path)
 
 
+@pytest.fixture(scope="session")
+def pilot_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gridpilot-pilot.pyz`` and its ``.sha256``, built once per session from this checkout by
+    ``packaging/build-pyz.sh`` (how CI builds it), alone in a directory of their own. Running
+    the pyz writes nothing beside it, so tests share it; a test that spoils it copies it first."""
+    output = tmp_path_factory.mktemp("pyz") / "gridpilot-pilot.pyz"
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "packaging" / "build-pyz.sh"), str(output)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return output
+
+
 @pytest.fixture
 def start_coordinator(tmp_path: Path) -> Iterator[Callable[..., RunningCoordinator]]:
     """Start coordinators with extra flags, e.g. ``start_coordinator(max_sandbox_bytes=1024)``;

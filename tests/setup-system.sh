@@ -6,6 +6,16 @@ packages=()
 command -v bwrap >/dev/null || packages+=(bubblewrap)
 # A static busybox makes the directory image the container tests run (tests/wrapper/rootfs.py).
 [ -x /bin/busybox ] || packages+=(busybox-static)
+# The launcher scripts are linted with shellcheck (tests/packaging/test_launcher.py).
+command -v shellcheck >/dev/null || packages+=(shellcheck)
+# systemd-analyze verifies the coordinator's unit (tests/packaging/test_service_files.py);
+# installing the package starts nothing in a container.
+command -v systemd-analyze >/dev/null || packages+=(systemd)
+# A one-node Slurm for the batch-system tests and the throughput bench (tests/slurm/).
+command -v slurmctld >/dev/null && command -v slurmd >/dev/null || packages+=(slurm-wlm)
+command -v munged >/dev/null || packages+=(munge)
+# curl is the plain-HTTP baseline of the sandbox bench (tests/bench/test_sandboxes.py).
+command -v curl >/dev/null || packages+=(curl)
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive

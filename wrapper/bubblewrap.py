@@ -156,8 +156,9 @@ class BubblewrapRuntime:
         argv = payload_argv(spec.argv, spec.cwd)
         resolve_in_image(argv[0], image, spec.cwd, env.get("PATH", ""))
         binds = node_binds(self.settings.binds, self.settings.cvmfs_root)
-        # Closed by the payload's finish, or here if bwrap does not start.
-        status = tempfile.TemporaryFile()  # noqa: SIM115
+        # Closed by the payload's finish, or here if bwrap does not start. In the job's work
+        # dir, not /tmp: a pilot writes only inside its work dir (O_TMPFILE: never listed).
+        status = tempfile.TemporaryFile(dir=spec.cwd)  # noqa: SIM115
         try:
             command = build_command(binary, spec, image, binds, argv, status.fileno())
             process = _popen(command, spec, env, status.fileno())

@@ -332,6 +332,11 @@ class JobRun:
     def _supervise(self, payload: RunningPayload, watchdog: Watchdog) -> RunResult:
         killed = False
         while True:
+            # Wait before the first sample: a payload that ends within the first poll never
+            # pays for the watchdog's process-tree scans (bench/throughput.py).
+            if payload.wait(timeout_s=SUPERVISE_POLL_S) is not None:
+                self._limit_hit = self._limit_hit or watchdog.after_exit()
+                return payload.finish(self._config.kill_grace_s)
             if not killed and self._kill_requested.is_set():
                 payload.kill_tree(self._kill_reason, self._config.kill_grace_s)
                 killed = True
@@ -340,9 +345,6 @@ class JobRun:
                 if self._limit_hit is not None:
                     payload.kill_tree(self._limit_hit.minor_status, self._config.kill_grace_s)
                     killed = True
-            if payload.wait(timeout_s=SUPERVISE_POLL_S) is not None:
-                self._limit_hit = self._limit_hit or watchdog.after_exit()
-                return payload.finish(self._config.kill_grace_s)
 
     # -- stage out
 

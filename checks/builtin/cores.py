@@ -17,6 +17,7 @@ import psutil
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.cgroup import read_limits
+from checks.builtin.condor_ads import condor_cores
 from checks.builtin.thresholds import format_number, number_option
 from pilot.protocol import CheckStatus
 
@@ -88,6 +89,8 @@ def cores(ctx: CheckContext) -> CheckResult:
     affinity = _affinity()
     quota = read_limits().cpu_cores
     batch = slurm_cores(os.environ)
+    if batch is None:
+        batch = condor_cores(os.environ)
     usable = usable_cores(affinity, quota, batch)
     try:
         model = cpu_model(Path("/proc/cpuinfo").read_text())

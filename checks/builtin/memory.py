@@ -10,6 +10,7 @@ import psutil
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.cgroup import CgroupLimits, read_limits
+from checks.builtin.condor_ads import condor_memory_mb
 from checks.builtin.thresholds import format_number, number_option, threshold_status
 from pilot.protocol import CheckStatus
 
@@ -52,6 +53,8 @@ def memory(ctx: CheckContext) -> CheckResult:
     node = psutil.virtual_memory()
     limits = read_limits()
     batch_mb = slurm_memory_mb(os.environ)
+    if batch_mb is None:
+        batch_mb = condor_memory_mb(os.environ)
     memory_mb, available_mb = effective_memory_mb(node.total, node.available, limits, batch_mb)
     facts: dict[str, Any] = {
         "memory_mb": memory_mb,

@@ -30,6 +30,7 @@ from checks.builtin.batch_limits import (
     parse_duration,
     parse_qstat_full,
 )
+from checks.builtin.condor_ads import condor_job_id
 from checks.builtin.thresholds import number_option
 from pilot.protocol import CheckStatus
 
@@ -139,6 +140,8 @@ def timeleft(ctx: CheckContext) -> CheckResult:
     env.update({str(k): str(v) for k, v in dict(ctx.options.get("env", {})).items()})
     warn_below_s = number_option(ctx.options, "warn_below_s", 600)
     system, job_id = batch_system(env)
+    if system == "htcondor" and not job_id:
+        job_id = condor_job_id(env)
     left, answers, errors = time_left(env, time.time())
     facts: dict[str, Any] = {"time_left_s": left, "batch_system": system, "batch_job_id": job_id}
     facts.update({f"time_left_{name}_s": seconds for name, seconds in answers.items()})

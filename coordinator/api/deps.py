@@ -7,13 +7,15 @@ from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 
 from coordinator.errors import BadRequest, Forbidden, Unauthenticated
-from coordinator.logic.auth import TokenClaims, verify_token
+from coordinator.logic.auth import TokenClaims
 from coordinator.logic.pilots import check_protocol
 from coordinator.logic.ratelimit import TokenBuckets
 from coordinator.logic.sandboxes import SandboxFiles
 from coordinator.logic.tokens import RevocationList
+from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.store.database import Database
@@ -37,22 +39,32 @@ class AppContext:
     sandbox_files: SandboxFiles
     revocations: RevocationList
     rate_limits: TokenBuckets
+    verified_tokens: VerifiedTokens
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
 
 
-def get_context(request: Request) -> AppContext:
+# The dependencies below are ``async def`` although they never await anything slow:
+# FastAPI runs a plain ``def`` dependency in its thread pool, one hand-off per dependency
+# and request, and those hand-offs cost more than the checks themselves (heartbeat CPU per
+# request, see docs/benchmarks.md "Profiling"). Only the endpoint's own work, which reads
+# and writes the database, runs in a thread.
+
+
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
 
-def get_claims(request: Request, context: AppContext = Depends(get_context)) -> TokenClaims:
+async def get_claims(request: Request, context: AppContext = Depends(get_context)) -> TokenClaims:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
         raise Unauthenticated("missing Authorization header; send 'Bearer <token>'")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-    claims = verify_token(context.public_key, token)
+    claims = context.verified_tokens.verify(token)
+    if context.revocations.stale():
+        await run_in_threadpool(context.revocations.reload)  # a database read
     context.revocations.check(claims)
     context.rate_limits.check(_rate_key(request, claims), f"token {claims.token_id}")
     return claims
@@ -69,7 +81,7 @@ def _rate_key(request: Request, claims: TokenClaims) -> str:
     return f"{claims.token_id}/{pilot_id}"
 
 
-def require_user(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
+async def require_user(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
     """Users and admins; pilots are refused."""
     if claims.role not in (Role.USER, Role.ADMIN):
         raise Forbidden(
@@ -79,7 +91,7 @@ def require_user(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
     return claims
 
 
-def require_admin(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
+async def require_admin(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
     """Admin tokens only."""
     if claims.role is not Role.ADMIN:
         raise Forbidden(
@@ -89,7 +101,7 @@ def require_admin(claims: TokenClaims = Depends(get_claims)) -> TokenClaims:
     return claims
 
 
-def require_pilot(
+async def require_pilot(
     request: Request,
     claims: TokenClaims = Depends(get_claims),
     context: AppContext = Depends(get_context),
@@ -111,7 +123,7 @@ def require_pilot(
     return claims
 
 
-def pilot_id_header(request: Request, _claims: TokenClaims = Depends(require_pilot)) -> str:
+async def pilot_id_header(request: Request, _claims: TokenClaims = Depends(require_pilot)) -> str:
     # Depending on require_pilot makes the token count before the header: a caller without
     # a valid pilot token gets 401/403, never a 400 about a header it should not send.
     pilot_id = request.headers.get(PILOT_HEADER, "").strip()

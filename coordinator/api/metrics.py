@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from coordinator.api.deps import AppContext, get_claims, get_context, require_admin
@@ -13,8 +14,9 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request, context: AppContext = Depends(get_context)) -> Response:
+async def metrics(request: Request, context: AppContext = Depends(get_context)) -> Response:
     if context.settings.metrics_access == "admin":
-        require_admin(get_claims(request, context))
-    text = exposition(context.metrics, snapshot(context.db))
+        await require_admin(await get_claims(request, context))
+    # The gauges are database reads: out of the event loop.
+    text = await run_in_threadpool(lambda: exposition(context.metrics, snapshot(context.db)))
     return Response(text, media_type=CONTENT_TYPE)

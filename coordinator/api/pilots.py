@@ -5,16 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from coordinator.api.deps import AppContext, JobIdPath, get_context, pilot_id_header, require_pilot
-from coordinator.logic import matchmaker, pilots
+from coordinator.logic import heartbeats, matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
 from pilot.protocol import (
     API_PREFIX,
     Heartbeat,
     HeartbeatReply,
+    JobHeartbeat,
     JobInfo,
     JobStatusUpdate,
     MatchReply,
     MatchRequest,
+    PilotHeartbeat,
+    PilotHeartbeatReply,
     PilotRegistration,
     RegistrationReply,
 )
@@ -60,6 +63,20 @@ def job_heartbeat(
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> HeartbeatReply:
-    reply = pilots.heartbeat(context.db, claims, pilot_id, job_id, body)
+    entry = JobHeartbeat(job_id=job_id, heartbeat=body)
+    reply = heartbeats.job_heartbeat(context.db, claims, pilot_id, entry)
     context.metrics.count_heartbeat()
+    return reply
+
+
+@router.post("/pilots/{pilot_id}/heartbeat")
+def pilot_heartbeat(
+    pilot_id: str,
+    body: PilotHeartbeat,
+    claims: TokenClaims = Depends(require_pilot),
+    context: AppContext = Depends(get_context),
+) -> PilotHeartbeatReply:
+    """All of a pilot's due heartbeats at once; each job's refusal is in its own result."""
+    reply, renewed = heartbeats.pilot_heartbeat(context.db, claims, pilot_id, body)
+    context.metrics.count_heartbeat(renewed, batched=True)
     return reply

@@ -125,13 +125,17 @@ def verify_token(
     except InvalidSignature as exc:
         raise Unauthenticated("bad token signature: not issued by this coordinator") from exc
     claims = _decode_claims(body)
+    check_not_expired(claims, now)
+    return claims
+
+
+def check_not_expired(claims: TokenClaims, now: datetime | None = None) -> None:
     moment = now if now is not None else datetime.now(timezone.utc)
     if moment >= claims.expires_at:
         raise Unauthenticated(
             f"token expired at {claims.expires_at.isoformat()}",
             details={"expired_at": claims.expires_at.isoformat()},
         )
-    return claims
 
 
 def _decode_claims(body: str) -> TokenClaims:

@@ -1,4 +1,4 @@
-"""What pilots do: register, ask for jobs, report progress, send heartbeats."""
+"""What pilots do: register, ask for jobs, report progress (heartbeats: ``heartbeats``)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,6 @@ from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
 from pilot import __version__
 from pilot.protocol import (
-    Command,
-    CommandKind,
-    Heartbeat,
-    HeartbeatReply,
     JobInfo,
     JobStatus,
     JobStatusUpdate,
@@ -185,29 +181,3 @@ def _report_columns(conn: Connection, row: RowMapping, update: JobStatusUpdate) 
         accounting["max_rss_bytes"] = update.max_rss_bytes
     columns["accounting"] = json.dumps(accounting)
     return columns
-
-
-def heartbeat(
-    db: Database, claims: TokenClaims, pilot_id: str, job_id: int, beat: Heartbeat
-) -> HeartbeatReply:
-    """Renew the job's lease; the reply carries a kill if the owner asked for one."""
-    with db.write() as conn:
-        row = leased_job(conn, claims, pilot_id, job_id)
-        status = JobStatus(row["status"])
-        if status not in HEARTBEAT_STATES:
-            raise LeaseLost(
-                f"job {job_id} is {status.value}; it is not running any more",
-                details={"job_id": job_id, "status": status.value},
-            )
-        if status is JobStatus.STALLED:
-            rescheduling.revive(conn, row, "Heartbeat")
-        accounting = json.loads(row["accounting"])
-        accounting["last_heartbeat"] = {k: v for k, v in beat.to_dict().items() if v is not None}
-        now = utc_timestamp()
-        job_store.update_columns(conn, job_id, heartbeat_at=now, accounting=json.dumps(accounting))
-        pilot_store.touch_pilot(conn, pilot_id)
-    if row["kill_requested"]:
-        return HeartbeatReply(
-            commands=[Command(kind=CommandKind.KILL.value, reason="killed by its owner")]
-        )
-    return HeartbeatReply()

@@ -59,13 +59,20 @@ class RevocationList:
         self._loaded_s: float | None = None
         self._lock = threading.Lock()
 
-    def is_revoked(self, token_id: str) -> bool:
+    def stale(self) -> bool:
+        """True when the next check would reload the list from the database first."""
+        return self._loaded_s is None or self._clock() - self._loaded_s >= self._refresh_s
+
+    def reload(self) -> None:
         now = self._clock()
-        if self._loaded_s is None or now - self._loaded_s >= self._refresh_s:
-            with self._db.read() as conn:
-                ids = token_store.revoked_ids(conn)
-            with self._lock:
-                self._ids, self._loaded_s = frozenset(ids), now
+        with self._db.read() as conn:
+            ids = token_store.revoked_ids(conn)
+        with self._lock:
+            self._ids, self._loaded_s = frozenset(ids), now
+
+    def is_revoked(self, token_id: str) -> bool:
+        if self.stale():
+            self.reload()
         return token_id in self._ids
 
     def check(self, claims: TokenClaims) -> None:

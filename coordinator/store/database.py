@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,11 +25,19 @@ class Database:
     On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock
     before its first read, so a read-then-update (a match claim, a status change) never
     fails half-way on a lock upgrade and writers queue on ``busy_timeout`` instead.
+
+    The threads of one process also take turns on ``_writer_turn`` before ``BEGIN``:
+    SQLite's busy handler polls the lock with growing sleeps (up to 100 ms), so under
+    load a waiting writer slept on long after the lock was free (match p99 near 1 s,
+    see docs/benchmarks.md); a thread waiting on a Python lock is woken when it is
+    released. Other processes on the same file still queue on ``busy_timeout``.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # Reentrant: a nested write (a bug) then fails on busy_timeout as before, not hangs.
+        self._writer_turn = threading.RLock()
         if self.is_sqlite:
             self.engine: Engine = create_engine(
                 url,
@@ -53,10 +62,25 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._turn(), self.engine.connect() as conn:
             conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn to write (SQLite only; other databases lock rows)."""
+        if not self.is_sqlite:
+            yield
+            return
+        # After busy_timeout without a turn, go on and let SQLite's own locking decide,
+        # exactly as without this lock.
+        acquired = self._writer_turn.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            yield
+        finally:
+            if acquired:
+                self._writer_turn.release()
 
 
 def _tune_sqlite(engine: Engine) -> None:

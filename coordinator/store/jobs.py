@@ -174,3 +174,15 @@ def change_status(
 
 def update_columns(conn: Connection, job_id: int, **columns: Any) -> None:
     conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**columns))
+
+
+def record_heartbeats(conn: Connection, changes: Sequence[Mapping[str, Any]]) -> None:
+    """Set ``heartbeat_at`` and ``accounting`` of each ``{"id": ...}`` given, in one batch."""
+    if not changes:
+        return
+    statement = (
+        update(jobs)
+        .where(jobs.c.job_id == bindparam("id"))
+        .values(heartbeat_at=bindparam("heartbeat_at"), accounting=bindparam("accounting"))
+    )
+    conn.execute(statement, list(changes))

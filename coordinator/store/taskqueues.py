@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Integer,
+    RowMapping,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    select,
+    union_all,
+    update,
+)
 
 from coordinator.store.schema import jobs, owner_usage, task_queues, utc_timestamp
 from pilot.protocol import JobStatus
@@ -58,6 +71,39 @@ def next_waiting(conn: Connection, task_queue_id: int, limit: int) -> list[RowMa
     return list(conn.execute(query).mappings())
 
 
+def next_waiting_of(
+    conn: Connection, task_queue_ids: Sequence[int], limit: int
+) -> dict[int, list[RowMapping]]:
+    """``next_waiting`` of several queues in one statement: a UNION ALL of one indexed
+    look-up per queue, so its cost does not grow with the number of waiting jobs."""
+    params: dict[str, int] = {f"tq{i}": tq_id for i, tq_id in enumerate(task_queue_ids)}
+    params["limit"] = limit
+    found: dict[int, list[RowMapping]] = {tq_id: [] for tq_id in task_queue_ids}
+    for row in conn.execute(_heads_statement(len(task_queue_ids)), params).mappings():
+        found[int(row["task_queue_id"])].append(row)
+    return found
+
+
+@functools.lru_cache(maxsize=128)
+def _heads_statement(count: int) -> Executable:
+    # Built once per number of queues: building a UNION of subqueries over the jobs
+    # table's columns costs more than running it.
+    def head(i: int) -> Select[Any]:
+        return (
+            select(jobs)
+            .where(
+                jobs.c.task_queue_id == bindparam(f"tq{i}"),
+                jobs.c.status == JobStatus.WAITING.value,
+            )
+            .order_by(jobs.c.priority.desc(), jobs.c.job_id)
+            .limit(bindparam("limit", type_=Integer))
+        )
+
+    if count == 1:
+        return head(0)
+    return union_all(*(select(head(i).subquery()) for i in range(count)))
+
+
 def has_jobs_in(conn: Connection, task_queue_id: int, statuses: Iterable[JobStatus]) -> bool:
     query = (
         select(jobs.c.job_id)
@@ -95,11 +141,19 @@ def usage_of_vo(conn: Connection, vo: str) -> dict[str, tuple[float, float]]:
     }
 
 
-def save_usage(conn: Connection, vo: str, usage: Mapping[str, float], at_s: float) -> None:
-    """Store the owners' usage as of ``at_s`` (seconds since the epoch)."""
+def save_usage(
+    conn: Connection,
+    vo: str,
+    usage: Mapping[str, float],
+    at_s: float,
+    *,
+    recorded: Iterable[str] | None = None,
+) -> None:
+    """Store the owners' usage as of ``at_s`` (seconds since the epoch). ``recorded``: the
+    owners of ``vo`` that have a usage row, if the caller read them in this transaction."""
     if not usage:
         return
-    known = set(usage_of_vo(conn, vo))
+    known = set(usage_of_vo(conn, vo) if recorded is None else recorded)
     new = [
         {"vo": vo, "owner": o, "usage": u, "updated_at_s": at_s}
         for o, u in usage.items()

@@ -142,6 +142,7 @@ ROWS = [
     Row("DELETE", JOBS + "/{job_id}", owner_job(200), waiting=True),
     Row("POST", JOBS + "/{job_id}/status", holder_job(200), json={"status": "Running"}),
     Row("POST", JOBS + "/{job_id}/heartbeat", holder_job(200), json={}),
+    Row("POST", PILOTS_PATH + "/{pilot_id}/heartbeat", own_pilot(200), json={"jobs": []}),
     Row("POST", PILOTS_PATH, any_pilot(201), json=REGISTRATION),
     Row("POST", PILOTS_PATH + "/{pilot_id}/match", own_pilot(200), json={"n": 1}),
     Row("POST", PILOTS_PATH + "/{pilot_id}/state", own_pilot(204), json={"accepting_work": True}),

@@ -124,3 +124,47 @@ def test_a_shipper_resumes_where_the_coordinator_says(
     shipper.start()
     assert shipper.close() == {"stdout": 23}  # the name leaving the work dir is not read
     assert stored(user, job_id, "stdout") == b"first part\nsecond part\n"
+
+
+class CountingSender:
+    """The real sender, counting the requests it makes."""
+
+    def __init__(self, live: JobLogSender) -> None:
+        self.live, self.calls = live, 0
+
+    def __call__(self, stream: str, offset: int, data: bytes) -> int:
+        self.calls += 1
+        return self.live(stream, offset, data)
+
+
+def test_output_after_a_quiet_spell_is_shipped_at_once_and_chatter_once_per_interval(
+    shared_coordinator: RunningCoordinator, vo: str, tmp_path: Path
+) -> None:
+    user, pilot, job_id = running_job(shared_coordinator, vo)
+    client = CoordinatorClient(shared_coordinator.url, pilot.token)
+    sender = CountingSender(JobLogSender(client, pilot.pilot_id, job_id))
+    out = tmp_path / "std.out"
+    out.write_bytes(b"")
+    shipper = LogShipper(stream_files(tmp_path, "std.out", "std.out"), sender, interval_s=1.0)
+    shipper.start()
+    latencies_s = []
+    for number in range(3):
+        time.sleep(1.3)  # quiet for longer than the interval
+        line = f"progress {number}\n".encode()
+        with open(out, "ab") as handle:
+            handle.write(line)
+        written_s = time.monotonic()
+        while not stored(user, job_id, "stdout").endswith(line):
+            assert time.monotonic() - written_s < 5, "line never shipped"
+            time.sleep(0.02)
+        latencies_s.append(time.monotonic() - written_s)
+    # Shipping every interval alone would show each line 0.5 s late on average.
+    assert max(latencies_s) < 0.4, latencies_s
+    calls_before = sender.calls
+    writer = start_writer(tmp_path, lines=400, pause_s=0.005)  # about 2.5 s of chatter
+    assert writer.wait(timeout=30) == 0
+    chatter_calls = sender.calls - calls_before
+    shipper.close()
+    assert stored(user, job_id, "stdout") == out.read_bytes()
+    # Continuous output: one request per interval (plus the last flush), not per line.
+    assert chatter_calls <= 4, chatter_calls

@@ -82,3 +82,18 @@ def test_wrong_shapes_are_value_errors() -> None:
         JobAssignment.from_dict({"executable": "/bin/true"})  # job_id missing
     with pytest.raises(ValueError):
         MatchReply.from_dict(["not", "an", "object"])  # type: ignore[arg-type]
+
+
+def test_a_batched_heartbeat_reply_carries_each_jobs_refusal() -> None:
+    reply = protocol.PilotHeartbeatReply.from_dict(
+        {
+            "results": [
+                {"job_id": 1, "ok": True, "commands": [{"kind": "kill", "reason": "owner"}]},
+                {"job_id": 2, "ok": False, "error": {"code": "lease_lost", "message": "gone"}},
+            ]
+        }
+    )
+    kept, lost = reply.results
+    assert kept.commands == [protocol.Command(kind="kill", reason="owner")]
+    assert lost.error == protocol.ErrorBody(code="lease_lost", message="gone")
+    assert protocol.PilotHeartbeatReply.from_dict(reply.to_dict()) == reply

@@ -1,0 +1,378 @@
+"""Matching: how many jobs a coordinator hands out per second, and does it stay flat?
+
+    .venv/bin/python bench/matching.py                 # 1k, 10k, 100k, 1M waiting jobs
+    .venv/bin/python bench/matching.py --smoke         # small sizes, for CI
+
+For each size, the jobs (50 requirement groups: site, platform, tags, cores, memory, CPU
+time; two owners, so 50 task queues) are seeded in-process with the coordinator's own
+``coordinator.logic.jobs.submit`` (see ``bench/seeding.py``), then ``gridpilot serve``
+starts on that data dir and simulated pilots, each registered over HTTP with a node that
+fits 5 of the 50 groups, call ``POST /api/v1/pilots/{id}/match`` (n=1) back to back over
+keep-alive connections from separate load processes (``bench/httpload.py``).
+
+In the same run, interleaved with each match run, the same number of ``GET /health``
+requests at the same concurrency give the HTTP floor of this server on this machine.
+
+Checked: every job id handed out appears exactly once across all runs against a data
+dir, and the database agrees: exactly those jobs are Matched, each with one Matched entry
+in its history.
+
+Prints a table and writes ``bench/results/matching.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import func, select
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import httpload, seeding  # noqa: E402
+from bench.large_sandbox import start_coordinator  # noqa: E402
+from coordinator.store.database import Database  # noqa: E402
+from coordinator.store.schema import job_history, jobs  # noqa: E402
+from pilot.protocol import (  # noqa: E402
+    API_PREFIX,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    JobStatus,
+    MatchRequest,
+)
+
+RESULTS = REPO / "bench" / "results" / "matching.json"
+SERVE_OPTIONS = ("--rate-limit-per-s", "1000000", "--log-level", "INFO")
+"""The rate limiter stays in the path but cannot refuse: one simulated pilot sends more
+than the default 200 requests/s a real one never would."""
+GOAL_MATCHES_PER_S = 2000.0
+GOAL_P99_MS = 50.0
+GOAL_FLAT_RATIO = 1.5
+WARM_UP_REQUESTS = 100
+TOKEN = ""  # set in main() before the load processes fork
+
+
+def headers() -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {TOKEN}",
+        PROTOCOL_HEADER: str(PROTOCOL_VERSION),
+        "Content-Type": "application/json",
+    }
+
+
+async def register_pilot(conn: httpload.Connection, index: int) -> dict[str, Any]:
+    registration = seeding.pilot_registration(index)
+    body = json.dumps(registration.to_dict()).encode()
+    status, data = await conn.request("POST", f"{API_PREFIX}/pilots", headers(), body)
+    if status != 201:
+        raise httpload.HttpError(f"registration answered {status}: {data[:200]!r}")
+    offer = MatchRequest(
+        n=1,
+        cores_free=registration.cores,
+        memory_free_mb=registration.memory_mb,
+        time_left_s=registration.time_left_s,
+        site=registration.site,
+        platform=registration.platform,
+        tags=list(registration.tags),
+    )
+    return {
+        "path": f"{API_PREFIX}/pilots/{json.loads(data)['pilot_id']}/match",
+        "offer": offer.to_dict(),
+    }
+
+
+def match_request(state: dict[str, Any], _i: int) -> httpload.Request:
+    return httpload.Request("POST", state["path"], headers(), state["offer"])
+
+
+async def no_setup(_conn: httpload.Connection, _index: int) -> None:
+    return None
+
+
+def health_request(_state: None, _i: int) -> httpload.Request:
+    return httpload.Request("GET", "/health", {})
+
+
+def plans(url: str, clients: int, total: int, match: bool) -> list[httpload.ClosedLoop]:
+    """Split ``clients`` over one or two load processes, ``total`` requests in all."""
+    host, port = url.removeprefix("http://").split(":")
+    processes = 1 if clients < 4 else 2
+    per_client = max(1, total // clients)
+    result, first = [], 0
+    for p in range(processes):
+        count = clients // processes + (1 if p < clients % processes else 0)
+        result.append(
+            httpload.ClosedLoop(
+                host,
+                int(port),
+                count,
+                first,
+                per_client,
+                setup=register_pilot if match else no_setup,
+                next_request=match_request if match else health_request,
+                keep_body=match,
+            )
+        )
+        first += count
+    return result
+
+
+def run_load(
+    server: subprocess.Popen[bytes], url: str, clients: int, total: int, match: bool
+) -> dict[str, Any]:
+    """One closed-loop run; figures plus the job ids handed out (for the duplicate check)."""
+    proc = psutil.Process(server.pid)
+    setup_s = 1.0 + clients * 0.02
+    before: list[float] = []
+    reports = httpload.closed_loop(
+        plans(url, clients, total, match),
+        setup_s,
+        on_start=lambda: before.append(sum(proc.cpu_times()[:2])),
+    )
+    server_cpu_s = sum(proc.cpu_times()[:2]) - before[0]
+    samples = [s for r in reports for s in r.samples]
+    wall_s = max(r.finished_s for r in reports) - min(r.started_s for r in reports)
+    latencies = [s.latency_s for s in samples]
+    job_ids = [
+        job["job_id"] for s in samples if isinstance(s.body, dict) for job in s.body.get("jobs", [])
+    ]
+    errors = sum(1 for s in samples if s.status != 200)
+    return {
+        "clients": clients,
+        "requests": len(samples),
+        "errors": errors,
+        "matched": len(job_ids),
+        "per_s": len(samples) / wall_s,
+        "matches_per_s": len(job_ids) / wall_s,
+        "p50_ms": 1000 * httpload.percentile(latencies, 0.50),
+        "p99_ms": 1000 * httpload.percentile(latencies, 0.99),
+        "server_cpu_ms": 1000 * server_cpu_s / max(1, len(samples)),
+        "client_cpu_ms": 1000 * sum(r.cpu_s for r in reports) / max(1, len(samples)),
+        "job_ids": job_ids,
+    }
+
+
+def paired_run(
+    server: subprocess.Popen[bytes], url: str, clients: int, total: int
+) -> dict[str, Any]:
+    """Health floor, then matching, at the same concurrency and request count."""
+    floor = run_load(server, url, clients, total, match=False)
+    matched = run_load(server, url, clients, total, match=True)
+    floor.pop("job_ids")
+    return {"match": matched, "health": floor}
+
+
+def check_database(data_dir: Path, handed_out: list[int]) -> dict[str, Any]:
+    """Each id handed out once, and the database holds exactly those as Matched, once each."""
+    repeats = {job_id: n for job_id, n in collections.Counter(handed_out).items() if n > 1}
+    db = Database(f"sqlite:///{data_dir / 'gridpilot.db'}")
+    try:
+        with db.read() as conn:
+            matched_now = {
+                int(row.job_id)
+                for row in conn.execute(
+                    select(jobs.c.job_id).where(jobs.c.status == JobStatus.MATCHED.value)
+                )
+            }
+            entries = conn.execute(
+                select(job_history.c.job_id, func.count())
+                .where(job_history.c.status == JobStatus.MATCHED.value)
+                .group_by(job_history.c.job_id)
+            ).all()
+    finally:
+        db.dispose()
+    matched_twice = sorted(int(job_id) for job_id, n in entries if n != 1)
+    return {
+        "handed_out": len(handed_out),
+        "duplicates_in_replies": len(repeats),
+        "matched_in_database": len(matched_now),
+        "database_agrees": matched_now == set(handed_out) and not matched_twice,
+        "matched_more_than_once_in_history": len(matched_twice),
+    }
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def bench_size(base: Path, size: int, runs: list[tuple[int, int]]) -> dict[str, Any]:
+    """Seed ``size`` Waiting jobs, serve them, and do each ``(clients, requests)`` run."""
+    global TOKEN
+    data_dir = base / f"waiting-{size}"
+    seed_s = seeding.seed_waiting(data_dir, size)
+    server, url, TOKEN = start_coordinator(data_dir, *SERVE_OPTIONS)
+    handed_out: list[int] = []
+    results = []
+    try:
+        # Warm-up, not reported: the first requests of a fresh server compile its SQL.
+        warm_up = run_load(server, url, 2, min(WARM_UP_REQUESTS, size // 50), match=True)
+        handed_out += warm_up["job_ids"]
+        for clients, total in runs:
+            result = paired_run(server, url, clients, total)
+            handed_out += result["match"].pop("job_ids")
+            results.append(result)
+            show(size, result)
+    finally:
+        stop(server)
+    return {
+        "waiting": size,
+        "seed_s": seed_s,
+        "warm_up_matches": len(warm_up["job_ids"]),
+        "runs": results,
+        "check": check_database(data_dir, handed_out),
+    }
+
+
+def show(size: int, run: dict[str, Any]) -> None:
+    m, h = run["match"], run["health"]
+    cells = [
+        f"{size:>9,}",
+        f"{m['clients']:>7}",
+        f"{m['requests']:>6}",
+        f"{m['matches_per_s']:>9.0f}",
+        f"{m['p50_ms']:>7.1f}",
+        f"{m['p99_ms']:>7.1f}",
+        f"{m['server_cpu_ms']:>8.2f}",
+        f"{m['client_cpu_ms']:>8.2f}  ",
+        f"{h['per_s']:>7.0f}",
+        f"{h['p50_ms']:>6.1f}",
+        f"{h['p99_ms']:>6.1f}",
+        f"{h['server_cpu_ms']:>7.2f}  ",
+        f"{m['server_cpu_ms'] / max(h['server_cpu_ms'], 1e-9):>5.1f}x",
+    ]
+    print(" ".join(cells), flush=True)
+
+
+HEADER = (
+    f"{'waiting':>9} {'pilots':>7} {'reqs':>6} {'match/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+    f"{'srv ms':>8} {'cli ms':>8}   {'health/s':>7} {'p50':>6} {'p99':>6} {'srv ms':>7}   "
+    f"{'cost':>6}"
+)
+
+
+def summary(sizes: list[dict[str, Any]], reference: int, scale_clients: int) -> dict[str, Any]:
+    """The goals: throughput and p99 at the reference size, flatness across sizes."""
+    scale = {
+        s["waiting"]: next(r["match"] for r in s["runs"] if r["match"]["clients"] == scale_clients)
+        for s in sizes
+    }
+    at_ref = [r["match"] for s in sizes if s["waiting"] == reference for r in s["runs"]]
+    best = max(at_ref, key=lambda m: m["matches_per_s"])
+    smallest, largest = min(scale), max(scale)
+    flat = scale[largest]["server_cpu_ms"] / scale[smallest]["server_cpu_ms"]
+    flat_p50 = scale[largest]["p50_ms"] / scale[smallest]["p50_ms"]
+    return {
+        "best_matches_per_s": best["matches_per_s"],
+        "best_at_pilots": best["clients"],
+        "worst_p99_ms": max(m["p99_ms"] for m in at_ref),
+        "cost_ratio_cpu": flat,
+        "cost_ratio_p50": flat_p50,
+        "cost_sizes": [smallest, largest],
+        "no_duplicates": all(
+            s["check"]["duplicates_in_replies"] == 0 and s["check"]["database_agrees"]
+            for s in sizes
+        ),
+    }
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    sm = result["summary"]
+    lo, hi = sm["cost_sizes"]
+    print()
+    print(
+        f"matches/s at {result['reference']:,} waiting: {sm['best_matches_per_s']:.0f} "
+        f"(with {sm['best_at_pilots']} pilots)   goal >= {GOAL_MATCHES_PER_S:.0f}"
+    )
+    print(
+        f"worst p99 at {result['reference']:,} waiting: {sm['worst_p99_ms']:.1f} ms   "
+        f"goal < {GOAL_P99_MS:.0f} ms"
+    )
+    print(
+        f"cost per match {hi:,} vs {lo:,} waiting: server CPU {sm['cost_ratio_cpu']:.2f}x, "
+        f"p50 {sm['cost_ratio_p50']:.2f}x   goal <= {GOAL_FLAT_RATIO}x"
+    )
+    checked = "none (checked in replies and in the database)"
+    print(f"duplicates: {checked if sm['no_duplicates'] else 'FOUND'}")
+    print(
+        "srv ms / cli ms: CPU milliseconds per request of the coordinator / of the load processes; "
+        "cost: match srv ms / health srv ms"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="1000,10000,100000,1000000", help="waiting jobs, comma-separated"
+    )
+    parser.add_argument("--reference", type=int, default=100_000, help="size swept over --pilots")
+    parser.add_argument("--pilots", default="1,10,50,200", help="concurrent pilots at --reference")
+    parser.add_argument(
+        "--scale-pilots", type=int, default=10, help="concurrent pilots at every size"
+    )
+    parser.add_argument("--requests", type=int, default=3000, help="match requests per run")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.reference, args.pilots, args.requests = "200,2000", 2000, "1,4", 100
+        args.scale_pilots = 4
+    return args
+
+
+def runs_for(size: int, args: argparse.Namespace) -> list[tuple[int, int]]:
+    """``(pilots, requests)`` of each run at ``size``. Never drain a size: a run that ran
+    out of jobs would time empty answers."""
+    runs = [(args.scale_pilots, min(args.requests, int(size * 0.2)))]
+    if size == args.reference:
+        pilots = [int(p) for p in args.pilots.split(",")]
+        limit = min(args.requests, int(size * 0.1))
+        runs += [(p, limit) for p in pilots if p != args.scale_pilots]
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-matching-") as tmp:
+        measured = [
+            bench_size(Path(tmp), size, runs_for(size, args))
+            for size in (int(s) for s in args.sizes.split(","))
+        ]
+    result = {
+        "benchmark": "matching",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": httpload.machine(),
+        "command": " ".join(["bench/matching.py", *(argv if argv is not None else sys.argv[1:])]),
+        "reference": args.reference,
+        "goals": {
+            "matches_per_s": GOAL_MATCHES_PER_S,
+            "p99_ms": GOAL_P99_MS,
+            "flat_ratio": GOAL_FLAT_RATIO,
+        },
+        "sizes": measured,
+        "summary": summary(measured, args.reference, args.scale_pilots),
+    }
+    print_summary(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["summary"]["no_duplicates"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
