@@ -43,7 +43,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pilot.protocol import JobAssignment, JobStatus  # noqa: E402
+from protocol import JobAssignment, JobStatus  # noqa: E402
 from tests.wrapper.rootfs import build_rootfs  # noqa: E402
 from wrapper.bubblewrap import BubblewrapRuntime, build_command  # noqa: E402
 from wrapper.container import container_env, payload_argv  # noqa: E402

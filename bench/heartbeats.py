@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from bench import httpload, seeding  # noqa: E402
 from bench.large_sandbox import start_coordinator  # noqa: E402
 from bench.matching import stop  # noqa: E402
-from pilot.protocol import (  # noqa: E402
+from protocol import (  # noqa: E402
     API_PREFIX,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pilot.client import CoordinatorClient  # noqa: E402
-from pilot.protocol import JobAssignment  # noqa: E402
+from protocol import JobAssignment  # noqa: E402
 from wrapper.job import JobRun, WrapperConfig  # noqa: E402
 from wrapper.sandbox import unpack  # noqa: E402
 
@@ -133,7 +133,7 @@ def start_coordinator(
     data_dir: Path, *serve_options: str
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     from coordinator.logic.auth import issue_token, load_or_create_signing_key
-    from pilot.protocol import Role
+    from protocol import Role
 
     key = load_or_create_signing_key(data_dir)
     with socket.socket() as probe:

@@ -42,7 +42,7 @@ from bench import httpload, seeding  # noqa: E402
 from bench.large_sandbox import start_coordinator  # noqa: E402
 from coordinator.store.database import Database  # noqa: E402
 from coordinator.store.schema import job_history, jobs  # noqa: E402
-from pilot.protocol import (  # noqa: E402
+from protocol import (  # noqa: E402
     API_PREFIX,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,

@@ -28,7 +28,7 @@ from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
-from pilot.protocol import JobStatus, MatchRequest, PilotRegistration, Role, SubmitRequest
+from protocol import JobStatus, MatchRequest, PilotRegistration, Role, SubmitRequest
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.large_sandbox import start_coordinator  # noqa: E402
 from coordinator.logic.auth import issue_token, load_or_create_signing_key  # noqa: E402
-from pilot.protocol import API_PREFIX, Role  # noqa: E402
+from protocol import API_PREFIX, Role  # noqa: E402
 
 TRUE = "/bin/true"
 DEFAULT_SLURM_CONF = "/tmp/gridpilot-slurm/slurm.conf"

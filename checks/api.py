@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 from checks.errors import CheckDefinitionError
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 API_VERSION = 1
 """Bumped only when a check written for an older version can no longer run."""

@@ -21,7 +21,7 @@ from checks.api import CheckContext, CheckResult
 from checks.errors import ChecksError
 from checks.registry import load_check
 from checks.scripts import run_script
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 logger = logging.getLogger(__name__)
 

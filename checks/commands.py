@@ -16,7 +16,7 @@ from checks.discovery import discover
 from checks.errors import ChecksError
 from checks.report import NagiosState, format_json, format_table, nagios_exit_code, nagios_summary
 from checks.runner import run_checks
-from pilot.protocol import CheckReport
+from protocol import CheckReport
 
 FORMATS = ("table", "json", "nagios")
 

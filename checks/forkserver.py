@@ -1,6 +1,6 @@
 """One process that imports once and forks a child per check.
 
-Starting a fresh interpreter per check costs ~60 ms of CPU (start-up, ``pilot.protocol``,
+Starting a fresh interpreter per check costs ~60 ms of CPU (start-up, ``protocol``,
 psutil); fourteen of them at once on a 2-core node took most of a second. The runner
 instead starts one fork server with every check's pipes already open (``pass_fds``) and
 the jobs on stdin. The server imports the checks machinery and the built-in modules

@@ -6,7 +6,7 @@ import enum
 import json
 from collections.abc import Sequence
 
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 
 
 class NagiosState(enum.IntEnum):

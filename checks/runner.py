@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 from checks.api import CheckSource, CheckSpec
 from checks.errors import ChecksError
 from checks.forkserver import ForkServer
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 
 logger = logging.getLogger(__name__)
 

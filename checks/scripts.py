@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 logger = logging.getLogger(__name__)
 

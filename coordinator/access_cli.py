@@ -21,7 +21,7 @@ from coordinator.cli_session import (
     fail,
 )
 from coordinator.errors import CoordinatorError
-from pilot.protocol import Role
+from protocol import Role
 
 token_app = typer.Typer(help="Signed access tokens.", no_args_is_help=True)
 certs_app = typer.Typer(help="TLS certificates for trying HTTPS out.", no_args_is_help=True)

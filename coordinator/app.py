@@ -39,8 +39,7 @@ from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.settings import Settings
 from coordinator.store.database import Database
 from coordinator.sweeper import running_sweeper
-from pilot import __version__
-from pilot.protocol import ErrorBody
+from protocol import ErrorBody, __version__
 
 logger = logging.getLogger(__name__)
 

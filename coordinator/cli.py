@@ -29,8 +29,8 @@ from coordinator.cli_session import (
 from coordinator.display import format_history, format_status
 from coordinator.errors import CoordinatorError
 from coordinator.tracking_cli import add_tracking_commands
-from pilot import __version__
 from pilot.cli import add_worker_commands, setup_logging
+from protocol import __version__
 
 app = typer.Typer(
     help="gridpilot: pilot agent, job wrapper and job coordinator.",

@@ -22,7 +22,7 @@ from coordinator.output import retrieve_output
 from coordinator.server import start_in_thread
 from coordinator.settings import Settings
 from pilot.client import CoordinatorClient, RetryPolicy
-from pilot.protocol import FINAL_STATUSES, JobStatus, Role, SubmitRequest
+from protocol import FINAL_STATUSES, JobStatus, Role, SubmitRequest
 
 TUTORIAL_JDL = """[
     JobName = "Simple_Job";

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pilot.protocol import HistoryEntry, JobInfo
+from protocol import HistoryEntry, JobInfo
 
 
 def format_status(info: JobInfo) -> str:

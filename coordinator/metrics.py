@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from coordinator.store import stats
 from coordinator.store.database import Database
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MATCH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

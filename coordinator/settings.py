@@ -10,7 +10,7 @@ from typing import Any
 
 from coordinator.errors import CoordinatorError
 from coordinator.logic import fairshare
-from pilot.protocol import MIN_PROTOCOL_VERSION
+from protocol import MIN_PROTOCOL_VERSION
 
 ENV_PREFIX = "GRIDPILOT_"
 GIB = 1024**3

@@ -15,7 +15,7 @@ from typing import Any
 from coordinator.errors import InvalidDescription
 from coordinator.logic.description import job_fields, parse_description
 from pilot.client import CoordinatorClient
-from pilot.protocol import SubmitReply, SubmitRequest
+from protocol import SubmitReply, SubmitRequest
 from wrapper.sandbox import pack
 
 REFERENCE_PREFIXES = ("LFN:", "SB:", "lfn:", "sb:")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from pilot.client import CoordinatorClient
-from pilot.protocol import JobInfo
+from protocol import JobInfo
 
 URL_OPTION = typer.Option(None, "--url", envvar="GRIDPILOT_URL", help="Coordinator URL")
 TOKEN_OPTION = typer.Option(None, "--token", envvar="GRIDPILOT_TOKEN", help="Access token")

@@ -32,12 +32,6 @@ from pilot.guard import BlackHoleGuard
 from pilot.heartbeats import HeartbeatSender
 from pilot.joblogs import job_log_shipper
 from pilot.node import detect_batch_slot
-from pilot.protocol import (
-    CheckReport,
-    JobAssignment,
-    PilotRegistration,
-    PilotStateUpdate,
-)
 from pilot.rechecks import RecheckSchedule
 from pilot.registration import (
     build_registration,
@@ -54,6 +48,12 @@ from pilot.statedump import log_state
 from pilot.stopping import StopCause, StopState
 from pilot.tally import JobTally
 from pilot.wrapping import wrapper_config
+from protocol import (
+    CheckReport,
+    JobAssignment,
+    PilotRegistration,
+    PilotStateUpdate,
+)
 from wrapper.job import JobRun
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from pilot import __version__
 from pilot.config import PilotConfig, environ, load_config
 from pilot.errors import (
     BlackHoleStop,
@@ -35,6 +34,7 @@ from pilot.errors import (
     PilotError,
     PilotOutdated,
 )
+from protocol import __version__
 
 if TYPE_CHECKING:
     # Imported where used: `checks run` and `--version` then start without requests and the

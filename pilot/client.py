@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable, PilotOutdated
-from pilot.protocol import (
+from protocol import (
     API_PREFIX,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,

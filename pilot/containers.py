@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 
 from pilot.config import PilotConfig
-from pilot.protocol import MatchRequest
+from protocol import MatchRequest
 from wrapper.job import WrapperConfig
 from wrapper.outcome import JobOutcome
 from wrapper.selection import (

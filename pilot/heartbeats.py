@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
-from pilot.protocol import (
+from pilot.slots import RunningJob
+from protocol import (
     Command,
     CommandKind,
     Heartbeat,
@@ -26,7 +27,6 @@ from pilot.protocol import (
     PilotHeartbeat,
     PilotHeartbeatReply,
 )
-from pilot.slots import RunningJob
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
-from pilot.protocol import JobAssignment
+from protocol import JobAssignment
 from wrapper.logstream import LogGap, LogRefused, LogShipper, LogUnreachable, stream_files
 
 CHUNK_RETRY = RetryPolicy(max_retry_s=0.0)

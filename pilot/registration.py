@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from pilot import __version__
 from pilot.config import PilotConfig
 from pilot.node import BatchSlot, ce_from_env, hostname, site_from_env
-from pilot.protocol import CheckReport, CheckStatus, MatchRequest, PilotRegistration
 from pilot.slots import NodeCapacity
+from protocol import CheckReport, CheckStatus, MatchRequest, PilotRegistration, __version__
 
 ANY_SITE = "ANY"
 BAD_STATUSES = frozenset({CheckStatus.FAIL, CheckStatus.TIMEOUT})

@@ -17,8 +17,8 @@ from typing import Callable, Optional
 
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
-from pilot.protocol import JobStatus, JobStatusUpdate
 from pilot.spool import ResultSpool, SpooledReport
+from protocol import JobStatus, JobStatusUpdate
 from wrapper.outcome import JobOutcome
 
 logger = logging.getLogger(__name__)

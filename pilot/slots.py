@@ -7,8 +7,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from pilot.protocol import CheckReport, JobAssignment
 from pilot.reporting import RunningAnswer
+from protocol import CheckReport, JobAssignment
 from wrapper.job import JobOutcome, JobRun
 from wrapper.logstream import LogShipper
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pilot.protocol import JobStatusUpdate
+from protocol import JobStatusUpdate
 
 logger = logging.getLogger(__name__)
 

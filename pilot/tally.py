@@ -6,9 +6,9 @@ import dataclasses
 from typing import Optional
 
 from pilot.guard import BlackHoleGuard
-from pilot.protocol import JobStatus
 from pilot.reporting import RunningAnswer
 from pilot.slots import RunningJob
+from protocol import JobStatus
 
 
 @dataclasses.dataclass

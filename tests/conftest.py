@@ -17,7 +17,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
-from pilot.protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION, Role
+from protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION, Role
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30.0

@@ -13,7 +13,7 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== vermin (worker side must run on Python 3.9)"
-.venv/bin/vermin -q -t=3.9- --no-tips --violations --no-eval-annotations pilot wrapper checks
+.venv/bin/vermin -q -t=3.9- --no-tips --violations --no-eval-annotations protocol pilot wrapper checks
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest "$@"

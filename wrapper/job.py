@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from pilot.protocol import JobAssignment, JobStatus
+from protocol import JobAssignment, JobStatus
 from wrapper.container import CONTAINER_PATH, CONTAINER_WORKDIR
 from wrapper.errors import (
     ChecksumMismatch,

@@ -12,7 +12,7 @@ import enum
 import signal as signals
 from typing import Optional
 
-from pilot.protocol import JobStatus, JobStatusUpdate
+from protocol import JobStatus, JobStatusUpdate
 from wrapper.runtime import ContainerFault, RunResult
 
 

@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Callable, Optional
 
-from pilot.protocol import JobAssignment
+from protocol import JobAssignment
 from wrapper.apptainer import ApptainerRuntime, ApptainerSettings
 from wrapper.bubblewrap import BubblewrapRuntime, BubblewrapSettings
 from wrapper.container import CVMFS, REMOTE_IMAGE_MARKER, wants_gpu

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import psutil
 
-from pilot.protocol import JobAssignment
+from protocol import JobAssignment
 from wrapper import cgroups
 from wrapper.runtime import RunningPayload, RunSpec
 from wrapper.usage import files_bytes, marked_processes, pss_bytes, tree_bytes

@@ -13,7 +13,7 @@ from typing import Optional
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.health_probe import coordinator_url, fetch_health
 from checks.builtin.thresholds import format_number, number_option
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 
 def clock_offset_s(date_header: str, sent_at: float, received_at: float) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from checks.api import CheckContext, CheckResult, check
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 RUNTIMES = ("apptainer", "singularity", "bwrap")
 TRY_TIMEOUT_S = 8.0

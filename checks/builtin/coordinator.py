@@ -10,7 +10,7 @@ from __future__ import annotations
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.health_probe import HealthProbe, coordinator_url, fetch_health
 from checks.builtin.thresholds import number_option
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 
 def reach_result(probe: HealthProbe, *, warn_round_trip_s: float) -> CheckResult:

@@ -19,7 +19,7 @@ from checks.api import CheckContext, CheckResult, check
 from checks.builtin.cgroup import read_limits
 from checks.builtin.condor_ads import condor_cores
 from checks.builtin.thresholds import format_number, number_option
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 _SLURM_COUNT = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
 

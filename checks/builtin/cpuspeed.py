@@ -14,7 +14,7 @@ import time
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.thresholds import number_option
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 REFERENCE_ITERATIONS = 12_000_000
 REFERENCE_SCORE = 250.0

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.thresholds import number_option
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 CVMFS_ROOT = Path("/cvmfs")
 

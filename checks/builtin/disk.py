@@ -9,7 +9,7 @@ from typing import Any
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.thresholds import format_number, number_option, threshold_status
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 MIB = 1024 * 1024
 _PROBE_BYTES = os.urandom(64 * 1024)

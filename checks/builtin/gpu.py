@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from checks.api import CheckContext, CheckResult, check
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 QUERY = "--query-gpu=name,memory.total,driver_version"
 _DEVICE = re.compile(r"^nvidia[0-9]+$")

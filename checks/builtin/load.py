@@ -11,7 +11,7 @@ from pathlib import Path
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.thresholds import format_number, number_option
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 LOADAVG = Path("/proc/loadavg")
 

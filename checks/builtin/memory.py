@@ -12,7 +12,7 @@ from checks.api import CheckContext, CheckResult, check
 from checks.builtin.cgroup import CgroupLimits, read_limits
 from checks.builtin.condor_ads import condor_memory_mb
 from checks.builtin.thresholds import format_number, number_option, threshold_status
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 MIB = 1024 * 1024
 

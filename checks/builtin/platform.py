@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.api import CheckContext, CheckResult, check
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 OS_RELEASE_PATHS = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from checks.api import CheckContext, CheckResult, check
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 MIN_PYTHON = (3, 9)
 

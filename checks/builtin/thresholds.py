@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 
 def number_option(

@@ -32,7 +32,7 @@ from checks.builtin.batch_limits import (
 )
 from checks.builtin.condor_ads import condor_job_id
 from checks.builtin.thresholds import number_option
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 COMMAND_TIMEOUT_S = 5.0
 MJF_KEYS = ("wall_limit_secs", "jobstart_secs", "shutdowntime")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from checks.api import CheckContext, CheckResult, check
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 SYSCTLS = {
     "max_user_namespaces": "/proc/sys/user/max_user_namespaces",

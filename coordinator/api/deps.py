@@ -19,7 +19,7 @@ from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.store.database import Database
-from pilot.protocol import PROTOCOL_HEADER, Role
+from protocol import PROTOCOL_HEADER, Role
 
 PILOT_HEADER = "X-Gridpilot-Pilot"
 MAX_DB_INT = 2**63 - 1

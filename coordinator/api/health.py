@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import text
 
 from coordinator.api.deps import AppContext, get_context
-from pilot import __version__
+from protocol import __version__
 
 router = APIRouter(tags=["health"])
 

@@ -18,7 +18,7 @@ from coordinator.api.deps import (
 from coordinator.errors import BadRequest
 from coordinator.logic import jobs, listing, rescheduling
 from coordinator.logic.auth import TokenClaims
-from pilot.protocol import API_PREFIX, HistoryEntry, JobInfo, SubmitReply, SubmitRequest
+from protocol import API_PREFIX, HistoryEntry, JobInfo, SubmitReply, SubmitRequest
 
 router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pilot.protocol import API_PREFIX
+from protocol import API_PREFIX
 
 UNLIMITED_PREFIX = f"{API_PREFIX}/sandboxes"
 

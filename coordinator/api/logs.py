@@ -21,7 +21,7 @@ from coordinator.errors import BadRequest
 from coordinator.logic import logs
 from coordinator.logic.auth import TokenClaims
 from coordinator.settings import Settings
-from pilot.protocol import API_PREFIX, LogAppendReply
+from protocol import API_PREFIX, LogAppendReply
 
 router = APIRouter(prefix=API_PREFIX, tags=["logs"])
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from pilot.protocol import API_PREFIX
+from protocol import API_PREFIX
 
 ERROR_SCHEMA_REF = "#/components/schemas/ErrorBody"
 ERROR_STATUSES = {

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response
 from coordinator.api.deps import AppContext, get_context, require_pilot
 from coordinator.logic import pilot_state
 from coordinator.logic.auth import TokenClaims
-from pilot.protocol import API_PREFIX, PilotStateUpdate
+from protocol import API_PREFIX, PilotStateUpdate
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots"])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from coordinator.api.deps import AppContext, JobIdPath, get_context, pilot_id_header, require_pilot
 from coordinator.logic import heartbeats, matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
-from pilot.protocol import (
+from protocol import (
     API_PREFIX,
     Heartbeat,
     HeartbeatReply,

@@ -10,7 +10,7 @@ from coordinator.api.deps import AppContext, get_claims, get_context
 from coordinator.errors import BadRequest
 from coordinator.logic import registry
 from coordinator.logic.auth import TokenClaims
-from pilot.protocol import API_PREFIX
+from protocol import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots"])
 

@@ -14,7 +14,7 @@ from coordinator.errors import BadRequest, TooLarge
 from coordinator.logic import sandboxes
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import check_digest
-from pilot.protocol import API_PREFIX, SandboxInfo
+from protocol import API_PREFIX, SandboxInfo
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX, tags=["sandboxes"])

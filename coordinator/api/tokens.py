@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from coordinator.api.deps import AppContext, get_context, require_admin
 from coordinator.logic import tokens
 from coordinator.logic.auth import TokenClaims
-from pilot.protocol import API_PREFIX, Role
+from protocol import API_PREFIX, Role
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX, tags=["tokens"])

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from coordinator.errors import CoordinatorError, Unauthenticated
-from pilot.protocol import Role
+from protocol import Role
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
-from pilot.protocol import (
+from protocol import (
     Command,
     CommandKind,
     ErrorBody,

@@ -22,7 +22,7 @@ from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
-from pilot.protocol import HistoryEntry, JobInfo, JobStatus, Role, SubmitRequest
+from protocol import HistoryEntry, JobInfo, JobStatus, Role, SubmitRequest
 
 logger = logging.getLogger(__name__)
 

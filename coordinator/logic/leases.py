@@ -32,7 +32,7 @@ from coordinator.store import jobs as job_store
 from coordinator.store import leases as lease_store
 from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 
 logger = logging.getLogger(__name__)
 

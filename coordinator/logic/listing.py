@@ -11,7 +11,7 @@ from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import can_see, job_info
 from coordinator.store import jobs as job_store
 from coordinator.store.database import Database
-from pilot.protocol import JobInfo, JobStatus, Role
+from protocol import JobInfo, JobStatus, Role
 
 
 @dataclasses.dataclass(frozen=True)

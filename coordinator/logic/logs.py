@@ -26,7 +26,7 @@ from coordinator.settings import Settings
 from coordinator.store import logs as log_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
-from pilot.protocol import FINAL_STATUSES, LOG_STREAMS, JobStatus, LogAppendReply, Role
+from protocol import FINAL_STATUSES, LOG_STREAMS, JobStatus, LogAppendReply, Role
 
 logger = logging.getLogger(__name__)
 

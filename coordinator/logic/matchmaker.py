@@ -43,7 +43,7 @@ from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store import taskqueues as tq_store
 from coordinator.store.database import Database
-from pilot.protocol import JobAssignment, JobStatus, MatchReply, MatchRequest
+from protocol import JobAssignment, JobStatus, MatchReply, MatchRequest
 
 logger = logging.getLogger(__name__)
 

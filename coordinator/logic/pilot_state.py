@@ -9,7 +9,7 @@ from coordinator.logic.auth import TokenClaims
 from coordinator.logic.pilots import own_pilot
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
-from pilot.protocol import PilotStateUpdate
+from protocol import PilotStateUpdate
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from coordinator.store import pilots as pilot_store
 from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
-from pilot import __version__
-from pilot.protocol import (
+from protocol import (
     JobInfo,
     JobStatus,
     JobStatusUpdate,
     PilotRegistration,
     RegistrationReply,
+    __version__,
 )
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from coordinator.errors import NotFound
 from coordinator.logic.auth import TokenClaims
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
-from pilot.protocol import CheckReport, Role
+from protocol import CheckReport, Role
 
 
 @dataclasses.dataclass(frozen=True)

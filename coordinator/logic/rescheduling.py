@@ -28,7 +28,7 @@ from coordinator.store import logs as log_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
-from pilot.protocol import JobInfo, JobStatus
+from protocol import JobInfo, JobStatus
 
 logger = logging.getLogger(__name__)
 

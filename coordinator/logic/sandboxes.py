@@ -24,7 +24,7 @@ from coordinator.errors import ChecksumMismatch, NotFound, TooLarge
 from coordinator.logic.auth import TokenClaims
 from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
-from pilot.protocol import Role
+from protocol import Role
 
 logger = logging.getLogger(__name__)
 

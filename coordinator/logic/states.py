@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from coordinator.errors import InvalidTransition
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 
 S = JobStatus
 

@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 
 from coordinator.store import jobs as job_store
 from coordinator.store import taskqueues as tq_store
-from pilot.protocol import FINAL_STATUSES, JobStatus
+from protocol import FINAL_STATUSES, JobStatus
 
 logger = logging.getLogger(__name__)
 

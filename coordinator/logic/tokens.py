@@ -22,7 +22,7 @@ from coordinator.errors import BadRequest, Unauthenticated
 from coordinator.logic.auth import TokenClaims, issue_token, verify_token
 from coordinator.store import tokens as token_store
 from coordinator.store.database import Database
-from pilot.protocol import Role
+from protocol import Role
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 from coordinator.store.schema import job_history, job_sandboxes, jobs, utc_timestamp
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 
 IN = "in"
 OUT = "out"

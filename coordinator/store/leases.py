@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, RowMapping, or_, select
 
 from coordinator.store.schema import jobs
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 
 
 def quiet_jobs(

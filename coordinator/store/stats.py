@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select
 
 from coordinator.store.schema import jobs, pilots, task_queues
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 
 
 def jobs_by_status(conn: Connection) -> dict[tuple[str, str], int]:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from coordinator.store.schema import jobs, owner_usage, task_queues, utc_timestamp
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 
 QUEUE_COLUMNS = tuple(
     column.name

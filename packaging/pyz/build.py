@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
-WORKER_PACKAGES = ("pilot", "wrapper", "checks")
+WORKER_PACKAGES = ("protocol", "pilot", "wrapper", "checks")
 ARCHES = ("x86_64", "aarch64")
 NATIVE_PER_ARCH = {"psutil"}
 PURE_FROM_NATIVE = {"pyyaml"}

@@ -22,7 +22,7 @@ from checks.builtin.batch_limits import (
 )
 from checks.registry import load_ref
 from checks.runner import run_checks
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 
 NOW = 1_700_000_000.0
 

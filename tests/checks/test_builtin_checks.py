@@ -17,7 +17,7 @@ from checks.builtin.cores import usable_cores
 from checks.builtin.platform import parse_os_release, platform_string
 from checks.registry import builtin_checks
 from checks.runner import run_checks
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 
 EL9_OS_RELEASE = (
     'NAME="AlmaLinux"\nID="almalinux"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'

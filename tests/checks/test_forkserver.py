@@ -12,7 +12,7 @@ import psutil
 from checks import CheckSource, CheckSpec
 from checks.registry import builtin_checks
 from checks.runner import run_checks
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 from tests.checks.conftest import WriteModule
 
 

@@ -24,7 +24,7 @@ from checks.builtin.load import load_status, parse_loadavg
 from checks.builtin.userns import read_sysctls, sysctl_verdict, userns_result
 from checks.registry import load_ref
 from checks.runner import run_checks
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 from tests.conftest import RunningCoordinator
 
 

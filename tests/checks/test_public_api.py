@@ -24,7 +24,7 @@ from checks import (
     Status,
     check,
 )
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 FROZEN_ALL = [
     "API_VERSION",

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from checks.report import format_json, format_table, nagios_exit_code, nagios_summary
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 
 S = CheckStatus
 

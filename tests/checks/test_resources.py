@@ -18,7 +18,7 @@ from checks.builtin.cores import (
 )
 from checks.builtin.memory import effective_memory_mb, slurm_memory_mb
 from checks.builtin.thresholds import number_option, threshold_status
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 MIB = 1 << 20
 

@@ -12,7 +12,7 @@ import pytest
 
 from checks import CheckSource, CheckSpec
 from checks.runner import run_checks
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 from tests.checks.conftest import WriteModule
 
 

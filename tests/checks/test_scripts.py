@@ -17,7 +17,7 @@ from checks import CheckSource
 from checks.discovery import script_checks
 from checks.runner import run_checks
 from checks.scripts import parse_output, script_name
-from pilot.protocol import CheckStatus
+from protocol import CheckStatus
 
 
 @pytest.mark.parametrize(

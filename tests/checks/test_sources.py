@@ -12,7 +12,7 @@ from checks import CheckSource
 from checks.config import parse_checks_config
 from checks.discovery import discover, entry_point_checks
 from checks.runner import run_checks
-from pilot.protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus
 from tests.checks.conftest import WriteModule
 
 

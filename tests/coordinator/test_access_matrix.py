@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from coordinator.app import create_app
 from coordinator.logic.auth import verify_token
 from coordinator.settings import Settings
-from pilot.protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION
+from protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION
 from tests.conftest import RunningCoordinator, _stop_and_check, launch_coordinator
 
 USERS = ("user_own", "user_other", "user_other_vo")

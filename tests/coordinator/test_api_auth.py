@@ -10,7 +10,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.logic.auth import issue_token
-from pilot.protocol import Role
+from protocol import Role
 from tests.conftest import RunningCoordinator
 
 ENDPOINTS = [

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from pilot.protocol import PROTOCOL_HEADER
+from protocol import PROTOCOL_HEADER
 from tests.conftest import RunningCoordinator
 
 HELLO = {"Executable": "/bin/echo", "Arguments": "hello"}

@@ -11,7 +11,7 @@ import requests
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
 from coordinator.server import start_in_thread
 from coordinator.settings import Settings, SettingsError
-from pilot.protocol import API_PREFIX, Role
+from protocol import API_PREFIX, Role
 
 
 def test_embedded_server_serves_and_stops(tmp_path: Path) -> None:

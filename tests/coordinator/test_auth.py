@@ -21,7 +21,7 @@ from coordinator.logic.auth import (
     load_or_create_signing_key,
     verify_token,
 )
-from pilot.protocol import Role
+from protocol import Role
 
 KEY = Ed25519PrivateKey.generate()
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)

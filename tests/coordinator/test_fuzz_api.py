@@ -19,7 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from pilot.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+from protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from tests.conftest import RunningCoordinator, _stop_and_check, launch_coordinator
 from tests.coordinator.regen_openapi import live_document
 

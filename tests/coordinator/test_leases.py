@@ -22,7 +22,7 @@ from coordinator.logic.leases import LeaseAction, LeasePolicy, LeaseView, decide
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.sweeper import Sweeper
-from pilot.protocol import JobStatus, Role, SubmitRequest
+from protocol import JobStatus, Role, SubmitRequest
 from tests.conftest import RunningCoordinator, _stop_and_check, launch_coordinator
 from tests.coordinator.pilot_calls import FakePilot, User, wait_for
 

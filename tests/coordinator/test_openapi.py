@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from pilot.protocol import API_PREFIX
+from protocol import API_PREFIX
 from tests.conftest import RunningCoordinator
 from tests.coordinator.regen_openapi import SNAPSHOT, live_document, render
 

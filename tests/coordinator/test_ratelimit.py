@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from coordinator.logic.ratelimit import TokenBuckets
 from pilot.client import CoordinatorClient, RetryPolicy
-from pilot.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+from protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from tests.conftest import RunningCoordinator
 
 

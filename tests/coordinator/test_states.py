@@ -8,7 +8,7 @@ import pytest
 
 from coordinator.errors import InvalidTransition
 from coordinator.logic.states import KILL_AT_ONCE, KILL_BY_PILOT, check_transition, is_allowed
-from pilot.protocol import FINAL_STATUSES, JobStatus
+from protocol import FINAL_STATUSES, JobStatus
 
 # DIRAC's table, written out by hand from WorkloadManagementSystem/Client/JobStatus.py:
 # each line is "from: the states it may go to".

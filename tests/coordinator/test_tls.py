@@ -18,7 +18,7 @@ import requests
 from cryptography import x509
 
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
-from pilot.protocol import Role
+from protocol import Role
 
 STARTUP_TIMEOUT_S = 30.0
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.errors import Unauthenticated
 from coordinator.logic.auth import issue_token, verify_token
 from coordinator.logic.verified_tokens import VerifiedTokens
-from pilot.protocol import Role
+from protocol import Role
 
 KEY = Ed25519PrivateKey.generate()
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)

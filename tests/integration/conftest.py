@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from coordinator.demo import TUTORIAL_JDL
-from pilot.protocol import Role
+from protocol import Role
 
 __all__ = ["TUTORIAL_JDL", "Pilot", "User"]
 

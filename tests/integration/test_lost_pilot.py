@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from pilot.protocol import Role
+from protocol import Role
 from tests.integration.conftest import Pilot, User
 
 LEASES = {

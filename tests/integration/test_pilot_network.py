@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot.protocol import Role
+from protocol import Role
 from tests.conftest import RunningCoordinator, launch_coordinator
 from tests.integration.conftest import Pilot, User
 

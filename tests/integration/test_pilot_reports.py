@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot.protocol import Role
+from protocol import Role
 from tests.conftest import RunningCoordinator
 from tests.integration.conftest import Pilot, User
 from tests.integration.pilot_probe import history, wait_until

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from pilot.protocol import Role
+from protocol import Role
 from tests.checks.test_condor_ads import MACHINE_AD, job_ad
 from tests.conftest import REPO_ROOT, RunningCoordinator
 from tests.integration.conftest import TUTORIAL_JDL, User

@@ -18,8 +18,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from pilot import __version__
-from pilot.protocol import Role
+from protocol import Role, __version__
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import TUTORIAL_JDL, User
 
@@ -77,7 +76,7 @@ def test_archive_carries_the_worker_side_and_both_psutil_builds_only(pyz: Path) 
         names = archive.namelist()
         tops = {n.split("/")[1] for n in names if n.startswith("lib/")}
         tops |= {n.split("/")[2] for n in names if n.startswith("arch/")}
-        for package in ("pilot", "wrapper", "checks"):
+        for package in ("protocol", "pilot", "wrapper", "checks"):
             assert f"lib/{package}/__init__.py" in names
         assert "lib/checks/builtin/disk.py" in names
         assert {"requests", "urllib3", "idna", "charset_normalizer", "certifi"} <= tops

@@ -12,7 +12,7 @@ import pytest
 
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable, PilotOutdated
-from pilot.protocol import PROTOCOL_HEADER, MatchRequest
+from protocol import PROTOCOL_HEADER, MatchRequest
 
 
 class Script:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pilot.guard import BlackHoleGuard
 from pilot.node import detect_batch_slot
-from pilot.protocol import CheckReport, CheckStatus
 from pilot.slots import capacity_from_checks
+from protocol import CheckReport, CheckStatus
 
 
 def test_black_hole_guard_trips_after_k_fast_failures_in_a_row() -> None:

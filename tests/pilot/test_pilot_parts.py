@@ -18,12 +18,12 @@ from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.config import PilotConfig, load_config
 from pilot.errors import CoordinatorUnreachable
 from pilot.node import BatchSlot, ce_from_env
-from pilot.protocol import CheckReport, CheckStatus, JobStatus, JobStatusUpdate
 from pilot.rechecks import RecheckSchedule
 from pilot.registration import build_registration, site_and_ce
 from pilot.signals import SignalInbox, Waker
 from pilot.slots import NodeCapacity
 from pilot.spool import ResultSpool, SpooledReport
+from protocol import CheckReport, CheckStatus, JobStatus, JobStatusUpdate
 
 
 def _config(tmp_path: Path, **values: object) -> PilotConfig:

@@ -9,7 +9,7 @@ from typing import Union
 
 import pytest
 
-from pilot.protocol import JobAssignment
+from protocol import JobAssignment
 from wrapper.sandbox import pack, sha256_file
 
 

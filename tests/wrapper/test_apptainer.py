@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 from tests.wrapper.conftest import DirectoryTransport, assignment
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.apptainer import ApptainerRuntime, build_invocation, find_binary

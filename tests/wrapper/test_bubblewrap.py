@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 from tests.wrapper.conftest import DirectoryTransport, SandboxMaker, assignment
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.bubblewrap import BubblewrapRuntime, BubblewrapSettings, build_command

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 from tests.wrapper.conftest import DirectoryTransport, SandboxMaker, assignment
 from wrapper.job import ContainerSettings, JobOutcome, JobRun, WrapperConfig
 from wrapper.sandbox import unpack

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 from tests.wrapper.conftest import DirectoryTransport, assignment
 from wrapper.job import JobOutcome, JobRun, WrapperConfig
 from wrapper.usage import marked_processes

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pilot.protocol import JobStatus
+from protocol import JobStatus
 from tests.wrapper.conftest import DirectoryTransport, assignment
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.container import parse_bind

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pilot import protocol
-from pilot.protocol import (
+import protocol
+from protocol import (
     CheckReport,
     CheckStatus,
     JobAssignment,

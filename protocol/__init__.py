@@ -4,7 +4,7 @@ PUBLIC CONTRACT: changes are additive only. Every message is a frozen stdlib dat
 that serialises to a JSON object with ``to_dict`` and is read back with ``from_dict``.
 ``from_dict`` ignores keys it does not know, so an older pilot keeps working against a
 newer coordinator that added fields. A snapshot of every message's fields is kept in
-``tests/pilot/protocol_schema.json`` and a test fails when it changes without the snapshot.
+``tests/protocol/protocol_schema.json`` and a test fails when it changes without the snapshot.
 
 This module imports only the standard library: the single-file pilot carries it and the
 coordinator imports it.
@@ -16,6 +16,11 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 from typing import Any, ClassVar, Optional, TypeVar
+
+__version__ = "0.1.0"
+"""The release of gridpilot: the one version source (pyproject reads it, pilots send it).
+
+It lives in the contract because both sides put it on the wire (registration, /health)."""
 
 PROTOCOL_VERSION = 1
 """Bumped only when a pilot built for an older version can no longer be served."""
