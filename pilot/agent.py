@@ -47,7 +47,6 @@ from pilot.spool import ResultSpool
 from pilot.statedump import log_state
 from pilot.stopping import StopCause, StopState
 from pilot.tally import JobTally
-from pilot.wrapping import wrapper_config
 from protocol import (
     CheckReport,
     JobAssignment,
@@ -106,7 +105,7 @@ class Agent:
         self._loop_retry = RetryPolicy(
             max_retry_s=config.max_retry_s, give_up=self.signals.stop_pending
         )
-        self._wrapper_config = wrapper_config(config)
+        self._wrapper_config = config.wrapper
         self._runtimes = RuntimeOffer(self._wrapper_config.containers)
 
     @property

@@ -18,6 +18,7 @@ import yaml
 from checks.config import ChecksConfig, parse_checks_config
 from checks.errors import ChecksError
 from pilot.errors import ConfigError
+from wrapper.config import ContainerSettings, WatchdogPolicy, WrapperConfig
 
 ENV_PREFIX = "GRIDPILOT_"
 
@@ -51,32 +52,6 @@ class PilotConfig:
     """Upload ``pilot.log`` to the coordinator at exit."""
     verify_tls: bool = True
     ca_bundle: Optional[str] = None
-    allow_plain: bool = True
-    # Containers (docs/wrapper.md "Site configuration").
-    container_runtimes: tuple[str, ...] = ("apptainer", "bwrap")
-    """Container runtimes the site allows, in order of preference."""
-    container_required: bool = False
-    default_image: str = ""
-    container_binds: tuple[str, ...] = ()
-    container_network: bool = True
-    apptainer_path: str = ""
-    bwrap_path: str = ""
-    kill_grace_s: float = 5.0
-    max_output_sandbox_bytes: int = 2 * 1024**3
-    # Watchdog (docs/wrapper.md "Watchdog and limits"); names match WatchdogPolicy, 0: none.
-    watchdog_interval_s: float = 1.0
-    wall_time_factor: float = 1.1
-    cpu_time_factor: float = 1.1
-    time_limit_margin_s: float = 60.0
-    memory_factor: float = 1.0
-    default_wall_time_s: int = 0
-    default_cpu_time_s: int = 0
-    default_max_ram_mb: int = 0
-    max_workdir_bytes: int = 0
-    max_stdio_bytes: int = 10 * 1024**3
-    max_processes: int = 4096
-    stalled_after_s: float = 1800.0
-    use_cgroups: bool = True
     request_timeout_s: float = 30.0
     max_retry_s: float = 300.0
     """Give up on the coordinator after retrying this long."""
@@ -88,6 +63,9 @@ class PilotConfig:
     disabled_checks: tuple[str, ...] = ()
     checks: ChecksConfig = dataclasses.field(default_factory=ChecksConfig)
     """The YAML ``checks:`` section (sources, settings, options); see docs/checks.md."""
+    wrapper: WrapperConfig = dataclasses.field(default_factory=WrapperConfig)
+    """How jobs run: containers, watchdog, output cap. Set through the flat names of
+    ``WRAPPER_SETTINGS`` (``GRIDPILOT_MAX_PROCESSES``, YAML ``container_runtimes``...)."""
 
     @property
     def tls_verify(self) -> Any:
@@ -97,14 +75,45 @@ class PilotConfig:
         return self.ca_bundle or True
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(PilotConfig)}
+WRAPPER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "allow_plain": ("allow_plain",),
+    "kill_grace_s": ("kill_grace_s",),
+    "max_output_sandbox_bytes": ("max_output_sandbox_bytes",),
+    "container_runtimes": ("containers", "runtimes"),
+    "container_required": ("containers", "required"),
+    "default_image": ("containers", "default_image"),
+    "container_binds": ("containers", "binds"),
+    "container_network": ("containers", "network"),
+    "apptainer_path": ("containers", "apptainer_path"),
+    "bwrap_path": ("containers", "bwrap_path"),
+    **{f.name: ("watchdog", f.name) for f in dataclasses.fields(WatchdogPolicy)},
+}
+"""The wrapper's settings by their flat, documented names (YAML key, ``GRIDPILOT_<NAME>``)
+and where each lives in ``WrapperConfig``: one config object, one name space to set it."""
+_SECTIONS: dict[str, type[Any]] = {"containers": ContainerSettings, "watchdog": WatchdogPolicy}
+_NESTED = ("check_options", "checks", "wrapper")
+"""``PilotConfig`` fields that are built from sections, not set by one flat name."""
+_FIELDS = {f.name: f for f in dataclasses.fields(PilotConfig) if f.name not in _NESTED}
+SETTINGS = (*_FIELDS, *WRAPPER_SETTINGS)
+"""Every flat setting name, in the order the pilot's and then the wrapper's fields are."""
+
+
+def _field_type(name: str) -> str:
+    """The declared type of a flat setting, as text (annotations are postponed)."""
+    if name in _FIELDS:
+        return str(_FIELDS[name].type)
+    path = WRAPPER_SETTINGS[name]
+    owner = _SECTIONS[path[0]] if len(path) == 2 else WrapperConfig
+    return next(str(f.type) for f in dataclasses.fields(owner) if f.name == path[-1])
+
+
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Convert a value from the environment or YAML to the field's type, loudly."""
-    kind = str(_FIELDS[name].type)
+    kind = _field_type(name)
     if value is None:
         return None
     try:
@@ -134,9 +143,7 @@ def _coerce(name: str, value: Any) -> Any:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in _FIELDS:
-        if name in ("check_options", "checks"):
-            continue
+    for name in SETTINGS:
         key = ENV_PREFIX + name.upper()
         if key in env:
             values[name] = env[key]
@@ -194,7 +201,7 @@ def load_config(
         if token_file and not layer.get("token"):
             layer["token"] = _read_token(token_file)
         merged.update(layer)
-    unknown = sorted(set(merged) - set(_FIELDS))
+    unknown = sorted(set(merged) - set(SETTINGS) - {"checks", "check_options"})
     if unknown:
         raise ConfigError(f"unknown pilot setting(s): {', '.join(unknown)}")
     for required in ("url", "token", "workdir"):
@@ -204,8 +211,10 @@ def load_config(
                 f"{ENV_PREFIX}{required.upper()}"
                 + (" (or --token-file / GRIDPILOT_TOKEN_FILE)" if required == "token" else "")
             )
-    values = {k: _coerce(k, v) for k, v in merged.items()}
+    values = {k: v if k in _NESTED else _coerce(k, v) for k, v in merged.items()}
     values["url"] = str(values["url"]).rstrip("/")
+    wrapper_values = {name: values.pop(name) for name in WRAPPER_SETTINGS if name in values}
+    values["wrapper"] = _wrapper_config(wrapper_values, values["workdir"])
     config = PilotConfig(**values)
     if config.idle_timeout_s < 0 or config.poll_interval_s <= 0:
         raise ConfigError("idle_timeout_s must be >= 0 and poll_interval_s > 0")
@@ -215,6 +224,17 @@ def load_config(
     if config.recheck_interval_s is not None and config.recheck_interval_s <= 0:
         raise ConfigError("recheck_interval_s must be > 0")
     return config
+
+
+def _wrapper_config(values: Mapping[str, Any], workdir: Path) -> WrapperConfig:
+    """The wrapper's config from flat settings; Apptainer's cache goes under the pilot dir."""
+    nested: dict[str, dict[str, Any]] = {"": {}, **{section: {} for section in _SECTIONS}}
+    for name, value in values.items():
+        path = WRAPPER_SETTINGS[name]
+        nested[path[0] if len(path) == 2 else ""][path[-1]] = value
+    containers = ContainerSettings(**{"state_dir": workdir, **nested["containers"]})
+    watchdog = WatchdogPolicy(**nested["watchdog"])
+    return WrapperConfig(**nested[""], containers=containers, watchdog=watchdog)
 
 
 def environ() -> Mapping[str, str]:

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-from pilot.config import PilotConfig
 from protocol import MatchRequest
 from wrapper.job import WrapperConfig
 from wrapper.outcome import JobOutcome
@@ -24,20 +23,6 @@ from wrapper.selection import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def container_settings(config: PilotConfig) -> ContainerSettings:
-    """The wrapper's container settings from the pilot's configuration."""
-    return ContainerSettings(
-        runtimes=config.container_runtimes,
-        required=config.container_required,
-        default_image=config.default_image,
-        binds=config.container_binds,
-        network=config.container_network,
-        apptainer_path=config.apptainer_path,
-        bwrap_path=config.bwrap_path,
-        state_dir=config.workdir,
-    )
 
 
 class RuntimeOffer:

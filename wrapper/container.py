@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from wrapper.config import CVMFS
 from wrapper.errors import ContainerImageNotFound, RuntimeFailure
 from wrapper.plain import make_executable
 
@@ -26,7 +27,6 @@ CONTAINER_WORKDIR = "/srv"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH inside a container unless the job sets its own: the node's PATH means nothing there."""
 
-CVMFS = "/cvmfs"
 REMOTE_IMAGE_MARKER = "://"
 """``docker://...``, ``oras://...``: images Apptainer fetches itself (no local file)."""
 

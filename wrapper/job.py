@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from protocol import JobAssignment, JobStatus
+from wrapper.config import ContainerSettings, WrapperConfig
 from wrapper.container import CONTAINER_PATH, CONTAINER_WORKDIR
 from wrapper.errors import (
     ChecksumMismatch,
@@ -34,16 +35,15 @@ from wrapper.errors import (
 )
 from wrapper.outcome import JobOutcome, MinorStatus, Verdict, judge
 from wrapper.runtime import ContainerRuntime, RunningPayload, RunResult, RunSpec
-from wrapper.sandbox import PackResult, SandboxLimits, pack, unpack, verify_sha256
+from wrapper.sandbox import PackResult, pack, unpack, verify_sha256
 from wrapper.selection import (
     RUNTIMES,
     Choice,
-    ContainerSettings,
     choose_runtime,
     job_network,
     job_wants_gpu,
 )
-from wrapper.watchdog import LimitHit, Watchdog, WatchdogPolicy
+from wrapper.watchdog import LimitHit, Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -63,23 +63,6 @@ class SandboxTransport(Protocol):
     def upload_sandbox(self, path: Path, sha256: str) -> None:
         """Upload the archive at ``path``; raise on failure."""
         ...
-
-
-@dataclasses.dataclass(frozen=True)
-class WrapperConfig:
-    """How the wrapper runs jobs on this node (from the pilot's configuration)."""
-
-    allow_plain: bool = True
-    containers: ContainerSettings = dataclasses.field(default_factory=ContainerSettings)
-    """Container runtimes, images and binds: see ``wrapper.selection``."""
-    kill_grace_s: float = 5.0
-    max_output_sandbox_bytes: int = 100 * 1024 * 1024
-    sandbox_limits: SandboxLimits = dataclasses.field(default_factory=SandboxLimits)
-    upload_retries: int = 3
-    """Attempts after the first failed upload; the wait doubles from ``upload_backoff_s``."""
-    upload_backoff_s: float = 1.0
-    env_passthrough: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "TZ")
-    watchdog: WatchdogPolicy = dataclasses.field(default_factory=WatchdogPolicy)
 
 
 class _Abort(WrapperError):

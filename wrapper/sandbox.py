@@ -21,23 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, BinaryIO, Optional
 
+from wrapper.config import SandboxLimits
 from wrapper.errors import ChecksumMismatch, SandboxError, UnsafeSandbox
 from wrapper.gzipstream import GzipStream, level_for
 from wrapper.patterns import inside, select
 
 logger = logging.getLogger(__name__)
 
-GIB = 1024**3
 CHUNK_BYTES = 1024 * 1024
-
-
-@dataclasses.dataclass(frozen=True)
-class SandboxLimits:
-    """What ``unpack`` accepts: archive size, member count and bytes written."""
-
-    max_bytes: int = 10 * GIB
-    max_files: int = 100_000
-    max_unpacked_bytes: int = 20 * GIB
 
 
 @dataclasses.dataclass(frozen=True)

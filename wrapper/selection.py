@@ -19,40 +19,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from protocol import JobAssignment
 from wrapper.apptainer import ApptainerRuntime, ApptainerSettings
 from wrapper.bubblewrap import BubblewrapRuntime, BubblewrapSettings
-from wrapper.container import CVMFS, REMOTE_IMAGE_MARKER, wants_gpu
+from wrapper.config import ContainerSettings
+from wrapper.container import REMOTE_IMAGE_MARKER, wants_gpu
 from wrapper.errors import RuntimeUnavailable
 from wrapper.plain import PlainRuntime
 from wrapper.runtime import ContainerRuntime
-
-CONTAINER_RUNTIMES = ("apptainer", "bwrap")
-"""Container runtime names, also the tags and ``container_runtimes`` a pilot advertises."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ContainerSettings:
-    """The site's container configuration (from the pilot's config)."""
-
-    runtimes: tuple[str, ...] = CONTAINER_RUNTIMES
-    """Container runtimes the site allows, in order of preference."""
-    required: bool = False
-    """Every job must run in a container (plain execution is never chosen)."""
-    default_image: str = ""
-    """Image for jobs that name none."""
-    binds: tuple[str, ...] = ()
-    """``src[:dst[:ro|rw]]`` host paths bound into every container; missing ones dropped."""
-    network: bool = True
-    """Containers share the node's network (a job can still opt out)."""
-    apptainer_path: str = ""
-    bwrap_path: str = ""
-    state_dir: Optional[Path] = None
-    """Pilot directory for Apptainer's cache and tmp (default: the job dir's parent)."""
-    cvmfs_root: str = CVMFS
 
 
 @dataclasses.dataclass(frozen=True)

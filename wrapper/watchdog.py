@@ -29,13 +29,12 @@ import psutil
 
 from protocol import JobAssignment
 from wrapper import cgroups
+from wrapper.config import GIB, MIB, WatchdogPolicy
 from wrapper.runtime import RunningPayload, RunSpec
 from wrapper.usage import files_bytes, marked_processes, pss_bytes, tree_bytes
 
 logger = logging.getLogger(__name__)
 
-MIB = 1024**2
-GIB = 1024**3
 MARKER_VARIABLES = ("GRIDPILOT_JOB_ID", "GRIDPILOT_WORKDIR")
 """Set by the wrapper for every payload; a process carrying both values is the job's."""
 
@@ -50,37 +49,6 @@ class Limit(str, enum.Enum):
     CPU = "CPU time limit exceeded"
     WALL = "Wall time limit exceeded"
     STALLED = "Job stalled: no CPU progress for"
-
-
-@dataclasses.dataclass(frozen=True)
-class WatchdogPolicy:
-    """The site's watchdog settings; field names match the pilot's configuration."""
-
-    watchdog_interval_s: float = 1.0
-    full_scan_interval_s: float = 10.0
-    """How often the costly measurements run: the work-dir walk (it may hold many files) and
-    the search of every process for the job's environment marker."""
-    wall_time_factor: float = 1.1
-    cpu_time_factor: float = 1.1
-    time_limit_margin_s: float = 60.0
-    """Added to both time limits after the factor."""
-    memory_factor: float = 1.0
-    default_wall_time_s: int = 0
-    default_cpu_time_s: int = 0
-    default_max_ram_mb: int = 0
-    max_workdir_bytes: int = 0
-    max_stdio_bytes: int = 10 * GIB
-    """StdOutput and StdError together."""
-    max_processes: int = 4096
-    stalled_after_s: float = 1800.0
-    use_cgroups: bool = True
-    """Also set hard limits in a job cgroup where cgroup v2 is delegated to us."""
-
-    @classmethod
-    def from_settings(cls, settings: object) -> WatchdogPolicy:
-        """The policy from every field ``settings`` (e.g. the pilot's config) also has."""
-        names = [field.name for field in dataclasses.fields(cls)]
-        return cls(**{name: getattr(settings, name) for name in names if hasattr(settings, name)})
 
 
 @dataclasses.dataclass(frozen=True)

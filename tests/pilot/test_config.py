@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pilot.config import load_config
+from pilot.config import SETTINGS, WRAPPER_SETTINGS, PilotConfig, _field_type, load_config
 from pilot.errors import ConfigError
+from wrapper.config import ContainerSettings, WrapperConfig
 
 
 def _base(tmp_path: Path) -> dict[str, object]:
@@ -20,7 +24,7 @@ def test_cli_beats_env_beats_file_beats_defaults(tmp_path: Path) -> None:
     assert config.site == "CLI.site"
     assert config.poll_interval_s == 3.0
     assert config.idle_timeout_s == 5.0
-    assert config.kill_grace_s == 5.0
+    assert config.wrapper.kill_grace_s == 5.0
     assert config.url == "http://c:8080"
 
 
@@ -93,3 +97,85 @@ def test_token_file_on_the_command_line_beats_a_token_in_the_environment(tmp_pat
     values = {"url": "http://x", "workdir": str(tmp_path), "token_file": token_file}
     config = load_config(values, {"GRIDPILOT_TOKEN": "user-token"})
     assert config.token == "pilot-token"
+
+
+# -- one config: every flat setting name reaches its place, from the environment and YAML --
+
+SAMPLES: dict[str, tuple[str, object]] = {
+    "str": ("site-x", "site-x"),
+    "Optional[str]": ("/etc/ca.pem", "/etc/ca.pem"),
+    "float": ("2.5", 2.5),
+    "Optional[float]": ("2.5", 2.5),
+    "int": ("7", 7),
+    "Optional[int]": ("7", 7),
+    "bool": ("no", False),
+    "tuple[str, ...]": ("a, b", ("a", "b")),
+}
+REQUIRED = ("url", "token", "workdir")
+
+
+def _setting(config: PilotConfig, name: str) -> object:
+    """A flat setting's value, wherever it lives in the nested config."""
+    if name not in WRAPPER_SETTINGS:
+        return getattr(config, name)
+    place: object = config.wrapper
+    for part in WRAPPER_SETTINGS[name]:
+        place = getattr(place, part)
+    return place
+
+
+def _sample(name: str) -> tuple[str, object]:
+    kind = _field_type(name)
+    assert kind in SAMPLES, f"no sample value for {name} ({kind}): add one"
+    return SAMPLES[kind]
+
+
+@pytest.mark.parametrize("name", [n for n in SETTINGS if n not in REQUIRED])
+def test_every_setting_works_from_the_environment(tmp_path: Path, name: str) -> None:
+    text, expected = _sample(name)
+    config = load_config(_base(tmp_path), {f"GRIDPILOT_{name.upper()}": text})
+    assert _setting(config, name) == expected
+
+
+@pytest.mark.parametrize("name", [n for n in SETTINGS if n not in REQUIRED])
+def test_every_setting_works_as_a_yaml_key(tmp_path: Path, name: str) -> None:
+    _, expected = _sample(name)
+    value = list(expected) if isinstance(expected, tuple) else expected
+    config_file = tmp_path / "pilot.yaml"
+    config_file.write_text(yaml.safe_dump({"pilot": {name: value}}))
+    assert _setting(load_config(_base(tmp_path), {}, config_file), name) == expected
+
+
+def test_the_pilot_runs_jobs_with_the_wrappers_own_defaults(tmp_path: Path) -> None:
+    """No second set of defaults to drift: an unset setting is the wrapper's default."""
+    config = load_config(_base(tmp_path), {})
+    assert config.wrapper == WrapperConfig(containers=ContainerSettings(state_dir=tmp_path))
+    assert config.wrapper.max_output_sandbox_bytes == 2 * 1024**3
+
+
+def test_full_scan_interval_is_a_setting(tmp_path: Path) -> None:
+    config = load_config(_base(tmp_path), {"GRIDPILOT_FULL_SCAN_INTERVAL_S": "30"})
+    assert config.wrapper.watchdog.full_scan_interval_s == 30.0
+
+
+def _documented_settings() -> set[str]:
+    """Setting names in the first column of the configuration tables of the docs."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    sections = [
+        (docs / "pilot.md", "## Configuration"),
+        (docs / "wrapper.md", "## Site configuration"),
+        (docs / "wrapper.md", "### Site settings"),
+    ]
+    names: set[str] = set()
+    for path, heading in sections:
+        lines = path.read_text(encoding="utf-8").split(heading, 1)[1].splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+        for line in itertools.takewhile(lambda row: row.startswith("|"), lines[start + 2 :]):
+            names.update(re.findall(r"`([a-z][a-z0-9_]*)`", line.split("|")[1]))
+    return names
+
+
+def test_every_documented_setting_exists() -> None:
+    documented = _documented_settings()
+    assert {"container_runtimes", "max_processes", "min_time_left_s"} <= documented
+    assert documented - set(SETTINGS) == set()

@@ -183,7 +183,7 @@ def test_policy_comes_from_the_pilot_configuration(tmp_path: Path) -> None:
         "GRIDPILOT_USE_CGROUPS": "no",
     }
     cli = {"url": "http://127.0.0.1:1", "token": "t", "workdir": str(tmp_path)}
-    policy = WatchdogPolicy.from_settings(load_config(cli, env))
+    policy = load_config(cli, env).wrapper.watchdog
     assert policy.wall_time_factor == 1.5
     assert policy.max_processes == 99
     assert policy.default_max_ram_mb == 2000
