@@ -21,7 +21,12 @@ from typing import Any, Callable, Optional
 import requests
 from requests.adapters import HTTPAdapter
 
-from pilot.errors import CoordinatorRejected, CoordinatorUnreachable, PilotOutdated
+from pilot.errors import (
+    CoordinatorRejected,
+    CoordinatorUnreachable,
+    PilotOutdated,
+    SandboxChecksumMismatch,
+)
 from protocol import (
     API_PREFIX,
     PROTOCOL_HEADER,
@@ -320,11 +325,9 @@ class CoordinatorClient:
             for chunk in response.iter_content(CHUNK_BYTES):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != sha256:
+        if digest.hexdigest() != sha256.lower():
             dest.unlink()
-            raise CoordinatorRejected(
-                200, "checksum_mismatch", f"sandbox {sha256} arrived with another checksum", {}
-            )
+            raise SandboxChecksumMismatch(sha256, digest.hexdigest())
 
     # -- user calls --------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wrapper.errors import ChecksumMismatch
+
 
 class PilotError(Exception):
     """Root of every error the pilot raises on purpose."""
@@ -26,6 +28,21 @@ class CoordinatorRejected(PilotError):
         self.code = code
         self.message = message
         self.details = details
+
+
+class SandboxChecksumMismatch(CoordinatorRejected, ChecksumMismatch):
+    """A downloaded sandbox whose bytes do not hash to the digest it was asked for by.
+
+    Also the wrapper's ``ChecksumMismatch``: the client hashes a download as it writes it,
+    and the wrapper, its caller, takes that as the one verification."""
+
+    def __init__(self, expected_sha256: str, actual_sha256: str) -> None:
+        message = f"sandbox {expected_sha256} arrived with sha256 {actual_sha256}"
+        # Not super().__init__: the two bases take different arguments.
+        Exception.__init__(self, f"HTTP 200 checksum_mismatch: {message}")
+        self.status, self.code, self.message, self.details = 200, "checksum_mismatch", message, {}
+        self.expected_sha256 = expected_sha256
+        self.actual_sha256 = actual_sha256
 
 
 class PilotOutdated(CoordinatorRejected):

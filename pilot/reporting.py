@@ -115,16 +115,4 @@ def final_update(
         return JobStatusUpdate(
             status=JobStatus.FAILED, minor_status="Job wrapper crashed", infrastructure_error=True
         )
-    timings = dict(outcome.timings_s)
-    timings["match"] = round(match_s, 6)
-    return JobStatusUpdate(
-        status=outcome.status,
-        minor_status=outcome.minor_status,
-        application_status=outcome.application_status,
-        exit_code=outcome.exit_code,
-        output_sandbox=outcome.output_sandbox,
-        timings_s=timings,
-        cpu_s=outcome.cpu_s,
-        max_rss_bytes=outcome.max_rss_bytes,
-        infrastructure_error=outcome.infrastructure_error,
-    )
+    return outcome.to_status_update(match_s)

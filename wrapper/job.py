@@ -21,21 +21,11 @@ from typing import Callable, Optional, Protocol
 from protocol import JobAssignment, JobStatus
 from wrapper.config import ContainerSettings, WrapperConfig
 from wrapper.container import CONTAINER_PATH, CONTAINER_WORKDIR
-from wrapper.errors import (
-    ChecksumMismatch,
-    ContainerImageNotFound,
-    ContainerRuntimeFailed,
-    ExecutableNotFound,
-    PayloadStartError,
-    RuntimeFailure,
-    RuntimeUnavailable,
-    SandboxError,
-    UnsafeSandbox,
-    WrapperError,
-)
-from wrapper.outcome import JobOutcome, MinorStatus, Verdict, judge
+from wrapper.errors import SandboxError, WrapperError
+from wrapper.outcome import CAUGHT, JobOutcome, MinorStatus, Step, Verdict, blame, judge
+from wrapper.patterns import path_inside
 from wrapper.runtime import ContainerRuntime, RunningPayload, RunResult, RunSpec
-from wrapper.sandbox import PackResult, pack, unpack, verify_sha256
+from wrapper.sandbox import PackResult, pack, unpack
 from wrapper.selection import (
     RUNTIMES,
     Choice,
@@ -57,7 +47,9 @@ class SandboxTransport(Protocol):
     """Moves sandbox archives between the node and the coordinator (the pilot's client)."""
 
     def download_sandbox(self, sha256: str, dest: Path) -> None:
-        """Write the archive to ``dest``; raise on failure."""
+        """Write the archive to ``dest``, hashing it on the way: raise ``ChecksumMismatch``
+        (``wrapper.errors``) unless its bytes hash to ``sha256``, anything else on failure.
+        The wrapper does not read the archive again to hash it."""
         ...
 
     def upload_sandbox(self, path: Path, sha256: str) -> None:
@@ -73,8 +65,8 @@ class _Abort(WrapperError):
         self.verdict = verdict
 
 
-def _failed(minor: str, *, infrastructure: bool) -> _Abort:
-    return _Abort(Verdict(JobStatus.FAILED, minor, infrastructure_error=infrastructure))
+def _blamed(step: Step, error: BaseException) -> _Abort:
+    return _Abort(blame(step, error))
 
 
 def _user_env(description: Mapping[str, object]) -> dict[str, str]:
@@ -93,10 +85,11 @@ def _user_env(description: Mapping[str, object]) -> dict[str, str]:
 
 def _work_file(workdir: Path, name: str) -> Path:
     """A payload output file inside the work dir; refuse names that would leave it."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts or not parts:
-        raise _failed(MinorStatus.INVALID_OUTPUT_NAME.with_detail(name), infrastructure=False)
-    return workdir.joinpath(*parts)
+    path = path_inside(workdir, name)
+    if path is None:
+        minor = MinorStatus.INVALID_OUTPUT_NAME.with_detail(name)
+        raise _Abort(Verdict(JobStatus.FAILED, minor))
+    return path
 
 
 class JobRun:
@@ -187,33 +180,23 @@ class JobRun:
                     self._fetch(sha256.lower(), Path(name))
                 finally:
                     Path(name).unlink(missing_ok=True)
-        except OSError as exc:  # _fetch turns its own errors into verdicts
+        except CAUGHT[Step.WORKDIR] as exc:  # _fetch turns its own errors into verdicts
             logger.error("job %d: work dir %s: %s", self.assignment.job_id, self.workdir, exc)
-            raise _failed(MinorStatus.WORKDIR_UNAVAILABLE.value, infrastructure=True) from exc
+            raise _blamed(Step.WORKDIR, exc) from exc
 
     def _fetch(self, sha256: str, archive: Path) -> None:
         job_id = self.assignment.job_id
         try:
+            # The transport hashes the bytes as it writes them (SandboxTransport).
             self._transport.download_sandbox(sha256, archive)
-        except Exception as exc:  # boundary: the transport is the pilot's code
+        except CAUGHT[Step.DOWNLOAD] as exc:  # boundary: the transport is the pilot's code
             logger.error("job %d: input sandbox %s download failed: %s", job_id, sha256, exc)
-            raise _failed(MinorStatus.INPUT_DOWNLOAD_FAILED.value, infrastructure=True) from exc
+            raise _blamed(Step.DOWNLOAD, exc) from exc
         try:
-            verify_sha256(archive, sha256)
             unpack(archive, self.workdir, limits=self._config.sandbox_limits)
-        except ChecksumMismatch as exc:
-            logger.error("job %d: input sandbox: %s", job_id, exc)
-            raise _failed(MinorStatus.INPUT_CHECKSUM_MISMATCH.value, infrastructure=True) from exc
-        except UnsafeSandbox as exc:
-            logger.error("job %d: input sandbox %s refused: %s", job_id, sha256, exc)
-            minor = MinorStatus.INPUT_UNSAFE.with_detail(str(exc))
-            raise _failed(minor, infrastructure=False) from exc
-        except SandboxError as exc:
+        except CAUGHT[Step.UNPACK] as exc:
             logger.error("job %d: input sandbox %s: %s", job_id, sha256, exc)
-            raise _failed(MinorStatus.INPUT_UNREADABLE.value, infrastructure=False) from exc
-        except OSError as exc:
-            logger.error("job %d: unpacking input sandbox %s: %s", job_id, sha256, exc)
-            raise _failed(MinorStatus.INPUT_UNPACK_FAILED.value, infrastructure=True) from exc
+            raise _blamed(Step.UNPACK, exc) from exc
 
     # -- payload
 
@@ -247,9 +230,8 @@ class JobRun:
             choice = choose_runtime(
                 job.container, job_wants_gpu(job), config.containers, config.allow_plain
             )
-        except RuntimeUnavailable as exc:
-            minor = MinorStatus.RUNTIME_UNAVAILABLE.with_detail(str(exc))
-            raise _failed(minor, infrastructure=True) from exc
+        except CAUGHT[Step.RUNTIME] as exc:
+            raise _blamed(Step.RUNTIME, exc) from exc
         self._runtime_name = choice.runtime.name
         return choice
 
@@ -293,24 +275,8 @@ class JobRun:
     def _start(self, runtime: ContainerRuntime, spec: RunSpec) -> RunningPayload:
         try:
             return runtime.start(spec)
-        except ExecutableNotFound as exc:
-            minor = MinorStatus.APPLICATION_NOT_FOUND.with_detail(exc.executable)
-            raise _failed(minor, infrastructure=False) from exc
-        except PayloadStartError as exc:
-            minor = MinorStatus.APPLICATION_NOT_STARTED.with_detail(str(exc))
-            raise _failed(minor, infrastructure=False) from exc
-        except RuntimeUnavailable as exc:
-            minor = MinorStatus.RUNTIME_UNAVAILABLE.with_detail(str(exc))
-            raise _failed(minor, infrastructure=True) from exc
-        except ContainerImageNotFound as exc:
-            minor = MinorStatus.CONTAINER_IMAGE_NOT_FOUND.with_detail(str(exc))
-            raise _failed(minor, infrastructure=True) from exc
-        except ContainerRuntimeFailed as exc:
-            minor = MinorStatus.CONTAINER_RUNTIME_FAILED.with_detail(str(exc))
-            raise _failed(minor, infrastructure=True) from exc
-        except RuntimeFailure as exc:
-            minor = MinorStatus.RUNTIME_FAILURE.with_detail(str(exc))
-            raise _failed(minor, infrastructure=True) from exc
+        except CAUGHT[Step.START] as exc:
+            raise _blamed(Step.START, exc) from exc
 
     def _supervise(self, payload: RunningPayload, watchdog: Watchdog) -> RunResult:
         killed = False

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from wrapper.errors import WrapperError
+from wrapper.patterns import path_inside
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,8 @@ def stream_files(workdir: Path, stdout_name: str, stderr_name: str) -> dict[str,
     """
     files: dict[str, Path] = {}
     for stream, name in (("stdout", stdout_name), ("stderr", stderr_name)):
-        parts = [p for p in name.split("/") if p not in ("", ".")]
-        if name.startswith("/") or ".." in parts or not parts:
-            continue
-        path = workdir.joinpath(*parts)
-        if path not in files.values():
+        path = path_inside(workdir, name)
+        if path is not None and path not in files.values():
             files[stream] = path
     return files
 

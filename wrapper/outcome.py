@@ -3,16 +3,32 @@
 Minor statuses are ``MinorStatus`` values, some followed by ``": <detail>"``. A payload
 ended by signal N reports exit code 128 + N and the application status
 "Killed by signal N (SIGNAME)".
+
+Whose fault a failure is decides whether the coordinator reschedules the job
+(``infrastructure_error``): ``judge`` says it for a payload that ran, ``FAILURES`` (the
+one table) for an error raised on the way there, by step and exception class.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import signal as signals
-from typing import Optional
+from typing import Callable, Optional
 
 from protocol import JobStatus, JobStatusUpdate
+from wrapper.errors import (
+    ChecksumMismatch,
+    ContainerImageNotFound,
+    ContainerRuntimeFailed,
+    ExecutableNotFound,
+    PayloadStartError,
+    RuntimeFailure,
+    RuntimeUnavailable,
+    SandboxError,
+    UnsafeSandbox,
+)
 from wrapper.runtime import ContainerFault, RunResult
 
 
@@ -64,16 +80,21 @@ class JobOutcome:
     """The container runtime that failed on its own (Container Runtime Failed): the pilot
     stops offering it."""
 
-    def to_status_update(self) -> JobStatusUpdate:
+    def to_status_update(self, match_s: Optional[float] = None) -> JobStatusUpdate:
+        """The final report; ``match_s`` (the pilot's match request) joins the timings."""
+        timings = dict(self.timings_s)
+        if match_s is not None:
+            timings["match"] = round(match_s, 6)
         return JobStatusUpdate(
             status=self.status,
             minor_status=self.minor_status,
             application_status=self.application_status,
             exit_code=self.exit_code,
             output_sandbox=self.output_sandbox,
-            timings_s=dict(self.timings_s),
+            timings_s=timings,
             cpu_s=self.cpu_s,
             max_rss_bytes=self.max_rss_bytes,
+            infrastructure_error=self.infrastructure_error,
         )
 
 
@@ -140,3 +161,69 @@ def judge(result: RunResult, limit_exceeded: str = "") -> Verdict:
         application_status=application_status(result),
         exit_code=result.shell_exit_code,
     )
+
+
+class Step(enum.Enum):
+    """Where, before or around the payload, an error was raised."""
+
+    WORKDIR = "workdir"
+    DOWNLOAD = "download"
+    """The transport fetching an input sandbox (the pilot's client: any error)."""
+    UNPACK = "unpack"
+    RUNTIME = "runtime"
+    """Choosing the runtime for the job."""
+    START = "start"
+    """The runtime starting the payload."""
+
+
+def _no_detail(_exc: BaseException) -> str:
+    return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """One row of ``FAILURES``: an error of ``error`` raised at ``step`` ends the job so."""
+
+    step: Step
+    error: type[BaseException]
+    minor: MinorStatus
+    infrastructure: bool
+    detail: Callable[[BaseException], str] = _no_detail
+
+
+FAILURES: tuple[Failure, ...] = (
+    Failure(Step.WORKDIR, OSError, MinorStatus.WORKDIR_UNAVAILABLE, True),
+    Failure(Step.DOWNLOAD, ChecksumMismatch, MinorStatus.INPUT_CHECKSUM_MISMATCH, True),
+    Failure(Step.DOWNLOAD, Exception, MinorStatus.INPUT_DOWNLOAD_FAILED, True),
+    Failure(Step.UNPACK, UnsafeSandbox, MinorStatus.INPUT_UNSAFE, False, str),
+    Failure(Step.UNPACK, SandboxError, MinorStatus.INPUT_UNREADABLE, False),
+    Failure(Step.UNPACK, OSError, MinorStatus.INPUT_UNPACK_FAILED, True),
+    Failure(Step.RUNTIME, RuntimeUnavailable, MinorStatus.RUNTIME_UNAVAILABLE, True, str),
+    Failure(
+        Step.START,
+        ExecutableNotFound,
+        MinorStatus.APPLICATION_NOT_FOUND,
+        False,
+        operator.attrgetter("executable"),
+    ),
+    Failure(Step.START, PayloadStartError, MinorStatus.APPLICATION_NOT_STARTED, False, str),
+    Failure(Step.START, RuntimeUnavailable, MinorStatus.RUNTIME_UNAVAILABLE, True, str),
+    Failure(Step.START, ContainerImageNotFound, MinorStatus.CONTAINER_IMAGE_NOT_FOUND, True, str),
+    Failure(Step.START, ContainerRuntimeFailed, MinorStatus.CONTAINER_RUNTIME_FAILED, True, str),
+    Failure(Step.START, RuntimeFailure, MinorStatus.RUNTIME_FAILURE, True, str),
+)
+"""Whose fault each error is, by step; the first row matching the step and error wins
+(subclasses before their bases). The user's (``infrastructure`` False): the job fails for
+good. The node's: the coordinator reschedules it elsewhere."""
+
+CAUGHT: dict[Step, tuple[type[BaseException], ...]] = {
+    step: tuple(row.error for row in FAILURES if row.step is step) for step in Step
+}
+"""The errors ``FAILURES`` has a row for at each step: what the wrapper catches there."""
+
+
+def blame(step: Step, error: BaseException) -> Verdict:
+    """The Failed verdict for ``error`` raised at ``step`` (one of ``CAUGHT[step]``)."""
+    row = next(r for r in FAILURES if r.step is step and isinstance(error, r.error))
+    minor = row.minor.with_detail(row.detail(error))
+    return Verdict(JobStatus.FAILED, minor, infrastructure_error=row.infrastructure)

@@ -14,6 +14,7 @@ import posixpath
 import stat
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Optional
 
 logger = logging.getLogger(__name__)
@@ -68,14 +69,27 @@ def _kind(abs_path: str) -> str:
     return "other"
 
 
+def relative_parts(name: str) -> Optional[tuple[str, ...]]:
+    """The segments of a name relative to a base directory, without ``""`` and ``.``; None
+    when the name could reach outside the base (absolute, or with ``..``).
+
+    The one rule for names a job gives (StdOutput, StdError, OutputSandbox patterns)."""
+    if name.startswith("/"):
+        return None
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    return None if ".." in parts else parts
+
+
+def path_inside(base: Path, name: str) -> Optional[Path]:
+    """``base / name`` for a name that stays inside ``base`` and names something below it."""
+    parts = relative_parts(name)
+    return base.joinpath(*parts) if parts else None
+
+
 def _pattern_parts(pattern: str) -> Optional[tuple[str, ...]]:
-    """Normalised pattern segments, or None when the pattern could reach outside the base."""
-    if not pattern or pattern.startswith("/"):
-        return None
-    parts = tuple(p for p in pattern.split("/") if p not in ("", "."))
-    if ".." in parts:
-        return None
-    return parts
+    """Normalised pattern segments (``()`` for the base itself), or None when the pattern
+    could reach outside the base."""
+    return relative_parts(pattern) if pattern else None
 
 
 def _matches(pattern: tuple[str, ...], path: tuple[str, ...]) -> bool:

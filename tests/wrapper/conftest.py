@@ -10,6 +10,7 @@ from typing import Union
 import pytest
 
 from protocol import JobAssignment
+from wrapper.errors import ChecksumMismatch
 from wrapper.sandbox import pack, sha256_file
 
 
@@ -35,6 +36,9 @@ class DirectoryTransport:
         if not source.exists():
             raise FileNotFoundError(f"no sandbox {sha256}")
         shutil.copyfile(source, dest)
+        actual = sha256_file(dest)  # a transport verifies what it wrote (SandboxTransport)
+        if actual != sha256:
+            raise ChecksumMismatch(sha256, actual)
 
     def upload_sandbox(self, path: Path, sha256: str) -> None:
         self.upload_attempts += 1

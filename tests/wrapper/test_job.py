@@ -16,6 +16,7 @@ import pytest
 from protocol import JobStatus
 from tests.wrapper.conftest import DirectoryTransport, SandboxMaker, assignment
 from wrapper.job import ContainerSettings, JobOutcome, JobRun, WrapperConfig
+from wrapper.outcome import FAILURES
 from wrapper.sandbox import unpack
 
 FAST = WrapperConfig(kill_grace_s=0.5, upload_backoff_s=0.01)
@@ -343,3 +344,23 @@ def test_output_file_names_leaving_the_work_dir_are_refused(
     assert outcome.minor_status == "Invalid StdOutput Or StdError: ../../stolen.txt"
     assert not list(tmp_path.rglob("stolen.txt"))
     assert os.listdir(tmp_path / "pilot") == ["job_7"]
+
+
+def test_an_infrastructure_failure_reaches_the_status_update(
+    tmp_path: Path, transport: DirectoryTransport
+) -> None:
+    """One converter from outcome to report, and it keeps ``infrastructure_error``: the
+    coordinator reschedules the job instead of failing it for good."""
+    outcome = run_job(tmp_path, transport, input_sandboxes=["ab" * 32])
+    assert outcome.minor_status == "Input Sandbox Download Failed"
+    update = outcome.to_status_update(match_s=0.25)
+    assert (update.status, update.infrastructure_error) == (JobStatus.FAILED, True)
+    assert update.timings_s["match"] == 0.25
+    assert update.timings_s["stage_in"] == outcome.timings_s["stage_in"]
+
+
+def test_no_row_of_the_failure_table_is_hidden_by_an_earlier_one() -> None:
+    for index, row in enumerate(FAILURES):
+        for earlier in FAILURES[:index]:
+            hidden = earlier.step is row.step and issubclass(row.error, earlier.error)
+            assert not hidden, f"{row} can never match: {earlier} comes first"
