@@ -39,17 +39,17 @@ from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.settings import Settings
 from coordinator.store.database import Database
 from coordinator.sweeper import running_sweeper
-from protocol import ErrorBody, __version__
+from protocol import ErrorBody, ErrorCode, __version__
 
 logger = logging.getLogger(__name__)
 
 HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.TOO_LARGE,
 }
 
 
@@ -109,14 +109,17 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
             for e in exc.errors()
         ]
         status = 400
-        body = ErrorBody("bad_request", _validation_message(errors), {"errors": errors})
+        body = ErrorBody(ErrorCode.BAD_REQUEST, _validation_message(errors), {"errors": errors})
     elif isinstance(exc, HTTPException):
         status = exc.status_code
-        body = ErrorBody(HTTP_CODES.get(status, "http_error"), str(exc.detail), {})
+        body = ErrorBody(HTTP_CODES.get(status, ErrorCode.HTTP_ERROR), str(exc.detail), {})
         headers.update(exc.headers or {})
     else:
         logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        status, body = 500, ErrorBody("internal", "internal error; see the coordinator log", {})
+        status, body = (
+            500,
+            ErrorBody(ErrorCode.INTERNAL, "internal error; see the coordinator log", {}),
+        )
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     return JSONResponse(body.to_dict(), status_code=status, headers=headers)

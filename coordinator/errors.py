@@ -1,7 +1,8 @@
 """The coordinator's exception tree.
 
 Every error the coordinator raises on purpose derives from ``CoordinatorError`` and carries
-the HTTP status, a stable machine-readable ``code`` and ``details``. The single error handler
+the HTTP status, a stable machine-readable ``code`` (an ``ErrorCode`` of the wire contract)
+and ``details``. The single error handler
 in ``coordinator.app`` turns them into ``{code, message, details}`` responses; nothing else
 catches them for that purpose.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from protocol import ErrorCode
+
 
 class CoordinatorError(Exception):
     http_status = 500
-    code = "internal"
+    code: str = ErrorCode.INTERNAL
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -28,19 +31,19 @@ class CoordinatorError(Exception):
 
 class BadRequest(CoordinatorError):
     http_status = 400
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
 
 
 class InvalidDescription(BadRequest):
     """A job description that parses but cannot be a job (bad types, missing Executable)."""
 
-    code = "invalid_description"
+    code = ErrorCode.INVALID_DESCRIPTION
 
 
 class JDLSyntaxError(BadRequest):
     """A JDL text that does not parse; names the line and column (1-based)."""
 
-    code = "jdl_syntax"
+    code = ErrorCode.JDL_SYNTAX
 
     def __init__(self, message: str, *, line: int, column: int) -> None:
         super().__init__(
@@ -54,41 +57,41 @@ class JDLSyntaxError(BadRequest):
 
 class Unauthenticated(CoordinatorError):
     http_status = 401
-    code = "unauthenticated"
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class Forbidden(CoordinatorError):
     http_status = 403
-    code = "forbidden"
+    code = ErrorCode.FORBIDDEN
 
 
 class NotFound(CoordinatorError):
     http_status = 404
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
 
 
 class InvalidTransition(CoordinatorError):
     http_status = 409
-    code = "invalid_transition"
+    code = ErrorCode.INVALID_TRANSITION
 
 
 class LeaseLost(CoordinatorError):
     http_status = 409
-    code = "lease_lost"
+    code = ErrorCode.LEASE_LOST
 
 
 class RescheduleLimit(CoordinatorError):
     """A user asked to reschedule a job that has been rescheduled the maximum times."""
 
     http_status = 409
-    code = "reschedule_limit"
+    code = ErrorCode.RESCHEDULE_LIMIT
 
 
 class LogGap(CoordinatorError):
     """A log chunk starting past the stored end: bytes in between were lost."""
 
     http_status = 409
-    code = "log_gap"
+    code = ErrorCode.LOG_GAP
 
 
 class LogConflict(CoordinatorError):
@@ -96,42 +99,42 @@ class LogConflict(CoordinatorError):
     or a log that can take no more bytes (the job is over)."""
 
     http_status = 409
-    code = "log_conflict"
+    code = ErrorCode.LOG_CONFLICT
 
 
 class TooLarge(CoordinatorError):
     http_status = 413
-    code = "too_large"
+    code = ErrorCode.TOO_LARGE
 
 
 class ChecksumMismatch(CoordinatorError):
     http_status = 422
-    code = "checksum_mismatch"
+    code = ErrorCode.CHECKSUM_MISMATCH
 
 
 class PilotTooOld(CoordinatorError):
     http_status = 426
-    code = "pilot_too_old"
+    code = ErrorCode.PILOT_TOO_OLD
 
 
 class OutputUnavailable(NotFound):
     """A job has no output sandbox (yet)."""
 
-    code = "no_output"
+    code = ErrorCode.NO_OUTPUT
 
 
 class UnsafeSandbox(CoordinatorError):
     """A downloaded sandbox that would write outside its target dir (or is otherwise unsafe)."""
 
     http_status = 422
-    code = "unsafe_sandbox"
+    code = ErrorCode.UNSAFE_SANDBOX
 
 
 class RateLimited(CoordinatorError):
     """Too many requests with one token; ``retry_after_s`` says when to come back."""
 
     http_status = 429
-    code = "rate_limited"
+    code = ErrorCode.RATE_LIMITED
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message, details={"retry_after_s": retry_after_s})

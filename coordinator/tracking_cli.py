@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from pilot.client import CoordinatorClient
-from protocol import JobInfo
+from protocol import LOG_COMPLETE_HEADER, LOG_NEXT_OFFSET_HEADER, LOG_SIZE_HEADER, JobInfo
 
 URL_OPTION = typer.Option(None, "--url", envvar="GRIDPILOT_URL", help="Coordinator URL")
 TOKEN_OPTION = typer.Option(None, "--token", envvar="GRIDPILOT_TOKEN", help="Access token")
@@ -125,7 +125,7 @@ class TrackingCommands:
             )
             sys.stdout.buffer.write(reply.content)
             sys.stdout.buffer.flush()
-            next_offset = int(reply.headers.get("X-Log-Next-Offset", offset))
+            next_offset = int(reply.headers.get(LOG_NEXT_OFFSET_HEADER, offset))
             if next_offset < offset:
                 typer.echo(f"gridpilot: job {job_id} was rescheduled: its log restarts", err=True)
                 offset = 0
@@ -133,7 +133,7 @@ class TrackingCommands:
             offset = next_offset
             if reply.content:
                 continue
-            if not follow or reply.headers.get("X-Log-Complete") == "true":
+            if not follow or reply.headers.get(LOG_COMPLETE_HEADER) == "true":
                 return
             time.sleep(poll_s)
 
@@ -149,7 +149,7 @@ class TrackingCommands:
         client = self._connect(url, token, token_file)
         path = f"/jobs/{job_id}/logs/stdout"
         size = int(
-            self._call(client.request, "GET", path, params={"limit": 1}).headers["X-Log-Size"]
+            self._call(client.request, "GET", path, params={"limit": 1}).headers[LOG_SIZE_HEADER]
         )
         start = max(0, size - PEEK_BYTES)
         reply = self._call(
@@ -192,7 +192,7 @@ class TrackingCommands:
                 return
             sys.stdout.buffer.write(reply.content)
             sys.stdout.buffer.flush()
-            offset = int(reply.headers["X-Log-Next-Offset"])
+            offset = int(reply.headers[LOG_NEXT_OFFSET_HEADER])
 
 
 def add_tracking_commands(app: typer.Typer, connect: Connect, call: Call) -> None:

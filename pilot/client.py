@@ -29,8 +29,11 @@ from pilot.errors import (
 )
 from protocol import (
     API_PREFIX,
+    PILOT_HEADER,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
+    SHA256_HEADER,
+    ErrorCode,
     Heartbeat,
     HeartbeatReply,
     HistoryEntry,
@@ -54,8 +57,6 @@ CHUNK_BYTES = 1024 * 1024
 GIVE_UP_POLL_S = 0.2
 LOG_CHUNK_BYTES = 256 * 1024
 """Pilot log upload chunk: well under any sane coordinator chunk limit."""
-PILOT_HEADER = "X-Gridpilot-Pilot"
-SHA_HEADER = "X-Content-Sha256"
 SEND_BLOCK_BYTES = 1024 * 1024
 """A file body (a sandbox upload) is sent in pieces this big: urllib3's 16 KiB made a 512 MB
 upload cost the node 2.5 times the CPU (bench/sandboxes.py)."""
@@ -275,7 +276,7 @@ class CoordinatorClient:
                     )
                 except CoordinatorRejected as exc:
                     expected = exc.details.get("expected_offset")
-                    if exc.code != "log_gap" or not isinstance(expected, int):
+                    if exc.code != ErrorCode.LOG_GAP or not isinstance(expected, int):
                         raise
                     offset = min(expected, size)
                     continue
@@ -314,7 +315,7 @@ class CoordinatorClient:
                 "POST",
                 "/sandboxes",
                 data=stream,
-                headers={SHA_HEADER: sha256, "Content-Type": "application/octet-stream"},
+                headers={SHA256_HEADER: sha256, "Content-Type": "application/octet-stream"},
             )
 
     def download_sandbox(self, sha256: str, dest: Path) -> None:
@@ -389,7 +390,7 @@ def _raise_for_error(response: requests.Response) -> None:
         body = {}
     if not isinstance(body, Mapping):
         body = {}
-    code = str(body.get("code", "http_error"))
+    code = str(body.get("code", ErrorCode.HTTP_ERROR.value))
     message = str(body.get("message", response.reason or "error"))
     details = body.get("details") or {}
     error_cls = PilotOutdated if response.status_code == 426 else CoordinatorRejected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocol import ErrorCode
 from wrapper.errors import ChecksumMismatch
 
 
@@ -39,8 +40,9 @@ class SandboxChecksumMismatch(CoordinatorRejected, ChecksumMismatch):
     def __init__(self, expected_sha256: str, actual_sha256: str) -> None:
         message = f"sandbox {expected_sha256} arrived with sha256 {actual_sha256}"
         # Not super().__init__: the two bases take different arguments.
-        Exception.__init__(self, f"HTTP 200 checksum_mismatch: {message}")
-        self.status, self.code, self.message, self.details = 200, "checksum_mismatch", message, {}
+        Exception.__init__(self, f"HTTP 200 {ErrorCode.CHECKSUM_MISMATCH.value}: {message}")
+        self.status, self.code, self.message = 200, ErrorCode.CHECKSUM_MISMATCH.value, message
+        self.details: dict[str, Any] = {}
         self.expected_sha256 = expected_sha256
         self.actual_sha256 = actual_sha256
 

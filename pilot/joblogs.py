@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
-from protocol import JobAssignment
+from protocol import ErrorCode, JobAssignment
 from wrapper.logstream import LogGap, LogRefused, LogShipper, LogUnreachable, stream_files
 
 CHUNK_RETRY = RetryPolicy(max_retry_s=0.0)
@@ -35,7 +35,7 @@ class JobLogSender:
             raise LogUnreachable(str(exc)) from exc
         except CoordinatorRejected as exc:
             expected = exc.details.get("expected_offset")
-            if exc.code == "log_gap" and isinstance(expected, int):
+            if exc.code == ErrorCode.LOG_GAP and isinstance(expected, int):
                 raise LogGap(expected) from exc
             raise LogRefused(str(exc)) from exc
 

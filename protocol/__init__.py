@@ -31,6 +31,16 @@ MIN_PROTOCOL_VERSION = 1
 PROTOCOL_HEADER = "X-Gridpilot-Protocol"
 LOG_STREAMS = ("stdout", "stderr")
 API_PREFIX = "/api/v1"
+PILOT_HEADER = "X-Gridpilot-Pilot"
+"""A pilot names itself (its pilot id) in this header on every per-job call."""
+SHA256_HEADER = "X-Content-Sha256"
+"""The sha256 of a sandbox's bytes: sent with an upload, answered with a download."""
+LOG_NEXT_OFFSET_HEADER = "X-Log-Next-Offset"
+"""A log read: the offset to ask for next."""
+LOG_COMPLETE_HEADER = "X-Log-Complete"
+"""A log read: ``true`` once the job is over and the reader has every byte."""
+LOG_SIZE_HEADER = "X-Log-Size"
+"""A log read: the bytes stored so far."""
 
 
 class JobStatus(str, enum.Enum):
@@ -79,6 +89,36 @@ class Role(str, enum.Enum):
     USER = "user"
     PILOT = "pilot"
     ADMIN = "admin"
+
+
+class ErrorCode(str, enum.Enum):
+    """``ErrorBody.code``: what was refused, for programs (the message is for people).
+
+    Additive like the messages: clients keep ``code`` as a string, so a code they do not
+    know is still an error they can show."""
+
+    BAD_REQUEST = "bad_request"
+    INVALID_DESCRIPTION = "invalid_description"
+    JDL_SYNTAX = "jdl_syntax"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    NO_OUTPUT = "no_output"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    INVALID_TRANSITION = "invalid_transition"
+    LEASE_LOST = "lease_lost"
+    RESCHEDULE_LIMIT = "reschedule_limit"
+    LOG_GAP = "log_gap"
+    """A log chunk past the stored end; ``details.expected_offset`` says where to go on."""
+    LOG_CONFLICT = "log_conflict"
+    TOO_LARGE = "too_large"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    UNSAFE_SANDBOX = "unsafe_sandbox"
+    PILOT_TOO_OLD = "pilot_too_old"
+    RATE_LIMITED = "rate_limited"
+    HTTP_ERROR = "http_error"
+    """Any other HTTP error status."""
+    INTERNAL = "internal"
 
 
 M = TypeVar("M", bound="Message")
@@ -442,19 +482,46 @@ def message_schema() -> dict[str, dict[str, str]]:
     }
 
 
+HEADERS: tuple[str, ...] = (
+    PROTOCOL_HEADER,
+    PILOT_HEADER,
+    SHA256_HEADER,
+    LOG_NEXT_OFFSET_HEADER,
+    LOG_COMPLETE_HEADER,
+    LOG_SIZE_HEADER,
+)
+"""Every header of our own on the wire."""
+
+
+def vocabulary_schema() -> dict[str, dict[str, str]]:
+    """The wire's words besides the messages: header names and enum values (pinned by the
+    same snapshot test as the messages, in ``tests/protocol/vocabulary_schema.json``)."""
+    enums: tuple[type[enum.Enum], ...] = (JobStatus, CheckStatus, CommandKind, Role, ErrorCode)
+    schema = {cls.__name__: {m.name: str(m.value) for m in cls} for cls in enums}
+    schema["headers"] = {name: name for name in HEADERS}
+    return schema
+
+
 __all__ = [
     "API_PREFIX",
     "FINAL_STATUSES",
+    "HEADERS",
+    "LOG_COMPLETE_HEADER",
+    "LOG_NEXT_OFFSET_HEADER",
+    "LOG_SIZE_HEADER",
     "LOG_STREAMS",
     "MESSAGES",
     "MIN_PROTOCOL_VERSION",
+    "PILOT_HEADER",
     "PROTOCOL_HEADER",
     "PROTOCOL_VERSION",
+    "SHA256_HEADER",
     "CheckReport",
     "CheckStatus",
     "Command",
     "CommandKind",
     "ErrorBody",
+    "ErrorCode",
     "Heartbeat",
     "HeartbeatReply",
     "HistoryEntry",
@@ -478,4 +545,5 @@ __all__ = [
     "SubmitReply",
     "SubmitRequest",
     "message_schema",
+    "vocabulary_schema",
 ]

@@ -120,3 +120,41 @@ def test_the_pilot_cli_loads_without_server_packages() -> None:
         [sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def _string_constants(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    }
+
+
+def _codes_compared(path: Path) -> set[str]:
+    """String literals compared with something's ``.code`` (``exc.code == "log_gap"``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(s, ast.Attribute) and s.attr == "code" for s in sides):
+                found.update(
+                    s.value
+                    for s in sides
+                    if isinstance(s, ast.Constant) and isinstance(s.value, str)
+                )
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for pkg in OURS if pkg != "protocol" for p in _modules(pkg)],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_the_wire_vocabulary_is_spelt_only_in_the_contract(path: Path) -> None:
+    """Header names and error codes come from ``protocol`` (HEADERS, ErrorCode) on both sides."""
+    from protocol import HEADERS
+
+    spelt = _string_constants(path) & set(HEADERS)
+    assert not spelt, f"{path.relative_to(ROOT)} spells header(s) {sorted(spelt)}: use protocol's"
+    compared = _codes_compared(path)
+    assert not compared, f"{path.relative_to(ROOT)} matches error codes {sorted(compared)}"

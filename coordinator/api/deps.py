@@ -19,13 +19,11 @@ from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.store.database import Database
-from protocol import PROTOCOL_HEADER, Role
+from protocol import PILOT_HEADER, PROTOCOL_HEADER, Role
 
-PILOT_HEADER = "X-Gridpilot-Pilot"
 MAX_DB_INT = 2**63 - 1
 """Largest integer SQLite and PostgreSQL store; a larger id cannot name anything."""
 JobIdPath = Annotated[int, Path(ge=0, le=MAX_DB_INT, description="Job id")]
-SHA256_HEADER = "X-Content-Sha256"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,13 +21,16 @@ from coordinator.errors import BadRequest
 from coordinator.logic import logs
 from coordinator.logic.auth import TokenClaims
 from coordinator.settings import Settings
-from protocol import API_PREFIX, LogAppendReply
+from protocol import (
+    API_PREFIX,
+    LOG_COMPLETE_HEADER,
+    LOG_NEXT_OFFSET_HEADER,
+    LOG_SIZE_HEADER,
+    LogAppendReply,
+)
 
 router = APIRouter(prefix=API_PREFIX, tags=["logs"])
 
-NEXT_OFFSET_HEADER = "X-Log-Next-Offset"
-COMPLETE_HEADER = "X-Log-Complete"
-SIZE_HEADER = "X-Log-Size"
 DEFAULT_READ_BYTES = 1024 * 1024
 MAX_READ_BYTES = 16 * 1024 * 1024
 
@@ -61,9 +64,9 @@ def _files(context: AppContext) -> logs.LogFiles:
 
 def _raw(piece: logs.LogSlice) -> Response:
     headers = {
-        NEXT_OFFSET_HEADER: str(piece.next_offset),
-        SIZE_HEADER: str(piece.size_bytes),
-        COMPLETE_HEADER: "true" if piece.complete else "false",
+        LOG_NEXT_OFFSET_HEADER: str(piece.next_offset),
+        LOG_SIZE_HEADER: str(piece.size_bytes),
+        LOG_COMPLETE_HEADER: "true" if piece.complete else "false",
     }
     return Response(piece.data, media_type="application/octet-stream", headers=headers)
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from protocol import API_PREFIX
+from protocol import API_PREFIX, ErrorCode
 
 ERROR_SCHEMA_REF = "#/components/schemas/ErrorBody"
 ERROR_STATUSES = {
@@ -31,7 +31,13 @@ ERROR_BODY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Body of every error response: ``{code, message, details}``.",
     "properties": {
-        "code": {"title": "Code", "type": "string"},
+        "code": {
+            "title": "Code",
+            "type": "string",
+            "description": "What was refused, for programs: one of "
+            + ", ".join(f"``{code.value}``" for code in ErrorCode)
+            + " (clients keep unknown codes as strings).",
+        },
         "message": {"title": "Message", "type": "string"},
         "details": {"title": "Details", "type": "object", "additionalProperties": True},
     },

@@ -9,12 +9,12 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from coordinator.api.deps import SHA256_HEADER, AppContext, get_claims, get_context
+from coordinator.api.deps import AppContext, get_claims, get_context
 from coordinator.errors import BadRequest, TooLarge
 from coordinator.logic import sandboxes
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import check_digest
-from protocol import API_PREFIX, SandboxInfo
+from protocol import API_PREFIX, SHA256_HEADER, SandboxInfo
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX, tags=["sandboxes"])

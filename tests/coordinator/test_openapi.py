@@ -98,3 +98,28 @@ def test_json_bodies_and_replies_are_typed(document: dict[str, Any]) -> None:
             if not name or not schemas.get(name, {}).get("properties"):
                 untyped.append(f"{method} {path} {where}: {media.get('schema')}")
     assert untyped == [p for p in untyped if p.startswith("GET /health")]
+
+
+def test_every_error_the_coordinator_answers_with_has_a_code_of_the_contract() -> None:
+    """``ErrorBody.code`` values come from ``protocol.ErrorCode``, one list for both sides."""
+    import inspect
+
+    from coordinator import app, errors
+    from protocol import ErrorCode
+
+    raised = [
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.CoordinatorError)
+    ]
+    assert len(raised) > 10
+    for cls in raised:
+        assert isinstance(cls.code, ErrorCode), f"{cls.__name__}.code is not an ErrorCode"
+    assert all(isinstance(code, ErrorCode) for code in app.HTTP_CODES.values())
+
+
+def test_the_document_lists_the_error_codes(document: dict[str, Any]) -> None:
+    from protocol import ErrorCode
+
+    described = document["components"]["schemas"]["ErrorBody"]["properties"]["code"]
+    assert all(f"``{code.value}``" in described["description"] for code in ErrorCode)

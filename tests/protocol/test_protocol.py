@@ -16,21 +16,31 @@ from protocol import (
     MatchReply,
     PilotRegistration,
     message_schema,
+    vocabulary_schema,
 )
 
 SNAPSHOT = Path(__file__).with_name("protocol_schema.json")
+VOCABULARY_SNAPSHOT = Path(__file__).with_name("vocabulary_schema.json")
+
+
+def _only_additions(snapshot_file: Path, current: dict[str, dict[str, str]]) -> None:
+    snapshot = json.loads(snapshot_file.read_text())
+    for name, fields in snapshot.items():
+        assert name in current, f"{name} was removed"
+        for field, kind in fields.items():
+            assert field in current[name], f"{name}.{field} was removed"
+            assert current[name][field] == kind, f"{name}.{field} changed"
+    assert current == snapshot, f"additions: regenerate {snapshot_file.name}"
 
 
 def test_every_message_matches_the_snapshot() -> None:
     """Fail when a message changes without the snapshot (regenerate it only for additions)."""
-    snapshot = json.loads(SNAPSHOT.read_text())
-    current = message_schema()
-    for name, fields in snapshot.items():
-        assert name in current, f"message {name} was removed"
-        for field, kind in fields.items():
-            assert field in current[name], f"{name}.{field} was removed"
-            assert current[name][field] == kind, f"{name}.{field} changed type"
-    assert current == snapshot, "new fields or messages: update protocol_schema.json"
+    _only_additions(SNAPSHOT, message_schema())
+
+
+def test_header_names_and_enum_values_match_the_snapshot() -> None:
+    """Header names and enum values (states, error codes) are the wire's words too."""
+    _only_additions(VOCABULARY_SNAPSHOT, vocabulary_schema())
 
 
 def test_public_names_are_frozen() -> None:
