@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Callable, Optional
 
 from checks.api import CheckSpec
+from checks.builtin.batch_slot import detect_batch_slot
 from checks.discovery import discover
 from checks.runner import run_checks
 from pilot.client import CoordinatorClient, RetryPolicy
@@ -31,7 +32,6 @@ from pilot.errors import BlackHoleStop, CoordinatorUnreachable, FatalCheckFailed
 from pilot.guard import BlackHoleGuard
 from pilot.heartbeats import HeartbeatSender
 from pilot.joblogs import job_log_shipper
-from pilot.node import detect_batch_slot
 from pilot.rechecks import RecheckSchedule
 from pilot.registration import (
     build_registration,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
+from checks.builtin.batch_slot import BatchSlot
 from pilot.config import PilotConfig
-from pilot.node import BatchSlot, ce_from_env, hostname, site_from_env
+from pilot.node import ce_from_env, hostname, site_from_env
 from pilot.slots import NodeCapacity
 from protocol import CheckReport, CheckStatus, MatchRequest, PilotRegistration, __version__
 

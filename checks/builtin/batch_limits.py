@@ -141,22 +141,3 @@ def mjf_time_left(
     if shutdown.isdigit():
         candidates.append(int(shutdown) - now)
     return int(min(candidates)) if candidates else None
-
-
-def batch_system(env: Mapping[str, str]) -> tuple[str, str]:
-    """(batch system, job id) from the variables each sets for its jobs; ("", "") if none."""
-    probes = (
-        ("slurm", "SLURM_JOB_ID"),
-        ("htcondor", "_CONDOR_JOB_AD"),
-        ("pbs", "PBS_JOBID"),
-        ("lsf", "LSB_JOBID"),
-    )
-    for name, variable in probes:
-        if env.get(variable):
-            job_id = env[variable]
-            if name == "htcondor":
-                job_id = env.get("CONDOR_JOB_ID", env.get("_CONDOR_JOB_ID", ""))
-            return name, job_id
-    if env.get("JOB_ID") and (env.get("SGE_ROOT") or env.get("SGE_TASK_ID")):
-        return "sge", env["JOB_ID"]
-    return "", ""

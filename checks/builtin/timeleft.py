@@ -22,7 +22,6 @@ import psutil
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.batch_limits import (
-    batch_system,
     condor_time_left,
     mjf_time_left,
     parse_bjobs_time_left,
@@ -30,7 +29,7 @@ from checks.builtin.batch_limits import (
     parse_duration,
     parse_qstat_full,
 )
-from checks.builtin.condor_ads import condor_job_id
+from checks.builtin.batch_slot import detect_batch_slot
 from checks.builtin.thresholds import number_option
 from protocol import CheckStatus
 
@@ -66,9 +65,9 @@ def _features(directory: Optional[str]) -> dict[str, str]:
 
 
 def slurm_left(env: Mapping[str, str], now: float) -> Optional[int]:
-    end = env.get("SLURM_JOB_END_TIME", "")
-    if end.isdigit():
-        return int(end) - int(now)
+    end_epoch_s = detect_batch_slot(env).end_epoch_s
+    if end_epoch_s is not None:
+        return int(end_epoch_s) - int(now)
     if env.get("SLURM_JOB_ID"):
         output = run_command(["squeue", "-h", "-j", env["SLURM_JOB_ID"], "-o", "%L"])
         if output and output.strip():
@@ -139,9 +138,8 @@ def timeleft(ctx: CheckContext) -> CheckResult:
     env: dict[str, str] = dict(os.environ)
     env.update({str(k): str(v) for k, v in dict(ctx.options.get("env", {})).items()})
     warn_below_s = number_option(ctx.options, "warn_below_s", 600)
-    system, job_id = batch_system(env)
-    if system == "htcondor" and not job_id:
-        job_id = condor_job_id(env)
+    slot = detect_batch_slot(env)
+    system, job_id = slot.batch_system, slot.batch_job_id
     left, answers, errors = time_left(env, time.time())
     facts: dict[str, Any] = {"time_left_s": left, "batch_system": system, "batch_job_id": job_id}
     facts.update({f"time_left_{name}_s": seconds for name, seconds in answers.items()})

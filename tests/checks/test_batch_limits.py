@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from checks import CheckSpec
 from checks.builtin.batch_limits import (
-    batch_system,
     condor_time_left,
     mjf_time_left,
     parse_bjobs_time_left,
@@ -92,14 +91,6 @@ def test_pbs_lsf_and_machine_job_features() -> None:
     assert mjf_time_left(job, {}, NOW) == 82800
     assert mjf_time_left(job, {"shutdowntime": str(int(NOW) + 600)}, NOW) == 600
     assert mjf_time_left({}, {}, NOW) is None
-
-
-def test_batch_system_is_named_from_its_variables() -> None:
-    assert batch_system({"SLURM_JOB_ID": "77"}) == ("slurm", "77")
-    assert batch_system({"PBS_JOBID": "123.pbs01"}) == ("pbs", "123.pbs01")
-    assert batch_system({"LSB_JOBID": "5"}) == ("lsf", "5")
-    assert batch_system({"JOB_ID": "9", "SGE_ROOT": "/opt/sge"}) == ("sge", "9")
-    assert batch_system({"JOB_ID": "9"}) == ("", "")
 
 
 def _timeleft(tmp_path: Path, env: dict[str, str]) -> CheckReport:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from pilot.guard import BlackHoleGuard
-from pilot.node import detect_batch_slot
 from pilot.slots import capacity_from_checks
 from protocol import CheckReport, CheckStatus
 
@@ -21,15 +20,6 @@ def test_black_hole_guard_trips_after_k_fast_failures_in_a_row() -> None:
 def test_black_hole_guard_can_be_disabled() -> None:
     guard = BlackHoleGuard(max_fast_failures=0)
     assert not any(guard.record(True, 0.1) for _ in range(100))
-
-
-def test_batch_slot_detection() -> None:
-    slurm = detect_batch_slot({"SLURM_JOB_ID": "42", "SLURM_JOB_END_TIME": "1700000000"})
-    assert (slurm.batch_system, slurm.batch_job_id, slurm.end_epoch_s) == ("slurm", "42", 1.7e9)
-    assert detect_batch_slot({"PBS_JOBID": "7.pbs"}).batch_system == "pbs"
-    assert detect_batch_slot({"JOB_ID": "3"}).batch_system == ""  # JOB_ID alone is not SGE
-    assert detect_batch_slot({"JOB_ID": "3", "SGE_ROOT": "/sge"}).batch_system == "sge"
-    assert detect_batch_slot({}).batch_system == ""
 
 
 def test_capacity_comes_from_checks_unless_configured() -> None:

@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from checks.api import CheckSpec
+from checks.builtin.batch_slot import BatchSlot
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.config import PilotConfig, load_config
 from pilot.errors import CoordinatorUnreachable
-from pilot.node import BatchSlot, ce_from_env
+from pilot.node import ce_from_env
 from pilot.rechecks import RecheckSchedule
 from pilot.registration import build_registration, site_and_ce
 from pilot.signals import SignalInbox, Waker
