@@ -1,7 +1,7 @@
 """The ``gridpilot`` command: server, tokens, users' job commands, the demo, and the
 worker-side commands (``pilot``, ``checks``) from ``pilot.cli``.
 
-The only place on the coordinator side that prints or exits.
+With ``tracking_cli``, ``access_cli`` and ``cli_session``, the only code here that prints or exits.
 """
 
 from __future__ import annotations

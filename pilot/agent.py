@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 from checks.api import CheckSpec
 from checks.builtin.batch_slot import detect_batch_slot
+from checks.builtin.health_probe import coordinator_facts
 from checks.discovery import discover
 from checks.runner import run_checks
 from pilot.client import CoordinatorClient, RetryPolicy
@@ -260,7 +261,9 @@ class Agent:
             self.check_specs() if specs is None else specs,
             workdir=self.config.workdir,
             options=self.config.check_options,
-            node_facts={"coordinator_url": self.config.url},
+            node_facts=coordinator_facts(
+                self.config.url, self.config.ca_bundle, self.config.verify_tls
+            ),
             search_path=self.config.checks.search_path,
         )
         for report in reports:

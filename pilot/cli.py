@@ -201,19 +201,25 @@ def checks_run(
     url: Optional[str] = typer.Option(
         None, help="Coordinator URL for the coordinator and clock checks [env GRIDPILOT_URL]"
     ),
+    ca_bundle: Optional[str] = typer.Option(
+        None, help="CA certificates (PEM) to verify an https coordinator [env GRIDPILOT_CA_BUNDLE]"
+    ),
     log_level: str = typer.Option("WARNING", help="DEBUG, INFO, WARNING, ERROR"),
 ) -> None:
     """Run the checks and exit with the Nagios code (0 ok, 1 warn, 2 fail, 3 unknown)."""
+    from checks.builtin.health_probe import coordinator_facts
     from checks.commands import run
 
     setup_logging(log_level)
-    coordinator_url = url or environ().get("GRIDPILOT_URL", "")
+    env = environ()
     outcome = run(
         config,
         output_format=output_format,
         only=only or [],
         workdir=workdir,
-        node_facts={"coordinator_url": coordinator_url} if coordinator_url else {},
+        node_facts=coordinator_facts(
+            url or env.get("GRIDPILOT_URL", ""), ca_bundle or env.get("GRIDPILOT_CA_BUNDLE"), True
+        ),
     )
     typer.echo(outcome.text, err=outcome.usage_error)
     raise typer.Exit(outcome.exit_code)

@@ -1,8 +1,11 @@
-"""The import rules of DESIGN.md section 1, checked over the source tree."""
+"""The layering of docs/architecture.md ("Layers"), checked over the source tree: which of our
+packages may import which, what the worker side must never import, and where the wire
+vocabulary is spelt."""
 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,21 +108,60 @@ def test_only_the_apptainer_runtime_imports_spython() -> None:
     assert all(p.name == "apptainer.py" for p in users), users
 
 
+BLOCKER = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    f"        if name.split('.')[0] in {sorted(SERVER_ONLY)!r}:\n"
+    "            raise ImportError('worker side imported ' + name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+)
+"""Makes the server packages unimportable in a child Python."""
+
+
 def test_the_pilot_cli_loads_without_server_packages() -> None:
     """Import the whole worker side with the server packages made unimportable."""
-    blocker = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.split('.')[0] in {sorted(SERVER_ONLY)!r}:\n"
-        "            raise ImportError('worker side imported ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import pilot.cli, pilot.agent, wrapper.job, checks.runner\n"
-    )
+    code = BLOCKER + "import pilot.cli, pilot.agent, wrapper.job, checks.runner\n"
     result = subprocess.run(
-        [sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "exit_code"),
+    [
+        (["pilot", "--help"], 0),
+        (["checks", "run", "--only", "python", "--format", "json", "--workdir", "{tmp}"], 0),
+        (["checks", "list"], 0),
+        # Parses every kind of option (paths too), loads the config, stops at the missing token.
+        (["pilot", "--url", "http://127.0.0.1:1", "--workdir", "{tmp}", "--cores", "1"], 2),
+    ],
+    ids=["pilot --help", "checks run", "checks list", "pilot without a token"],
+)
+def test_worker_commands_run_without_server_packages(
+    tmp_path: Path, argv: list[str], exit_code: int
+) -> None:
+    """Run a command, not only import it: a CLI library may import more once a command
+    parses its options (typer 0.29 imports pydantic then). What it loaded is checked after."""
+    args = [arg.format(tmp=tmp_path) for arg in argv]
+    code = BLOCKER + (
+        "from pilot.cli import build_app\n"
+        "try:\n"
+        f"    build_app()({args!r}, prog_name='gridpilot')\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code or 0\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & "
+        f"set({sorted(SERVER_ONLY)!r}))\n"
+        "print('LOADED', loaded, 'EXIT', code, file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPILOT_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert "LOADED [] EXIT" in result.stderr, result.stderr
+    assert result.returncode == exit_code, result.stderr
 
 
 def _string_constants(path: Path) -> set[str]:

@@ -11,7 +11,7 @@ import email.utils
 from typing import Optional
 
 from checks.api import CheckContext, CheckResult, check
-from checks.builtin.health_probe import coordinator_url, fetch_health
+from checks.builtin.health_probe import coordinator_url, probe_coordinator
 from checks.builtin.thresholds import format_number, number_option
 from protocol import CheckStatus
 
@@ -53,7 +53,8 @@ def clock(ctx: CheckContext) -> CheckResult:
         return CheckResult(CheckStatus.SKIP, "no coordinator URL to compare clocks with")
     warn_s = number_option(ctx.options, "warn_offset_s", 10.0)
     fail_s = number_option(ctx.options, "fail_offset_s", 120.0)
-    probe = fetch_health(url, timeout_s=number_option(ctx.options, "request_timeout_s", 10.0))
+    timeout_s = number_option(ctx.options, "request_timeout_s", 10.0)
+    probe = probe_coordinator(ctx.options, ctx.node_facts, url, timeout_s)
     offset = _offset(probe.date_header, probe.sent_at, probe.received_at)
     if offset is None:
         why = probe.error or f"no usable Date header ({probe.date_header!r})"

@@ -8,7 +8,7 @@ checks run`` without one); the URL is option ``url`` or the pilot's ``coordinato
 from __future__ import annotations
 
 from checks.api import CheckContext, CheckResult, check
-from checks.builtin.health_probe import HealthProbe, coordinator_url, fetch_health
+from checks.builtin.health_probe import HealthProbe, coordinator_url, probe_coordinator
 from checks.builtin.thresholds import number_option
 from protocol import CheckStatus
 
@@ -42,5 +42,5 @@ def coordinator(ctx: CheckContext) -> CheckResult:
         return CheckResult(CheckStatus.SKIP, "no coordinator URL (option url)")
     timeout_s = number_option(ctx.options, "request_timeout_s", 10.0)
     warn_s = number_option(ctx.options, "warn_round_trip_s", 2.0)
-    probe = fetch_health(url, timeout_s=timeout_s, ca_bundle=ctx.options.get("ca_bundle"))
+    probe = probe_coordinator(ctx.options, ctx.node_facts, url, timeout_s)
     return reach_result(probe, warn_round_trip_s=warn_s)

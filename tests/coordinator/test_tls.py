@@ -184,6 +184,30 @@ def test_pilot_without_the_ca_stops_with_unreachable(
     assert "cannot verify the TLS certificate" in pilot.stderr
 
 
+def _clock_and_reach(coordinator: TLSCoordinator, *extra: str) -> dict[str, dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if k != "GRIDPILOT_CA_BUNDLE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pilot", "checks", "run", "--only", "clock",
+         "--only", "coordinator", "--format", "json", "--url", coordinator.url, *extra],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    return {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+
+
+def test_the_clock_and_coordinator_checks_trust_the_pilots_ca_bundle(
+    tls_coordinator: TLSCoordinator,
+) -> None:
+    """The pilot's ``ca_bundle`` reaches the checks that talk to the coordinator."""
+    trusted = _clock_and_reach(tls_coordinator, "--ca-bundle", str(tls_coordinator.ca_file))
+    assert trusted["coordinator"]["status"] == "ok", trusted["coordinator"]["message"]
+    assert trusted["clock"]["status"] == "ok", trusted["clock"]["message"]
+    assert "clock_offset_s" in trusted["clock"]["facts"]
+    untrusted = _clock_and_reach(tls_coordinator)
+    assert untrusted["coordinator"]["status"] == "fail"
+    assert untrusted["clock"]["status"] == "unknown"
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted["clock"]["message"]
+
+
 def test_serve_refuses_a_missing_key_clearly(certs: Path, tmp_path: Path) -> None:
     result = gridpilot(
         "serve", "--data-dir", str(tmp_path / "data"), "--port", str(_free_port()),
