@@ -1,0 +1,263 @@
+"""The pilot's loop itself: an ``Agent`` in this process against a real coordinator.
+
+Like rq's ``SimpleWorker``, the loop runs in the test's own process (in a thread), so each
+stop condition is a few seconds, not a pilot process per case. The payloads are real
+processes through the real plain runtime (``/bin/true``, ``/bin/false``, ``sleep``: a few
+milliseconds each), so nothing of the wrapper is stood in for. The only fakes are at the
+edge of the machine: a wall clock the test moves, and the SIGTERM the test raises.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import pytest
+
+from checks.registry import builtin_checks
+from pilot.agent import Agent, PilotExit
+from pilot.client import CoordinatorClient, RetryPolicy
+from pilot.config import load_config
+from pilot.errors import BlackHoleStop, FatalCheckFailed
+from protocol import JobInfo, JobStatus, SubmitRequest
+from tests.conftest import RunningCoordinator, launch_coordinator
+
+RUN_TIMEOUT_S = 30.0
+KEPT_CHECKS = ("python", "cores", "memory")
+"""The checks the agent runs here: enough for its capacity, quick to run."""
+
+
+class WallClock:
+    """The epoch clock at the edge of the machine, moved by the test."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset_s
+
+
+class Pilot:
+    """An ``Agent`` running in a thread, and what it returned or raised."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.result: Union[PilotExit, BaseException, None] = None
+        self._thread = threading.Thread(target=self._run, name="agent", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.result = self.agent.run()
+        except BaseException as exc:  # the test asserts on it
+            self.result = exc
+
+    def start(self) -> Pilot:
+        self._thread.start()
+        return self
+
+    def finish(self, timeout_s: float = RUN_TIMEOUT_S) -> Union[PilotExit, BaseException, None]:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"the agent did not stop within {timeout_s} s"
+        self.agent.close()  # as ``gridpilot pilot`` does (in the main thread: signals)
+        return self.result
+
+
+class World:
+    """A coordinator, a user submitting jobs to it, and pilots built against it."""
+
+    def __init__(self, coordinator: RunningCoordinator, tmp_path: Path) -> None:
+        self.coordinator = coordinator
+        self.tmp_path = tmp_path
+        self.user = CoordinatorClient(coordinator.url, coordinator.token(vo="vo-agent"))
+        self.clients: list[CoordinatorClient] = []
+
+    def submit(self, executable: str, arguments: str = "", count: int = 1) -> list[int]:
+        jdl = f'Executable = "{executable}"; Arguments = "{arguments}";'
+        ids: list[int] = []
+        for _ in range(count):
+            ids += self.user.submit(SubmitRequest(description=jdl)).job_ids
+        return ids
+
+    def jobs(self, ids: list[int]) -> list[JobInfo]:
+        return self.user.jobs(ids)
+
+    def statuses(self, ids: list[int]) -> list[JobStatus]:
+        return [job.status for job in self.jobs(ids)]
+
+    def wait_for(self, ids: list[int], status: JobStatus, timeout_s: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.statuses(ids) != [status] * len(ids):
+            assert time.monotonic() < deadline, (
+                f"jobs {ids}: {self.jobs(ids)}, never all {status.value}"
+            )
+            time.sleep(0.05)
+
+    def agent(
+        self,
+        wall_clock: Optional[Callable[[], float]] = None,
+        config_file: Optional[Path] = None,
+        **settings: Any,
+    ) -> Agent:
+        values: dict[str, Any] = {
+            "url": self.coordinator.url,
+            "token": self.coordinator.token(role="pilot", subject="factory", vo="vo-agent"),
+            "workdir": str(self.tmp_path / "pilot"),
+            "cores": 1,
+            "idle_timeout_s": 1.0,
+            "poll_interval_s": 0.2,
+            "max_retry_s": 5.0,
+            "spool_retry_interval_s": 0.2,
+            "upload_log": False,
+            "disabled_checks": [s.name for s in builtin_checks() if s.name not in KEPT_CHECKS],
+            **settings,
+        }
+        config = load_config(values, {}, config_file)
+        client = CoordinatorClient(
+            config.url, config.token, retry=RetryPolicy(max_retry_s=config.max_retry_s)
+        )
+        agent = Agent(config, client, env={}, wall_clock=wall_clock or time.time)
+        self.clients.append(client)
+        return agent
+
+    def close(self) -> None:
+        for client in [*self.clients, self.user]:
+            client.close()
+
+
+@pytest.fixture
+def world(start_coordinator: Callable[..., RunningCoordinator], tmp_path: Path) -> Iterator[World]:
+    coordinator = start_coordinator(match_retry_after_s=0.2, heartbeat_interval_s=1)
+    built = World(coordinator, tmp_path)
+    yield built
+    built.close()
+
+
+def test_runs_every_job_then_exits_when_idle(world: World) -> None:
+    ids = world.submit("/bin/echo", "hello", count=3)
+    started = time.monotonic()
+    agent = world.agent()
+    assert Pilot(agent).start().finish() is PilotExit.IDLE
+    assert world.statuses(ids) == [JobStatus.DONE] * 3
+    assert agent.jobs_done == 3
+    assert 1.0 <= time.monotonic() - started < 15.0  # idle_timeout_s after the last job
+
+
+def test_a_node_failing_every_job_fast_stops_taking_work(world: World) -> None:
+    failing = world.submit("/bin/false", count=4)
+    result = Pilot(world.agent(black_hole_failures=2, black_hole_window_s=60)).start().finish()
+    assert isinstance(result, BlackHoleStop)
+    statuses = world.statuses(failing)
+    assert statuses.count(JobStatus.FAILED) == 2
+    assert statuses.count(JobStatus.WAITING) == 2, "the black hole took more jobs"
+
+
+def test_too_little_time_left_stops_matching_and_lets_the_running_job_finish(
+    world: World,
+) -> None:
+    clock = WallClock()
+    running, waiting = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
+    agent = world.agent(wall_clock=clock, time_left_s=1000, min_time_left_s=300)
+    pilot = Pilot(agent).start()
+    world.wait_for(running, JobStatus.RUNNING)
+    clock.offset_s = 800.0  # 200 s left in the slot: below min_time_left_s
+    assert pilot.finish() is PilotExit.NO_TIME_LEFT
+    assert world.statuses(running) == [JobStatus.DONE]
+    assert world.statuses(waiting) == [JobStatus.WAITING]
+
+
+def test_a_first_sigterm_drains_and_a_second_kills(world: World) -> None:
+    drained, never = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
+    agent = world.agent()
+    agent.signals.install()
+    try:
+        pilot = Pilot(agent).start()
+        world.wait_for(drained, JobStatus.RUNNING)
+        signal.raise_signal(signal.SIGTERM)
+        assert pilot.finish() is PilotExit.STOPPED
+    finally:
+        agent.signals.restore()  # again, harmless, in case the pilot never finished
+    assert world.statuses(drained) == [JobStatus.DONE]
+    assert world.statuses(never) == [JobStatus.WAITING]
+
+    killed = world.submit("/bin/sleep", "60")
+    agent = world.agent()
+    agent.signals.install()
+    try:
+        pilot = Pilot(agent).start()
+        world.wait_for(killed, JobStatus.RUNNING)
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
+        assert pilot.finish() is PilotExit.STOPPED
+    finally:
+        agent.signals.restore()  # again, harmless, in case the pilot never finished
+    [job] = world.jobs(killed)
+    assert job.status is JobStatus.KILLED
+    assert "SIGTERM" in job.minor_status
+
+
+def test_a_report_kept_while_the_coordinator_was_down_is_sent_when_it_is_back(
+    world: World,
+) -> None:
+    coordinator = world.coordinator
+    ids = world.submit("/bin/sleep", "1")
+    # Idle for longer than the outage: the loop itself must resend, not the exit.
+    agent = world.agent(report_retry_s=0, max_retry_s=30, idle_timeout_s=5)
+    pilot = Pilot(agent).start()
+    world.wait_for(ids, JobStatus.RUNNING)
+    port = int(coordinator.url.rsplit(":", 1)[1])
+    coordinator.process.terminate()
+    coordinator.process.wait(timeout=10)
+    spool = world.tmp_path / "pilot" / "spool"
+    deadline = time.monotonic() + 15
+    while not list(spool.glob("job_*.json")):
+        assert time.monotonic() < deadline, "the final report was never kept"
+        time.sleep(0.05)
+    back = launch_coordinator(coordinator.data_dir, port=port)
+    try:
+        world.wait_for(ids, JobStatus.DONE)
+        assert pilot.finish() is PilotExit.IDLE
+        assert not list(spool.glob("job_*.json"))
+    finally:
+        back.process.terminate()
+        back.process.wait(timeout=10)
+        coordinator.process = back.process  # the fixture checks this one's log
+
+
+SCRATCH_CHECK = """\
+from pathlib import Path
+
+from checks import CheckContext, CheckResult, Status, check
+
+
+@check("scratch", fatal=True, interval_s=0.2)
+def scratch(ctx: CheckContext) -> CheckResult:
+    if Path(ctx.options["broken_flag"]).exists():
+        return CheckResult(Status.FAIL, "scratch unmounted")
+    return CheckResult(Status.OK, "scratch mounted")
+"""
+
+
+def test_a_fatal_check_failing_on_a_rerun_drains_and_stops(world: World, tmp_path: Path) -> None:
+    plugins, flag = tmp_path / "site-checks", tmp_path / "broken"
+    plugins.mkdir()
+    (plugins / "site_checks.py").write_text(SCRATCH_CHECK)
+    config_file = tmp_path / "pilot.yaml"
+    config_file.write_text(
+        f"checks:\n  search_path: [{plugins}]\n  refs: {{scratch: site_checks:scratch}}\n"
+        f"  settings: {{scratch: {{fatal: true, interval_s: 0.2}}}}\n"
+        f"  options: {{scratch: {{broken_flag: {flag}}}}}\n"
+    )
+    running, waiting = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
+    agent = world.agent(config_file=config_file)
+    pilot = Pilot(agent).start()
+    world.wait_for(running, JobStatus.RUNNING)
+    flag.touch()
+    result = pilot.finish()
+    assert isinstance(result, FatalCheckFailed)
+    assert "scratch unmounted" in str(result)
+    assert world.statuses(running) == [JobStatus.DONE]
+    assert world.statuses(waiting) == [JobStatus.WAITING]
