@@ -1,6 +1,6 @@
 """Wall and CPU time of a node-check run: the fork-server runner against one interpreter per check.
 
-    .venv/bin/python bench/checks_runner.py --repeat 5
+    .venv/bin/python -m bench.checks_runner --repeat 5
 
 Three ways to run the same built-in checks in parallel on this machine, alternated within
 each repetition so they see the same load:
@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from checks.api import CheckSpec  # noqa: E402
-from checks.registry import builtin_checks  # noqa: E402
-from checks.runner import run_checks  # noqa: E402
+from bench.harness import (
+    child_env,
+)
+from checks.api import CheckSpec
+from checks.registry import builtin_checks
+from checks.runner import run_checks
 
 _PER_CHECK = (
     "import json, sys; from pathlib import Path; from checks.child import run_request; "
@@ -50,7 +50,7 @@ def _children_cpu_s() -> float:
 
 
 def _parallel(commands: Sequence[Sequence[str]]) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = child_env()
     procs = [subprocess.Popen(list(c), env=env, stdout=subprocess.DEVNULL) for c in commands]
     for proc in procs:
         proc.wait()

@@ -1,6 +1,6 @@
 """Container overhead: ms per start of a short payload, plain vs bubblewrap vs Apptainer.
 
-    .venv/bin/python bench/containers.py --repeat 50
+    .venv/bin/python -m bench.containers --repeat 50
 
 Each short payload (``/bin/true``, ``sh -c 'echo hi'``) is started and waited for in these
 ways, interleaved (one of each in turn, ``--repeat`` rounds):
@@ -24,15 +24,12 @@ table (median and p90 in ms, ratio to fork+exec of the same payload) and writes
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
-import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,16 +37,14 @@ from typing import Any, Callable
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from protocol import JobAssignment, JobStatus  # noqa: E402
-from tests.wrapper.rootfs import build_rootfs  # noqa: E402
-from wrapper.bubblewrap import BubblewrapRuntime, build_command  # noqa: E402
-from wrapper.container import container_env, payload_argv  # noqa: E402
-from wrapper.job import ContainerSettings, JobRun, WrapperConfig  # noqa: E402
-from wrapper.plain import PlainRuntime  # noqa: E402
-from wrapper.runtime import ContainerRuntime, RunSpec  # noqa: E402
+from bench.harness import arguments, write_result
+from protocol import JobAssignment, JobStatus
+from tests.wrapper.rootfs import build_rootfs
+from wrapper.bubblewrap import BubblewrapRuntime, build_command
+from wrapper.container import container_env, payload_argv
+from wrapper.job import ContainerSettings, JobRun, WrapperConfig
+from wrapper.plain import PlainRuntime
+from wrapper.runtime import ContainerRuntime, RunSpec
 
 PAYLOADS = {"true": ["/bin/true"], "echo": ["sh", "-c", "echo hi"]}
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C"}
@@ -248,12 +243,8 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__.splitlines()[0], "3 rounds, for CI", "containers")
     parser.add_argument("--repeat", type=int, default=50, help="rounds (default 50)")
-    parser.add_argument("--smoke", action="store_true", help="3 rounds, for CI")
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "bench" / "results" / "containers.json"
-    )
     args = parser.parse_args()
     rounds = 3 if args.smoke else args.repeat
     if shutil.which("bwrap") is None:
@@ -270,8 +261,7 @@ def main() -> None:
         "rows": [dataclasses.asdict(row) for row in rows(times_ms)],
     }
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

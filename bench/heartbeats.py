@@ -1,7 +1,7 @@
 """Heartbeat load: how many running jobs one coordinator process carries.
 
-    .venv/bin/python bench/heartbeats.py               # 1k .. 100k running jobs
-    .venv/bin/python bench/heartbeats.py --smoke       # small levels, for CI
+    .venv/bin/python -m bench.heartbeats               # 1k .. 100k running jobs
+    .venv/bin/python -m bench.heartbeats --smoke       # small levels, for CI
 
 A real pilot sends, every ``heartbeat_interval_s`` (30 s), one
 ``POST /api/v1/pilots/{id}/heartbeat`` carrying all its running jobs (``pilot/heartbeats.py``
@@ -31,7 +31,6 @@ level whose batched heartbeat p99 stays under 100 ms (goal: 100,000 running jobs
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import subprocess
 import sys
@@ -42,13 +41,9 @@ from typing import Any
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench import httpload, seeding  # noqa: E402
-from bench.large_sandbox import start_coordinator  # noqa: E402
-from bench.matching import stop  # noqa: E402
-from protocol import (  # noqa: E402
+from bench import httpload, seeding
+from bench.harness import arguments, start_coordinator, stop, write_result
+from protocol import (
     API_PREFIX,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
@@ -57,7 +52,6 @@ from protocol import (  # noqa: E402
     PilotHeartbeat,
 )
 
-RESULTS = REPO / "bench" / "results" / "heartbeats.json"
 SERVE_OPTIONS = ("--rate-limit-per-s", "1000000", "--heartbeat-timeout-s", "3600")
 GOAL_RUNNING_JOBS = 100_000
 GOAL_P99_MS = 100.0
@@ -276,8 +270,11 @@ def ramp(base: Path, levels: list[int], args: argparse.Namespace) -> list[dict[s
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = arguments(
+        __doc__,
+        "tiny levels and short runs, for CI",
+        "heartbeats",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--levels",
@@ -299,8 +296,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--jobs-per-pilot", type=int, default=8, help="running jobs each pilot holds"
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny levels and short runs, for CI")
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.modes = [mode for mode in args.modes.split(",") if mode]
     if not args.modes or set(args.modes) - set(MODES):
@@ -341,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "heartbeats",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "machine": httpload.machine(),
-        "command": " ".join(["bench/heartbeats.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            ["python -m bench.heartbeats", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "interval_s": args.interval_s,
         "duration_s": args.duration_s,
         "jobs_per_pilot": args.jobs_per_pilot,
@@ -352,8 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "largest_level_under_goal_p99": max(carried, default=0),
     }
     print_summary(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
     return 0
 
 

@@ -5,7 +5,7 @@
 - ``asgi``: the least an ASGI app under uvicorn (our coordinator's server) can do: take the
   PUT body message by message and write it to a file. No framework, no hashing, no fsync.
 
-    python bench/http_floor.py stdlib|asgi DIR PORT
+    python -m bench.http_floor stdlib|asgi DIR PORT
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from bench.harness import REPO, module_command
 
 BUFFER_BYTES = 1024 * 1024
 
@@ -91,7 +93,9 @@ def start(kind: str, directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, __file__, kind, str(directory), str(port)])
+    server = subprocess.Popen(
+        module_command("http_floor", kind, str(directory), str(port)), cwd=REPO
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as probe:

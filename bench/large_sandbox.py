@@ -1,6 +1,6 @@
 """A large output sandbox through the wrapper, a real coordinator and back, with peak memory.
 
-    .venv/bin/python bench/large_sandbox.py --size-mb 2048
+    .venv/bin/python -m bench.large_sandbox --size-mb 2048
 
 Starts a coordinator on 127.0.0.1 in a temporary directory (or uses ``--url``, ``--token``
 and ``--coordinator-pid``), then runs two processes of its own:
@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,15 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from pilot.client import CoordinatorClient  # noqa: E402
-from protocol import JobAssignment  # noqa: E402
-from wrapper.job import JobRun, WrapperConfig  # noqa: E402
-from wrapper.sandbox import unpack  # noqa: E402
+from bench.harness import REPO, module_command, start_coordinator
+from pilot.client import CoordinatorClient
+from protocol import JobAssignment
+from wrapper.job import JobRun, WrapperConfig
+from wrapper.sandbox import unpack
 
 MIB = 1024**2
 BLOCK_MB = 16
@@ -121,40 +116,12 @@ class RssSampler(threading.Thread):
 
 def role(name: str, *args: str) -> dict[str, Any]:
     """Run one role in its own process, so its peak memory is its own."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--role", name, *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    command = module_command("large_sandbox", "--role", name, *args)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-
-
-def start_coordinator(
-    data_dir: Path, *serve_options: str
-) -> tuple[subprocess.Popen[bytes], str, str]:
-    from coordinator.logic.auth import issue_token, load_or_create_signing_key
-    from protocol import Role
-
-    key = load_or_create_signing_key(data_dir)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    args = ["serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
-    args += serve_options
-    log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
-    server = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", *args], cwd=REPO, stdout=log, stderr=log
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    token = issue_token(key, subject="bench-pilot", vo="bench", role=Role.PILOT, ttl_s=3600)
-    return server, url, token
 
 
 def measure(url: str, token: str, coordinator_pid: int, base: Path, size_mb: int) -> dict[str, Any]:
@@ -220,5 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONPATH", str(REPO))
     main()

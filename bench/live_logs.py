@@ -1,6 +1,6 @@
 """Live log shipping: does it slow the payload down, and how soon does a line show up?
 
-    .venv/bin/python bench/live_logs.py --size-mb 500
+    .venv/bin/python -m bench.live_logs --size-mb 500
 
 Starts a coordinator on 127.0.0.1 in a temporary directory and runs, as jobs of one real
 ``gridpilot pilot`` (one slot, so one after the other):
@@ -22,7 +22,6 @@ byte is shipped. Prints a table with the goals and writes ``bench/results/live_l
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -38,12 +37,9 @@ from typing import IO, Any
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.large_sandbox import start_coordinator  # noqa: E402
-from coordinator.logic.auth import issue_token, load_or_create_signing_key  # noqa: E402
-from protocol import API_PREFIX, Role  # noqa: E402
+from bench.harness import REPO, arguments, start_coordinator, write_result
+from coordinator.logic.auth import issue_token, load_or_create_signing_key
+from protocol import API_PREFIX, Role
 
 MIB = 1024 * 1024
 GOAL_RATIO = 1.05
@@ -224,22 +220,17 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__.splitlines()[0], "20 MB, short tickers, for CI", "live_logs")
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--ticker-s", type=float, default=5.0)
     parser.add_argument("--sporadic-lines", type=int, default=6)
-    parser.add_argument("--smoke", action="store_true", help="20 MB, short tickers, for CI")
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "bench" / "results" / "live_logs.json"
-    )
     args = parser.parse_args()
     if args.smoke:
         args.size_mb, args.ticker_s, args.sporadic_lines = 20, 2.0, 3
     with tempfile.TemporaryDirectory(prefix="gridpilot-live-logs-") as tmp:
         result = measure(Path(tmp), args.size_mb, args.ticker_s, args.sporadic_lines)
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

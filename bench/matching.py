@@ -1,7 +1,7 @@
 """Matching: how many jobs a coordinator hands out per second, and does it stay flat?
 
-    .venv/bin/python bench/matching.py                 # 1k, 10k, 100k, 1M waiting jobs
-    .venv/bin/python bench/matching.py --smoke         # small sizes, for CI
+    .venv/bin/python -m bench.matching                 # 1k, 10k, 100k, 1M waiting jobs
+    .venv/bin/python -m bench.matching --smoke         # small sizes, for CI
 
 For each size, the jobs (50 requirement groups: site, platform, tags, cores, memory, CPU
 time; two owners, so 50 task queues) are seeded in-process with the coordinator's own
@@ -35,14 +35,11 @@ from typing import Any
 import psutil
 from sqlalchemy import func, select
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench import httpload, seeding  # noqa: E402
-from bench.large_sandbox import start_coordinator  # noqa: E402
-from coordinator.store.database import Database  # noqa: E402
-from coordinator.store.schema import job_history, jobs  # noqa: E402
-from protocol import (  # noqa: E402
+from bench import httpload, seeding
+from bench.harness import arguments, start_coordinator, stop, write_result
+from coordinator.store.database import Database
+from coordinator.store.schema import job_history, jobs
+from protocol import (
     API_PREFIX,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
@@ -50,7 +47,6 @@ from protocol import (  # noqa: E402
     MatchRequest,
 )
 
-RESULTS = REPO / "bench" / "results" / "matching.json"
 SERVE_OPTIONS = ("--rate-limit-per-s", "1000000", "--log-level", "INFO")
 """The rate limiter stays in the path but cannot refuse: one simulated pilot sends more
 than the default 200 requests/s a real one never would."""
@@ -200,15 +196,6 @@ def check_database(data_dir: Path, handed_out: list[int]) -> dict[str, Any]:
     }
 
 
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
 def bench_size(base: Path, size: int, runs: list[tuple[int, int]]) -> dict[str, Any]:
     """Seed ``size`` Waiting jobs, serve them, and do each ``(clients, requests)`` run."""
     global TOKEN
@@ -314,8 +301,11 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = arguments(
+        __doc__,
+        "tiny sizes, for CI",
+        "matching",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--sizes", default="1000,10000,100000,1000000", help="waiting jobs, comma-separated"
@@ -326,8 +316,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scale-pilots", type=int, default=10, help="concurrent pilots at every size"
     )
     parser.add_argument("--requests", type=int, default=3000, help="match requests per run")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.reference, args.pilots, args.requests = "200,2000", 2000, "1,4", 100
@@ -358,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "matching",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "machine": httpload.machine(),
-        "command": " ".join(["bench/matching.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            ["python -m bench.matching", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "reference": args.reference,
         "goals": {
             "matches_per_s": GOAL_MATCHES_PER_S,
@@ -369,8 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary(measured, args.reference, args.scale_pilots),
     }
     print_summary(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
     return 0 if result["summary"]["no_duplicates"] else 1
 
 

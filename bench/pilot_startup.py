@@ -1,6 +1,6 @@
 """Pilot start-up: from process start to its first job Running, installed pilot vs single file.
 
-    .venv/bin/python bench/pilot_startup.py --runs 20
+    .venv/bin/python -m bench.pilot_startup --runs 20
 
 Starts a coordinator on 127.0.0.1 and builds ``gridpilot-pilot.pyz`` (or takes ``--pyz``).
 Each round submits one ``/bin/true`` job, so a job is waiting, then starts a pilot with the
@@ -27,7 +27,6 @@ medians and p90s with ratios and writes ``bench/results/pilot_startup.json``.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import importlib.util
 import json
@@ -42,12 +41,9 @@ from typing import Any
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.large_sandbox import start_coordinator  # noqa: E402
-from coordinator.logic.auth import issue_token, load_or_create_signing_key  # noqa: E402
-from protocol import API_PREFIX, Role  # noqa: E402
+from bench.harness import REPO, arguments, start_coordinator, write_result
+from coordinator.logic.auth import issue_token, load_or_create_signing_key
+from protocol import API_PREFIX, Role
 
 VARIANTS = ("floor", "installed", "pyz-warm", "pyz-cold")
 FLOOR = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/health').read()"
@@ -293,15 +289,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__.splitlines()[0], "2 runs per variant (CI)", "pilot_startup")
     parser.add_argument("--runs", type=int, default=20, help="runs per variant [20]")
-    parser.add_argument("--smoke", action="store_true", help="2 runs per variant (CI)")
     parser.add_argument("--pyz", type=Path, help="an already built gridpilot-pilot.pyz")
     parser.add_argument(
         "--disable-check", action="append", default=[], help="leave out a default check"
-    )
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "bench" / "results" / "pilot_startup.json"
     )
     args = parser.parse_args()
     runs = 2 if args.smoke else args.runs
@@ -310,8 +302,7 @@ def main() -> None:
         pyz = args.pyz.resolve() if args.pyz else build_pyz(base)
         result = measure(base, runs, pyz, args.disable_check)
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

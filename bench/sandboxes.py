@@ -1,6 +1,6 @@
 """Sandboxes: our upload and download against ``cp`` and plain HTTP with curl, and memory.
 
-    .venv/bin/python bench/sandboxes.py --size-mb 512 2048
+    .venv/bin/python -m bench.sandboxes --size-mb 512 2048
 
 For each size, a real coordinator on 127.0.0.1 (started here) and:
 
@@ -33,7 +33,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,12 +40,10 @@ from typing import Any, Optional
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench import http_floor  # noqa: E402
-from bench.large_sandbox import RssSampler, peak_rss_bytes, role, start_coordinator  # noqa: E402
-from pilot.client import CoordinatorClient  # noqa: E402
+from bench import http_floor
+from bench.harness import REPO, arguments, module_command, start_coordinator, write_result
+from bench.large_sandbox import RssSampler, peak_rss_bytes, role
+from pilot.client import CoordinatorClient
 
 MIB = 1024**2
 GOAL_OF_CURL = 0.5
@@ -91,9 +88,9 @@ def our_transfer(kind: str, url: str, token: str, path: Path, sha256: str) -> di
 
 def transfer(kind: str, url: str, token: str, path: Path, sha256: str) -> dict[str, Any]:
     """Run ``our_transfer`` in a process of its own, so its peak memory is its own."""
-    command = [sys.executable, __file__, "--role", kind, "--url", url, "--token", token]
+    command = module_command("sandboxes", "--role", kind, "--url", url, "--token", token)
     command += ["--path", str(path), "--sha256", sha256]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"our {kind} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -274,13 +271,9 @@ def run_role(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__.splitlines()[0], "one round at 16 MB, for CI", "sandboxes")
     parser.add_argument("--size-mb", type=int, nargs="+", default=[512, 2048])
     parser.add_argument("--repeat", type=int, default=3, help="rounds per size (default 3)")
-    parser.add_argument("--smoke", action="store_true", help="one round at 16 MB, for CI")
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "bench" / "results" / "sandboxes.json"
-    )
     parser.add_argument("--dir", type=Path, help="where to work (default: a temporary dir)")
     parser.add_argument("--role", choices=["upload", "download"], help=argparse.SUPPRESS)
     for hidden in ("--url", "--token", "--sha256"):
@@ -298,9 +291,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="gridpilot-sandboxes-", dir=args.dir) as tmp:
             results.append(measure_size(Path(tmp), size_mb, rounds))
     print_table(results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     document = {"machine": machine(), "goal_of_curl": GOAL_OF_CURL, "sizes": results}
-    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    write_result(args.output, document)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Job throughput: N trivial jobs through gridpilot, through a local Slurm, and bare fork+exec.
 
-    .venv/bin/python bench/throughput.py --jobs 1000 10000
+    .venv/bin/python -m bench.throughput --jobs 1000 10000
 
 For each N, in the same run:
 
@@ -22,7 +22,6 @@ table and writes ``bench/results/throughput.json`` (``--output`` elsewhere). ``-
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -37,12 +36,9 @@ from typing import Any, Optional
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.large_sandbox import start_coordinator  # noqa: E402
-from coordinator.logic.auth import issue_token, load_or_create_signing_key  # noqa: E402
-from protocol import API_PREFIX, Role  # noqa: E402
+from bench.harness import arguments, start_coordinator, write_result
+from coordinator.logic.auth import issue_token, load_or_create_signing_key
+from protocol import API_PREFIX, Role
 
 TRUE = "/bin/true"
 DEFAULT_SLURM_CONF = "/tmp/gridpilot-slurm/slurm.conf"
@@ -268,10 +264,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__.splitlines()[0], "N=20: show the script works", "throughput")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1000], help="N, one run each")
     parser.add_argument("--slots", type=int, default=2, help="cores the pilot fills")
-    parser.add_argument("--smoke", action="store_true", help="N=20: show the script works")
     parser.add_argument("--no-slurm", action="store_true", help="skip the Slurm runs")
     parser.add_argument(
         "--slurm-budget-s",
@@ -279,17 +274,13 @@ def main() -> None:
         default=RUN_TIMEOUT_S,
         help="stop the Slurm array after this long; its rate is then over the tasks finished",
     )
-    parser.add_argument(
-        "--output", type=Path, default=REPO / "bench" / "results" / "throughput.json"
-    )
     args = parser.parse_args()
     sizes = [20] if args.smoke else args.jobs
     env = None if args.no_slurm else slurm_env()
     results = [measure(n, args.slots, env, args.slurm_budget_s) for n in sizes]
     print_table(results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     document = {"machine": {"cores": os.cpu_count()}, "results": results}
-    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    write_result(args.output, document)
 
 
 if __name__ == "__main__":

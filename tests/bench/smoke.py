@@ -32,13 +32,15 @@ def run_smoke(
     timeout_s: float = 180,
     env: Optional[Mapping[str, str]] = None,
 ) -> tuple[str, Any]:
-    """``bench/SCRIPT --smoke --output OUTPUT ARGS``: its table (stdout) and its JSON result.
+    """``python -m bench.NAME --smoke --output OUTPUT ARGS`` (``script`` is ``NAME.py``): its
+    table (stdout) and its JSON result.
 
     The test fails with the script's output if it exits non-zero.
     """
     command = [
         sys.executable,
-        str(REPO_ROOT / "bench" / script),
+        "-m",
+        f"bench.{script.removesuffix('.py')}",
         "--smoke",
         "--output",
         str(output),
@@ -48,6 +50,7 @@ def run_smoke(
         capture_output=True,
         text=True,
         timeout=timeout_s,
+        cwd=REPO_ROOT,
         env=None if env is None else dict(env),
     )
     assert done.returncode == 0, done.stdout + done.stderr

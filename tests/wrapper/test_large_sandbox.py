@@ -83,7 +83,8 @@ def test_large_output_sandbox_round_trip_keeps_memory_bounded(
     size_mb = 512
     command = [
         sys.executable,
-        str(REPO / "bench" / "large_sandbox.py"),
+        "-m",
+        "bench.large_sandbox",
         "--size-mb",
         str(size_mb),
         "--url",
@@ -95,7 +96,9 @@ def test_large_output_sandbox_round_trip_keeps_memory_bounded(
         "--dir",
         str(tmp_path),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=True, cwd=REPO
+    )
     result = json.loads(done.stdout)
     wrapper, download, server = result["wrapper"], result["download"], result["coordinator"]
     assert (wrapper["status"], wrapper["minor_status"]) == ("Done", "Execution Complete")
