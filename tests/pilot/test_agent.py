@@ -169,31 +169,29 @@ def test_too_little_time_left_stops_matching_and_lets_the_running_job_finish(
     assert world.statuses(waiting) == [JobStatus.WAITING]
 
 
-def test_a_first_sigterm_drains_and_a_second_kills(world: World) -> None:
-    drained, never = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
+def _stop_with_sigterm(world: World, running: list[int], signals: int) -> None:
+    """A pilot runs ``running``; then SIGTERM arrives ``signals`` times, as from the batch
+    system (the handlers are installed as ``gridpilot pilot`` installs them)."""
     agent = world.agent()
     agent.signals.install()
     try:
         pilot = Pilot(agent).start()
-        world.wait_for(drained, JobStatus.RUNNING)
-        signal.raise_signal(signal.SIGTERM)
+        world.wait_for(running, JobStatus.RUNNING)
+        for _ in range(signals):
+            signal.raise_signal(signal.SIGTERM)
         assert pilot.finish() is PilotExit.STOPPED
     finally:
         agent.signals.restore()  # again, harmless, in case the pilot never finished
+
+
+def test_a_first_sigterm_drains_and_a_second_kills(world: World) -> None:
+    drained, never = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
+    _stop_with_sigterm(world, drained, signals=1)
     assert world.statuses(drained) == [JobStatus.DONE]
     assert world.statuses(never) == [JobStatus.WAITING]
 
     killed = world.submit("/bin/sleep", "60")
-    agent = world.agent()
-    agent.signals.install()
-    try:
-        pilot = Pilot(agent).start()
-        world.wait_for(killed, JobStatus.RUNNING)
-        signal.raise_signal(signal.SIGTERM)
-        signal.raise_signal(signal.SIGTERM)
-        assert pilot.finish() is PilotExit.STOPPED
-    finally:
-        agent.signals.restore()  # again, harmless, in case the pilot never finished
+    _stop_with_sigterm(world, killed, signals=2)
     [job] = world.jobs(killed)
     assert job.status is JobStatus.KILLED
     assert "SIGTERM" in job.minor_status
