@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping
 
 from coordinator.errors import BadRequest, NotFound
-from coordinator.logic import states
+from coordinator.logic import sandboxes, states
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.description import JobFields, job_fields, parse_description
 from coordinator.logic.matching import normalise_sites
@@ -20,7 +20,6 @@ from coordinator.logic.sites import check_sites
 from coordinator.logic.taskqueues import with_queues
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
-from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
 from protocol import HistoryEntry, JobInfo, JobStatus, Role, SubmitRequest
 
@@ -67,12 +66,7 @@ def submit(
     check_sites(fields, settings.sites)
     rows = [_job_row(item, job, claims) for item, job in zip(owned, fields)]
     with db.write() as conn:
-        absent = sandbox_store.missing(conn, digests)
-        if absent:
-            raise BadRequest(
-                "input sandboxes must be uploaded before the jobs that use them",
-                details={"missing": absent},
-            )
+        sandboxes.check_owned(conn, claims, digests)
         job_ids = job_store.insert_jobs(conn, with_queues(conn, rows))
         _substitute_job_ids(conn, job_ids, owned)
         job_store.add_history(conn, _submission_history(job_ids))

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
-from coordinator.errors import BadRequest, LeaseLost, NotFound, PilotTooOld
-from coordinator.logic import rescheduling, states
+from coordinator.errors import LeaseLost, NotFound, PilotTooOld
+from coordinator.logic import rescheduling, sandboxes, states
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import check_digest, job_info, visible_job
 from coordinator.logic.matching import (
@@ -19,7 +19,6 @@ from coordinator.logic.matching import (
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
-from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
 from protocol import (
@@ -133,7 +132,7 @@ def update_status(
             rescheduling.revive(conn, row, update.source or "JobWrapper")
             current = JobStatus.RUNNING
         states.check_transition(current, update.status)
-        columns = _report_columns(conn, row, update)
+        columns = _report_columns(conn, claims, row, update)
         job_store.change_status(
             conn,
             job_id,
@@ -158,19 +157,15 @@ def update_status(
         return job_info(visible_job(conn, claims, job_id))
 
 
-def _report_columns(conn: Connection, row: RowMapping, update: JobStatusUpdate) -> dict[str, Any]:
+def _report_columns(
+    conn: Connection, claims: TokenClaims, row: RowMapping, update: JobStatusUpdate
+) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     if update.exit_code is not None:
         columns["exit_code"] = update.exit_code
     if update.output_sandbox:
         digest = check_digest(update.output_sandbox)
-        if sandbox_store.missing(conn, [digest]):
-            raise BadRequest(
-                "the output sandbox must be uploaded before it is reported",
-                details={"missing": [digest]},
-            )
-        if digest not in job_store.sandboxes_of(conn, row["job_id"], job_store.OUT):
-            job_store.link_sandboxes(conn, [row["job_id"]], job_store.OUT, [digest])
+        sandboxes.claim_output(conn, claims, row, digest)
         columns["output_sandbox"] = digest
     accounting = json.loads(row["accounting"])
     if update.timings_s:

@@ -14,14 +14,16 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Optional
 
 import anyio.to_thread
+from sqlalchemy import Connection, RowMapping
 
 from coordinator.errors import ChecksumMismatch, NotFound, TooLarge
 from coordinator.logic.auth import TokenClaims
+from coordinator.store import jobs as job_store
 from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
 from protocol import Role
@@ -134,26 +136,55 @@ def _flush(out: BinaryIO) -> None:
 
 
 def record_upload(db: Database, claims: TokenClaims, stored: StoredSandbox) -> bool:
-    """Remember the sandbox and that this caller holds it; True if it is new."""
+    """Remember the sandbox and that this caller owns it; True if it was not theirs yet.
+
+    An identical upload by someone else makes them an owner too: the bytes are stored
+    once, each owner refers to them, and neither learns that the other exists.
+    """
     with db.write() as conn:
         return sandbox_store.record_upload(
             conn, stored.sha256, stored.size_bytes, claims.subject, claims.vo
         )
 
 
+def check_owned(conn: Connection, claims: TokenClaims, digests: Sequence[str]) -> None:
+    """``NotFound`` unless the caller owns every sandbox in ``digests``.
+
+    A sandbox that exists but is someone else's gets the same answer as one that does not
+    exist, so a digest learnt elsewhere neither grants access nor confirms anything.
+    """
+    absent = sandbox_store.not_owned(conn, digests, claims.subject, claims.vo)
+    if absent:
+        raise NotFound(
+            f"no sandbox {absent[0]} among yours: upload it before naming it",
+            details={"missing": absent},
+        )
+
+
+def claim_output(conn: Connection, claims: TokenClaims, job: RowMapping, digest: str) -> None:
+    """Make ``digest`` the output sandbox of ``job``, reported by the pilot of ``claims``:
+    the pilot must have uploaded it itself, and from then on it is the job owner's too."""
+    check_owned(conn, claims, [digest])
+    job_id = int(job["job_id"])
+    if digest not in job_store.sandboxes_of(conn, job_id, job_store.OUT):
+        job_store.link_sandboxes(conn, [job_id], job_store.OUT, [digest])
+    sandbox_store.add_owner(conn, digest, str(job["owner"]), str(job["vo"]))
+
+
 def readable(db: Database, files: SandboxFiles, claims: TokenClaims, sha256: str) -> StoredSandbox:
     """The stored sandbox if the caller may read it, else ``NotFound``.
 
-    Admins read all; anyone reads what they uploaded; users read their jobs' sandboxes;
-    pilots read the sandboxes of jobs matched to pilots registered with their token.
+    Admins read all; owners read theirs (uploaders, and job owners their jobs' outputs);
+    pilots read the inputs and outputs of their VO's jobs held by pilots registered with
+    their token. Knowing a digest grants nothing.
     """
     with db.read() as conn:
         allowed = sandbox_store.get_sandbox(conn, sha256) is not None and (
             claims.role is Role.ADMIN
-            or sandbox_store.uploaded_by(conn, sha256, claims.subject, claims.vo)
+            or sandbox_store.owned_by(conn, sha256, claims.subject, claims.vo)
             or (
                 claims.role is Role.USER
-                and sandbox_store.linked_to_owner(conn, sha256, claims.subject, claims.vo)
+                and sandbox_store.output_of_owner(conn, sha256, claims.subject, claims.vo)
             )
             or (
                 claims.role is Role.PILOT

@@ -1,4 +1,7 @@
-"""Queries on stored sandboxes and on who may read them."""
+"""Queries on stored sandboxes and on who owns and may read them.
+
+A sandbox's owners are in ``sandbox_uploaders``: everyone who uploaded its bytes, and the
+owner of each job it is the output of. The digest alone never grants anything."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, RowMapping, exists, insert, select
 
+from coordinator.store.jobs import OUT
 from coordinator.store.schema import (
     job_sandboxes,
     jobs,
@@ -22,9 +26,9 @@ def get_sandbox(conn: Connection, sha256: str) -> RowMapping | None:
 
 
 def record_upload(conn: Connection, sha256: str, size_bytes: int, subject: str, vo: str) -> bool:
-    """Remember a stored sandbox and its uploader; True if the sandbox was new."""
-    created = get_sandbox(conn, sha256) is None
-    if created:
+    """Remember a stored sandbox and that ``subject`` of ``vo`` owns it; True if it was not
+    theirs yet (whether or not someone else had uploaded the same bytes before)."""
+    if get_sandbox(conn, sha256) is None:
         conn.execute(
             insert(sandboxes).values(
                 sha256=sha256,
@@ -34,16 +38,15 @@ def record_upload(conn: Connection, sha256: str, size_bytes: int, subject: str, 
                 created_at=utc_timestamp(),
             )
         )
-    known = select(
-        exists().where(
-            sandbox_uploaders.c.sha256 == sha256,
-            sandbox_uploaders.c.subject == subject,
-            sandbox_uploaders.c.vo == vo,
-        )
-    )
-    if not conn.scalar(known):
-        conn.execute(insert(sandbox_uploaders).values(sha256=sha256, subject=subject, vo=vo))
-    return created
+    return add_owner(conn, sha256, subject, vo)
+
+
+def add_owner(conn: Connection, sha256: str, subject: str, vo: str) -> bool:
+    """Make ``subject`` of ``vo`` an owner of a stored sandbox; True if they were not yet."""
+    if owned_by(conn, sha256, subject, vo):
+        return False
+    conn.execute(insert(sandbox_uploaders).values(sha256=sha256, subject=subject, vo=vo))
+    return True
 
 
 def missing(conn: Connection, digests: Sequence[str]) -> list[str]:
@@ -55,7 +58,21 @@ def missing(conn: Connection, digests: Sequence[str]) -> list[str]:
     return [digest for digest in digests if digest not in present]
 
 
-def uploaded_by(conn: Connection, sha256: str, subject: str, vo: str) -> bool:
+def not_owned(conn: Connection, digests: Sequence[str], subject: str, vo: str) -> list[str]:
+    """The digests in ``digests`` that ``subject`` of ``vo`` does not own (stored or not),
+    in the order given."""
+    if not digests:
+        return []
+    query = select(sandbox_uploaders.c.sha256).where(
+        sandbox_uploaders.c.sha256.in_(list(digests)),
+        sandbox_uploaders.c.subject == subject,
+        sandbox_uploaders.c.vo == vo,
+    )
+    owned = set(conn.scalars(query))
+    return [digest for digest in digests if digest not in owned]
+
+
+def owned_by(conn: Connection, sha256: str, subject: str, vo: str) -> bool:
     query = select(
         exists().where(
             sandbox_uploaders.c.sha256 == sha256,
@@ -66,11 +83,13 @@ def uploaded_by(conn: Connection, sha256: str, subject: str, vo: str) -> bool:
     return bool(conn.scalar(query))
 
 
-def linked_to_owner(conn: Connection, sha256: str, owner: str, vo: str) -> bool:
-    """Is the sandbox an input or output of one of ``owner``'s jobs?"""
+def output_of_owner(conn: Connection, sha256: str, owner: str, vo: str) -> bool:
+    """Is the sandbox the output of one of ``owner``'s jobs? (Outputs reported before
+    owners were recorded for them have only this link.)"""
     query = select(
         exists().where(
             job_sandboxes.c.sha256 == sha256,
+            job_sandboxes.c.kind == OUT,
             job_sandboxes.c.job_id == jobs.c.job_id,
             jobs.c.owner == owner,
             jobs.c.vo == vo,
@@ -80,11 +99,13 @@ def linked_to_owner(conn: Connection, sha256: str, owner: str, vo: str) -> bool:
 
 
 def linked_to_pilot_subject(conn: Connection, sha256: str, subject: str, vo: str) -> bool:
-    """Is the sandbox part of a job matched to a pilot registered with this token subject?"""
+    """Is the sandbox an input or output of a job of ``vo`` held by a pilot registered with
+    this token subject in ``vo``?"""
     query = select(
         exists().where(
             job_sandboxes.c.sha256 == sha256,
             job_sandboxes.c.job_id == jobs.c.job_id,
+            jobs.c.vo == vo,
             jobs.c.pilot_id == pilots.c.pilot_id,
             pilots.c.subject == subject,
             pilots.c.vo == vo,

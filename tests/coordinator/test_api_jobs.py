@@ -220,7 +220,7 @@ def test_unknown_input_sandbox_is_refused(shared_coordinator: RunningCoordinator
     token = coord.token(vo=vo)
     body = {"description": json.dumps(HELLO), "format": "json", "input_sandboxes": ["ab" * 32]}
     reply = requests.post(coord.api("/jobs"), json=body, headers=coord.headers(token))
-    assert reply.status_code == 400
+    assert (reply.status_code, reply.json()["code"]) == (404, "not_found")
     assert reply.json()["details"] == {"missing": ["ab" * 32]}
     assert requests.get(coord.api("/jobs"), headers=coord.headers(token)).json()["jobs"] == []
 

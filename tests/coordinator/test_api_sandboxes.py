@@ -179,7 +179,7 @@ def test_output_sandbox_reaches_the_owner(shared_coordinator: RunningCoordinator
     unknown = requests.post(
         status, json={"status": "Done", "output_sandbox": "cd" * 32}, headers=headers
     )
-    assert unknown.status_code == 400
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
     done = requests.post(
         status, json={"status": "Done", "exit_code": 0, "output_sandbox": digest}, headers=headers
     )
