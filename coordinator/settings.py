@@ -37,6 +37,9 @@ class Settings:
     token_ttl_s: int = 7 * 24 * 3600
     min_protocol_version: int = MIN_PROTOCOL_VERSION
     max_jobs_per_submission: int = 100_000
+    max_submission_bytes: int = 64 * MIB
+    """The most the jobs of one submission may take together once parametric descriptions
+    are expanded (names and values, about their stored size); more gets 413."""
     sites: frozenset[str] = frozenset()
     """Known site names; when given, jobs naming another Site or BannedSites are refused.
     From ``GRIDPILOT_SITES`` or ``serve --sites`` as a comma-separated list."""
@@ -87,7 +90,13 @@ class Settings:
         if not self.database_url:
             url = f"sqlite:///{self.data_dir / 'gridpilot.db'}"
             object.__setattr__(self, "database_url", url)
-        for name in ("max_sandbox_bytes", "max_request_bytes", "token_ttl_s", "port"):
+        for name in (
+            "max_sandbox_bytes",
+            "max_request_bytes",
+            "max_submission_bytes",
+            "token_ttl_s",
+            "port",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative", details={"setting": name})
         for name in ("rate_limit_per_s", "rate_limit_burst", "revocation_refresh_s"):

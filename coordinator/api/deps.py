@@ -6,11 +6,12 @@ import dataclasses
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from coordinator.errors import BadRequest, Forbidden, Unauthenticated
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.paging import DEFAULT_LIMIT, MAX_LIMIT
 from coordinator.logic.pilots import check_protocol
 from coordinator.logic.ratelimit import TokenBuckets
 from coordinator.logic.sandboxes import SandboxFiles
@@ -24,6 +25,11 @@ from protocol import PILOT_HEADER, PROTOCOL_HEADER, Role
 MAX_DB_INT = 2**63 - 1
 """Largest integer SQLite and PostgreSQL store; a larger id cannot name anything."""
 JobIdPath = Annotated[int, Path(ge=0, le=MAX_DB_INT, description="Job id")]
+LIMIT_QUERY = Query(
+    DEFAULT_LIMIT, description=f"Items per page, at most {MAX_LIMIT}", ge=1, le=MAX_LIMIT
+)
+"""The ``limit`` of every list (see ``coordinator.logic.paging``)."""
+CURSOR_QUERY = Query(None, description="The next_cursor of the previous page", max_length=1024)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,8 @@ from typing import Optional
 from fastapi import APIRouter, Depends
 
 from coordinator.api.deps import (
+    CURSOR_QUERY,
+    LIMIT_QUERY,
     MAX_DB_INT,
     AppContext,
     JobIdPath,
@@ -18,23 +20,28 @@ from coordinator.api.deps import (
 from coordinator.errors import BadRequest
 from coordinator.logic import jobs, listing, rescheduling
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.bounds import check_message
+from coordinator.logic.paging import page_request
 from protocol import API_PREFIX, HistoryEntry, JobInfo, SubmitReply, SubmitRequest
 
 router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
-
-MAX_LISTED = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
 class JobList:
     jobs: list[JobInfo]
+    """Without their descriptions (``description`` is empty): ``GET /jobs/{id}`` has it."""
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     """Jobs per status matching the filters other than ``status`` (Deleted left out)."""
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
 
 
 @dataclasses.dataclass(frozen=True)
 class JobHistory:
     history: list[HistoryEntry]
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
 
 
 @router.post("/jobs", status_code=201)
@@ -43,6 +50,7 @@ def submit_jobs(
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> SubmitReply:
+    check_message(body)
     job_ids = jobs.submit(context.db, context.settings, claims, body)
     return SubmitReply(job_ids=job_ids)
 
@@ -54,22 +62,23 @@ def list_jobs(
     owner: Optional[str] = None,
     site: Optional[str] = None,
     job_group: Optional[str] = None,
-    limit: int = 1000,
+    limit: int = LIMIT_QUERY,
+    cursor: Optional[str] = CURSOR_QUERY,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> JobList:
-    """The jobs named in ``ids`` (comma-separated) that the caller may see, or without
-    ``ids`` the caller's latest jobs (all users' for admins), Deleted ones left out unless
-    asked for, filtered by ``status`` (comma-separated), ``owner`` (admins only for others),
-    ``site`` and ``job_group``; ``counts`` gives the jobs per status."""
-    if not 1 <= limit <= MAX_LISTED:
-        raise BadRequest(f"limit must be between 1 and {MAX_LISTED}")
+    """The jobs named in ``ids`` (comma-separated; the first ``limit`` of them) that the
+    caller may see, or without ``ids`` one page of the caller's jobs (all users' for
+    admins), newest first, Deleted ones left out unless asked for, filtered by ``status``
+    (comma-separated), ``owner`` (admins only for others), ``site`` and ``job_group``;
+    ``counts`` gives the jobs per status over every page. Descriptions are left out."""
+    page = page_request(limit, cursor, listing.JOB_CURSOR)
     if ids is not None:
-        found = jobs.get_jobs(context.db, claims, _parse_ids(ids), limit)
+        found = jobs.get_jobs(context.db, claims, _parse_ids(ids)[:limit])
         return JobList(jobs=found, counts=dict(Counter(info.status.value for info in found)))
     wanted = listing.JobFilter(listing.parse_statuses(status), owner, site, job_group)
-    result = listing.list_jobs(context.db, claims, wanted, limit)
-    return JobList(jobs=result.jobs, counts=result.counts)
+    result = listing.list_jobs(context.db, claims, wanted, page)
+    return JobList(jobs=result.jobs, counts=result.counts, next_cursor=result.next_cursor)
 
 
 def _parse_ids(text: str) -> list[int]:
@@ -94,10 +103,15 @@ def get_job(
 @router.get("/jobs/{job_id}/history")
 def job_history(
     job_id: JobIdPath,
+    limit: int = LIMIT_QUERY,
+    cursor: Optional[str] = CURSOR_QUERY,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
 ) -> JobHistory:
-    return JobHistory(history=jobs.history(context.db, claims, job_id))
+    """The job's status changes, oldest first, one page at a time."""
+    page = page_request(limit, cursor, jobs.HISTORY_CURSOR)
+    found = jobs.history(context.db, claims, job_id, page)
+    return JobHistory(history=found.items, next_cursor=found.next_cursor)
 
 
 @router.post("/jobs/{job_id}/kill")

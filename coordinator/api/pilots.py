@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from coordinator.api.deps import AppContext, JobIdPath, get_context, pilot_id_header, require_pilot
 from coordinator.logic import heartbeats, matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.bounds import check_message, check_pilot_message
 from protocol import (
     API_PREFIX,
     Heartbeat,
@@ -31,6 +32,7 @@ def register_pilot(
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> RegistrationReply:
+    check_pilot_message(body)
     return pilots.register(context.db, context.settings, claims, body)
 
 
@@ -41,6 +43,7 @@ def match_jobs(
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> MatchReply:
+    check_message(body)
     return matchmaker.match(context.db, context.settings, context.metrics, claims, pilot_id, body)
 
 
@@ -52,6 +55,7 @@ def update_job_status(
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> JobInfo:
+    check_message(body)
     return pilots.update_status(context.db, context.settings, claims, pilot_id, job_id, body)
 
 
@@ -63,6 +67,7 @@ def job_heartbeat(
     claims: TokenClaims = Depends(require_pilot),
     context: AppContext = Depends(get_context),
 ) -> HeartbeatReply:
+    check_message(body)
     entry = JobHeartbeat(job_id=job_id, heartbeat=body)
     reply = heartbeats.job_heartbeat(context.db, claims, pilot_id, entry)
     context.metrics.count_heartbeat()
@@ -77,6 +82,7 @@ def pilot_heartbeat(
     context: AppContext = Depends(get_context),
 ) -> PilotHeartbeatReply:
     """All of a pilot's due heartbeats at once; each job's refusal is in its own result."""
+    check_message(body)
     reply, renewed = heartbeats.pilot_heartbeat(context.db, claims, pilot_id, body)
     context.metrics.count_heartbeat(renewed, batched=True)
     return reply

@@ -3,35 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from fastapi import APIRouter, Depends
 
-from coordinator.api.deps import AppContext, get_claims, get_context
-from coordinator.errors import BadRequest
+from coordinator.api.deps import CURSOR_QUERY, LIMIT_QUERY, AppContext, get_claims, get_context
 from coordinator.logic import registry
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.paging import page_request
 from protocol import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots"])
-
-MAX_LISTED = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
 class PilotList:
     pilots: list[registry.PilotInfo]
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
 
 
 @router.get("/pilots")
 def list_pilots(
-    limit: int = 1000,
+    limit: int = LIMIT_QUERY,
+    cursor: Optional[str] = CURSOR_QUERY,
     claims: TokenClaims = Depends(get_claims),
     context: AppContext = Depends(get_context),
 ) -> PilotList:
-    """Registered pilots, newest first: every pilot for admins, the VO's for others."""
-    if not 1 <= limit <= MAX_LISTED:
-        raise BadRequest(f"limit must be between 1 and {MAX_LISTED}")
-    return PilotList(pilots=registry.list_pilots(context.db, claims, limit))
+    """Registered pilots, newest first, one page at a time: every pilot for admins, the
+    VO's for others."""
+    page = page_request(limit, cursor, registry.PILOT_CURSOR)
+    found = registry.list_pilots(context.db, claims, page)
+    return PilotList(pilots=found.items, next_cursor=found.next_cursor)
 
 
 @router.get("/pilots/{pilot_id}")

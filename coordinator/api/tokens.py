@@ -8,9 +8,11 @@ from typing import Optional
 
 from fastapi import APIRouter, Depends
 
-from coordinator.api.deps import AppContext, get_context, require_admin
+from coordinator.api.deps import CURSOR_QUERY, LIMIT_QUERY, AppContext, get_context, require_admin
 from coordinator.logic import tokens
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.bounds import check_message
+from coordinator.logic.paging import page_request
 from protocol import API_PREFIX, Role
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class RevocationInfo:
 @dataclasses.dataclass(frozen=True)
 class RevokedTokens:
     revoked: list[RevocationInfo]
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
 
 
 @router.post("/tokens", status_code=201, summary="Issue a token (admins)")
@@ -64,6 +68,7 @@ def issue_token(
     context: AppContext = Depends(get_context),
 ) -> IssuedTokenReply:
     """Sign a token for any subject, VO and role, e.g. for a pilot factory."""
+    check_message(body)
     max_ttl_s = context.settings.token_ttl_s
     issued = tokens.issue(
         context.signing_key,
@@ -102,17 +107,20 @@ def revoke_token(
 ) -> RevocationInfo:
     """Refuse the token with this id from now on: its next request gets 401. Revoking an
     id twice keeps the first record."""
+    check_message(body)
     context.revocations.revoke(body.token_id, claims.subject, body.reason)
     return RevocationInfo(**dataclasses.asdict(context.revocations.revocation(body.token_id)))
 
 
 @router.get("/tokens/revoked", summary="List revoked token ids (admins)")
 def list_revoked(
+    limit: int = LIMIT_QUERY,
+    cursor: Optional[str] = CURSOR_QUERY,
     _claims: TokenClaims = Depends(require_admin),
     context: AppContext = Depends(get_context),
 ) -> RevokedTokens:
-    return RevokedTokens(
-        revoked=[
-            RevocationInfo(**dataclasses.asdict(item)) for item in context.revocations.listing()
-        ]
-    )
+    """Revoked token ids, oldest first, one page at a time."""
+    page = page_request(limit, cursor, tokens.REVOCATION_CURSOR)
+    found = context.revocations.listing(page)
+    revoked = [RevocationInfo(**dataclasses.asdict(item)) for item in found.items]
+    return RevokedTokens(revoked=revoked, next_cursor=found.next_cursor)

@@ -22,11 +22,20 @@ from typing import Any
 import yaml
 
 from coordinator.errors import InvalidDescription
+from coordinator.logic.bounds import (
+    CORES,
+    MEMORY_MB,
+    SECONDS,
+    Bound,
+    bad_character,
+    describe_character,
+)
 from coordinator.logic.jdl import NAME_PATTERN, parse_jdl, scalar_text
 
 FORMATS = ("jdl", "json", "yaml")
 PRIORITY_RANGE = (0, 10)
 """DIRAC's default bounds for a job's Priority."""
+PRIORITY = Bound(*PRIORITY_RANGE)
 _FORMAT_ALIASES = {"yml": "yaml"}
 
 
@@ -35,7 +44,20 @@ def _invalid(message: str, attribute: str, **details: Any) -> InvalidDescription
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML that refuses an attribute given twice (PyYAML keeps the last silently)."""
+    """Safe YAML that refuses an attribute given twice (PyYAML keeps the last silently)
+    and aliases: 200 aliases of one anchor once made a 53 MB job out of a few kilobytes
+    (a "billion laughs"), and a flat job description has nothing to share."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            mark = event.start_mark
+            raise InvalidDescription(
+                f"line {mark.line + 1}, column {mark.column + 1}: YAML aliases "
+                f"(*{event.anchor}) are not accepted in job descriptions; write the value out",
+                details={"line": mark.line + 1, "column": mark.column + 1, "alias": event.anchor},
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -130,16 +152,43 @@ def parse_description(text: str, fmt: str) -> dict[str, Any]:
     """Parse a job description given as ``jdl``, ``json`` or ``yaml`` text."""
     kind = fmt.lower()
     kind = _FORMAT_ALIASES.get(kind, kind)
+    if kind not in FORMATS:
+        raise InvalidDescription(
+            f"unknown description format {fmt!r} (use one of {', '.join(FORMATS)})",
+            details={"format": fmt},
+        )
+    _check_characters(text)
     if kind == "jdl":
-        return parse_jdl(text)
-    if kind == "json":
-        return _checked_mapping(_load_json(text), kind)
-    if kind == "yaml":
-        return _checked_mapping(_load_yaml(text), kind)
-    raise InvalidDescription(
-        f"unknown description format {fmt!r} (use one of {', '.join(FORMATS)})",
-        details={"format": fmt},
-    )
+        description = parse_jdl(text)
+    else:
+        loaded = _load_json(text) if kind == "json" else _load_yaml(text)
+        description = _checked_mapping(loaded, kind)
+    _check_decoded_text(description)
+    return description
+
+
+def _check_characters(text: str) -> None:
+    """Refuse a lone surrogate or NUL in the text itself, where it is, as JDL errors are."""
+    index = bad_character(text)
+    if index is not None:
+        line = text.count("\n", 0, index) + 1
+        column = index - text.rfind("\n", 0, index)
+        raise InvalidDescription(
+            f"line {line}, column {column}: the description contains "
+            f"{describe_character(text, index)}",
+            details={"line": line, "column": column},
+        )
+
+
+def _check_decoded_text(description: Mapping[str, Any]) -> None:
+    """Refuse a lone surrogate or NUL that an escape (JSON ``\\ud800``, YAML ``"\\0"``)
+    put into a value: nothing could store or send it out again. (Names are ASCII.)"""
+    for name, value in description.items():
+        for item in value if isinstance(value, list) else [value]:
+            index = bad_character(item) if isinstance(item, str) else None
+            if index is not None:
+                what = describe_character(item, index)
+                raise _invalid(f"attribute {name!r} contains {what}", name)
 
 
 def get_attribute(description: Mapping[str, Any], name: str, default: Any = None) -> Any:
@@ -224,15 +273,21 @@ class _Attributes:
             result.update(dict.fromkeys(_list_items(name, self.value(name))))
         return list(result)
 
-    def whole(self, *names: str, minimum: int = 0) -> int | None:
+    def whole(self, *names: str, bound: Bound) -> int | None:
         name, value = self.get(*names)
         if value is None:
             return None
         number = _whole_number(value)
         if number is None:
             raise _invalid(f"{name} must be a whole number, not {value!r:.40}", name)
-        if number < minimum:
-            raise _invalid(f"{name} must be at least {minimum}, not {number}", name)
+        if number not in bound:
+            shown = str(number) if len(str(number)) <= 40 else f"{str(number)[:20]}... (too large)"
+            raise _invalid(
+                f"{name} must be {bound.describe()}, not {shown}",
+                name,
+                min=bound.low,
+                max=bound.high,
+            )
         return number
 
 
@@ -303,9 +358,9 @@ def _platform(attributes: _Attributes) -> str:
 
 def _cores(attributes: _Attributes) -> tuple[int, int, int]:
     """(cores, min_cores, max_cores) from NumberOfProcessors and its Min/Max bounds."""
-    exact = attributes.whole("NumberOfProcessors", minimum=1)
-    low = attributes.whole("MinNumberOfProcessors", minimum=1)
-    high = attributes.whole("MaxNumberOfProcessors", minimum=1)
+    exact = attributes.whole("NumberOfProcessors", bound=CORES)
+    low = attributes.whole("MinNumberOfProcessors", bound=CORES)
+    high = attributes.whole("MaxNumberOfProcessors", bound=CORES)
     if low and high and low > high:
         raise _invalid(
             f"MinNumberOfProcessors ({low}) is above MaxNumberOfProcessors ({high})",
@@ -323,20 +378,16 @@ def _cores(attributes: _Attributes) -> tuple[int, int, int]:
 
 
 def _memory(attributes: _Attributes) -> tuple[int, int]:
-    max_ram_mb = attributes.whole("MaxRAM") or 0
-    min_ram_mb = attributes.whole("MinRAM") or 0
+    max_ram_mb = attributes.whole("MaxRAM", bound=MEMORY_MB) or 0
+    min_ram_mb = attributes.whole("MinRAM", bound=MEMORY_MB) or 0
     if max_ram_mb and min_ram_mb > max_ram_mb:
         raise _invalid(f"MinRAM ({min_ram_mb}) is above MaxRAM ({max_ram_mb})", "MinRAM")
     return max_ram_mb, min_ram_mb
 
 
 def _priority(attributes: _Attributes) -> int:
-    priority = attributes.whole("Priority", minimum=PRIORITY_RANGE[0])
-    if priority is None:
-        return 1
-    if priority > PRIORITY_RANGE[1]:
-        raise _invalid(f"Priority must be at most {PRIORITY_RANGE[1]}, not {priority}", "Priority")
-    return priority
+    priority = attributes.whole("Priority", bound=PRIORITY)
+    return 1 if priority is None else priority
 
 
 def job_fields(description: Mapping[str, Any]) -> JobFields:
@@ -367,8 +418,8 @@ def job_fields(description: Mapping[str, Any]) -> JobFields:
         max_cores=max_cores,
         max_ram_mb=max_ram_mb,
         min_ram_mb=min_ram_mb,
-        cpu_time_s=attributes.whole("CPUTime", "MaxCPUTime"),
-        wall_time_s=attributes.whole("WallTime"),
+        cpu_time_s=attributes.whole("CPUTime", "MaxCPUTime", bound=SECONDS),
+        wall_time_s=attributes.whole("WallTime", bound=SECONDS),
         priority=_priority(attributes),
         container=attributes.text("Container", "Image"),
     )

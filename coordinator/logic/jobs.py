@@ -13,8 +13,10 @@ from sqlalchemy import Connection, RowMapping
 from coordinator.errors import BadRequest, NotFound
 from coordinator.logic import sandboxes, states
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.bounds import stored_mapping
 from coordinator.logic.description import JobFields, job_fields, parse_description
 from coordinator.logic.matching import normalise_sites
+from coordinator.logic.paging import Page, PageRequest, paged
 from coordinator.logic.parametric import expand, substitute_job_id
 from coordinator.logic.sites import check_sites
 from coordinator.logic.taskqueues import with_queues
@@ -59,7 +61,11 @@ def submit(
             details={"format": request.format, "allowed": list(FORMATS)},
         )
     description = parse_description(request.description, fmt)
-    expanded = expand(description, max_jobs=settings.max_jobs_per_submission)
+    expanded = expand(
+        description,
+        max_jobs=settings.max_jobs_per_submission,
+        max_bytes=settings.max_submission_bytes,
+    )
     digests = list(dict.fromkeys(check_digest(d) for d in request.input_sandboxes))
     owned = [_with_identity(item, claims) for item in expanded]
     fields = [job_fields(item) for item in owned]
@@ -173,7 +179,8 @@ def job_info(row: RowMapping) -> JobInfo:
         output_sandbox=row["output_sandbox"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        description=json.loads(row["description"]),
+        # Lists read rows without the description (store.jobs.SUMMARY_COLUMNS).
+        description=stored_mapping(row.get("description")),
         reschedule_count=int(row["reschedule_count"]),
         **_reported_usage(row["accounting"]),
     )
@@ -181,7 +188,7 @@ def job_info(row: RowMapping) -> JobInfo:
 
 def _reported_usage(accounting_json: str) -> dict[str, Any]:
     """Timings, CPU and peak memory from the pilot's final report, for ``JobInfo``."""
-    accounting = json.loads(accounting_json or "{}")
+    accounting = stored_mapping(accounting_json)
     return {
         "timings_s": dict(accounting.get("timings_s") or {}),
         "cpu_s": accounting.get("cpu_s"),
@@ -211,33 +218,37 @@ def get_job(db: Database, claims: TokenClaims, job_id: int) -> JobInfo:
         return job_info(visible_job(conn, claims, job_id))
 
 
-def get_jobs(
-    db: Database, claims: TokenClaims, job_ids: Sequence[int] | None, limit: int
-) -> list[JobInfo]:
-    """The given jobs the caller may see, or (no ids) the caller's latest non-deleted jobs."""
+def get_jobs(db: Database, claims: TokenClaims, job_ids: Sequence[int]) -> list[JobInfo]:
+    """The given jobs the caller may see, without their descriptions (a list)."""
     with db.read() as conn:
-        if job_ids is not None:
-            rows = job_store.get_jobs(conn, job_ids[:limit])
-        elif claims.role is Role.ADMIN:
-            rows = job_store.list_jobs(conn, owner=None, vo=None, limit=limit)
-        else:
-            rows = job_store.list_jobs(conn, owner=claims.subject, vo=claims.vo, limit=limit)
+        rows = job_store.get_jobs(conn, job_ids)
         return [job_info(row) for row in rows if can_see(claims, row)]
 
 
-def history(db: Database, claims: TokenClaims, job_id: int) -> list[HistoryEntry]:
+HISTORY_CURSOR = (int,)
+"""A history page's cursor: the entry id of the last entry sent."""
+
+
+def history(
+    db: Database, claims: TokenClaims, job_id: int, page: PageRequest
+) -> Page[HistoryEntry]:
+    """One page of the job's history, oldest first."""
     with db.read() as conn:
         visible_job(conn, claims, job_id)
-        return [
-            HistoryEntry(
-                status=JobStatus(entry["status"]),
-                minor_status=entry["minor_status"],
-                application_status=entry["application_status"],
-                source=entry["source"],
-                at=entry["at"],
-            )
-            for entry in job_store.history_of(conn, job_id)
-        ]
+        after = page.after[0] if page.after else None
+        rows = job_store.history_of(conn, job_id, after_id=after, limit=page.limit + 1)
+    found = paged(rows, page, key=lambda entry: (int(entry["entry_id"]),))
+    entries = [
+        HistoryEntry(
+            status=JobStatus(entry["status"]),
+            minor_status=entry["minor_status"],
+            application_status=entry["application_status"],
+            source=entry["source"],
+            at=entry["at"],
+        )
+        for entry in found.items
+    ]
+    return Page(items=entries, next_cursor=found.next_cursor)
 
 
 def kill(db: Database, claims: TokenClaims, job_id: int) -> JobInfo:

@@ -9,6 +9,7 @@ from typing import Optional
 from coordinator.errors import BadRequest, Forbidden
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import can_see, job_info
+from coordinator.logic.paging import PageRequest, paged
 from coordinator.store import jobs as job_store
 from coordinator.store.database import Database
 from protocol import JobInfo, JobStatus, Role
@@ -25,8 +26,10 @@ class JobFilter:
 @dataclasses.dataclass(frozen=True)
 class JobListing:
     jobs: list[JobInfo]
+    """Without their descriptions: ``GET /jobs/{id}`` has them."""
     counts: dict[str, int]
     """Jobs per status matching every filter but the status one (Deleted left out)."""
+    next_cursor: Optional[str] = None
 
 
 def parse_statuses(text: Optional[str]) -> tuple[JobStatus, ...]:
@@ -48,8 +51,15 @@ def parse_statuses(text: Optional[str]) -> tuple[JobStatus, ...]:
     return tuple(dict.fromkeys(result))
 
 
-def list_jobs(db: Database, claims: TokenClaims, wanted: JobFilter, limit: int) -> JobListing:
-    """The caller's jobs (every user's for admins), newest first, with counts per status.
+JOB_CURSOR = (int,)
+"""A job list's cursor: the id of the last job sent (lists go newest first)."""
+
+
+def list_jobs(
+    db: Database, claims: TokenClaims, wanted: JobFilter, page: PageRequest
+) -> JobListing:
+    """One page of the caller's jobs (every user's for admins), newest first, with counts
+    per status over all pages.
 
     A user may name only themself as ``owner``: another user's jobs are not theirs to list.
     """
@@ -60,12 +70,20 @@ def list_jobs(db: Database, claims: TokenClaims, wanted: JobFilter, limit: int) 
     )
     with db.read() as conn:
         rows = job_store.list_jobs(
-            conn, statuses=wanted.statuses, exclude=excluded, limit=limit, **scope
+            conn,
+            statuses=wanted.statuses,
+            exclude=excluded,
+            limit=page.limit + 1,
+            before_id=page.after[0] if page.after else None,
+            **scope,
         )
         counts = job_store.count_by_status(conn, **scope)
     counts.pop(JobStatus.DELETED.value, None)
-    infos = [job_info(row) for row in rows if can_see(claims, row)]
-    return JobListing(jobs=infos, counts=dict(sorted(counts.items())))
+    found = paged(rows, page, key=lambda row: (int(row["job_id"]),))
+    infos = [job_info(row) for row in found.items if can_see(claims, row)]
+    return JobListing(
+        jobs=infos, counts=dict(sorted(counts.items())), next_cursor=found.next_cursor
+    )
 
 
 def _scope(claims: TokenClaims, owner: Optional[str]) -> tuple[Optional[str], Optional[str]]:

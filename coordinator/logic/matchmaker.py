@@ -23,9 +23,10 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
-from coordinator.errors import BadRequest
+from coordinator.errors import BadRequest, CoordinatorError
 from coordinator.logic import fairshare
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.bounds import stored_mapping
 from coordinator.logic.description import job_fields
 from coordinator.logic.matching import (
     ANY_SITE,
@@ -48,6 +49,7 @@ from protocol import JobAssignment, JobStatus, MatchReply, MatchRequest
 logger = logging.getLogger(__name__)
 
 MAX_JOBS_PER_MATCH = 64
+MINOR_STATUS_MAX_CHARS = 255
 PREFETCH_PER_QUEUE = 16
 """How many of a queue's next jobs one look-up reads."""
 
@@ -72,7 +74,7 @@ def match(
             offer = pilot_offer(claims, pilot, request)
             round_ = MatchRound(conn, settings, pilot_id, offer)
             claimed = round_.claim(min(request.n, MAX_JOBS_PER_MATCH))
-            assignments = [_assignment(conn, row, cores) for row, cores in claimed]
+            assignments = _deliverable(conn, claimed)
     metrics.observe_match(time.perf_counter() - started_s, len(assignments))
     if not assignments:
         return MatchReply(retry_after_s=settings.match_retry_after_s)
@@ -238,8 +240,34 @@ def _claim(conn: Connection, row: RowMapping, pilot_id: str, site: str) -> bool:
     )
 
 
+def _deliverable(conn: Connection, claimed: list[tuple[RowMapping, int]]) -> list[JobAssignment]:
+    """The claimed jobs as assignments. A job whose stored description cannot run (stored
+    before a check that now refuses it) is failed instead: one bad row never costs the
+    pilot the other jobs of its reply, nor leaves them Matched and undelivered."""
+    assignments = []
+    for row, cores in claimed:
+        try:
+            assignments.append(_assignment(conn, row, cores))
+        except CoordinatorError as exc:
+            _fail_unrunnable(conn, row, exc)
+    return assignments
+
+
+def _fail_unrunnable(conn: Connection, row: RowMapping, error: CoordinatorError) -> None:
+    logger.warning("job %s cannot be given to a pilot: %s", row["job_id"], error.message)
+    job_store.change_status(
+        conn,
+        row["job_id"],
+        expected=JobStatus.MATCHED,
+        status=JobStatus.FAILED,
+        minor_status=f"Invalid job description: {error.message}"[:MINOR_STATUS_MAX_CHARS],
+        application_status=row["application_status"],
+        source="Matcher",
+    )
+
+
 def _assignment(conn: Connection, row: RowMapping, cores: int) -> JobAssignment:
-    description = json.loads(row["description"])
+    description = stored_mapping(row["description"])
     fields = job_fields(description)
     return JobAssignment(
         job_id=row["job_id"],

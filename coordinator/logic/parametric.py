@@ -12,6 +12,11 @@ In every string value and string list item of each expanded job, ``%n`` becomes 
 ``A``. The ``Parameter*`` attributes are removed; each job records its values as
 ``Parameter`` (and ``Parameter.A``) and its index as ``ParameterNumber``.
 ``%j`` is left for :func:`substitute_job_id` once the job has its id.
+
+The jobs of one description may take at most ``max_bytes`` together (names and values, in
+characters: about their stored size): 400 jobs of a 256 KiB description once stored 207 MB
+from one 0.26 MB request. Expansion stops as soon as it passes the limit, so the memory it
+takes is bounded by the limit too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from coordinator.errors import InvalidDescription
+from coordinator.errors import InvalidDescription, TooLarge
 from coordinator.logic.jdl import scalar_text
 
 logger = logging.getLogger(__name__)
@@ -207,10 +212,16 @@ class _Template:
         return job
 
 
-def expand(description: Mapping[str, Any], *, max_jobs: int = 100_000) -> list[dict[str, Any]]:
-    """One description per parametric job; ``[dict(description)]`` when not parametric."""
+def expand(
+    description: Mapping[str, Any], *, max_jobs: int = 100_000, max_bytes: int | None = None
+) -> list[dict[str, Any]]:
+    """One description per parametric job; ``[dict(description)]`` when not parametric.
+
+    ``TooLarge`` when the jobs together would take more than ``max_bytes``."""
+    budget = _Budget(max_bytes)
     sequences = _sequences(description)
     if not any(_COUNT in seq.settings for seq in sequences.values()):
+        budget.spend(description, 1)
         return [dict(description)]
     count = _job_count(sequences, max_jobs)
     values = {key: _values(seq, count) for key, seq in sequences.items()}
@@ -228,9 +239,37 @@ def expand(description: Mapping[str, Any], *, max_jobs: int = 100_000) -> list[d
         for key, name in recorded.items():
             job[name] = values[key][index]
         job["ParameterNumber"] = index
+        budget.spend(job, count)
         jobs.append(job)
     logger.debug("expanded a parametric description into %d jobs", count)
     return jobs
+
+
+class _Budget:
+    """The size the expanded jobs may still take."""
+
+    def __init__(self, max_bytes: int | None) -> None:
+        self.max_bytes = max_bytes
+        self.spent = 0
+
+    def spend(self, job: Mapping[str, Any], count: int) -> None:
+        if self.max_bytes is None:
+            return
+        self.spent += sum(len(name) + _size(value) for name, value in job.items())
+        if self.spent > self.max_bytes:
+            raise TooLarge(
+                f"the {count} job(s) of this description would take more than the limit of "
+                f"{self.max_bytes} bytes; submit fewer or smaller jobs",
+                details={"max_bytes": self.max_bytes, "jobs": count},
+            )
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(_size(item) + 1 for item in value)
+    return len(scalar_text(value))
 
 
 def substitute_job_id(description: Mapping[str, Any], job_id: int) -> dict[str, Any]:

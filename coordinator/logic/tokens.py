@@ -20,6 +20,7 @@ from sqlalchemy import RowMapping
 
 from coordinator.errors import BadRequest, Unauthenticated
 from coordinator.logic.auth import TokenClaims, issue_token, verify_token
+from coordinator.logic.paging import Page, PageRequest, paged
 from coordinator.store import tokens as token_store
 from coordinator.store.database import Database
 from protocol import Role
@@ -102,9 +103,17 @@ class RevocationList:
             raise Unauthenticated(f"token {token_id} is not revoked")
         return _revocation(row)
 
-    def listing(self) -> list[Revocation]:
+    def listing(self, page: PageRequest) -> Page[Revocation]:
+        """One page of revocations, oldest first."""
+        after = (str(page.after[0]), str(page.after[1])) if page.after else None
         with self._db.read() as conn:
-            return [_revocation(row) for row in token_store.list_revoked(conn)]
+            rows = token_store.list_revoked(conn, limit=page.limit + 1, after=after)
+        found = paged(rows, page, key=lambda row: (row["revoked_at"], row["token_id"]))
+        return Page([_revocation(row) for row in found.items], found.next_cursor)
+
+
+REVOCATION_CURSOR = (str, str)
+"""A revocation list's cursor: (revoked_at, token_id) of the last revocation sent."""
 
 
 def _revocation(row: RowMapping) -> Revocation:

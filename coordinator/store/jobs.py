@@ -20,6 +20,8 @@ from protocol import JobStatus
 
 IN = "in"
 OUT = "out"
+SUMMARY_COLUMNS = [column for column in jobs.c if column.name != "description"]
+"""Every column but the description, which lists leave out (it may be large)."""
 
 
 def insert_jobs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -83,7 +85,8 @@ def get_job(conn: Connection, job_id: int) -> RowMapping | None:
 
 
 def get_jobs(conn: Connection, job_ids: Sequence[int]) -> list[RowMapping]:
-    query = select(jobs).where(jobs.c.job_id.in_(list(job_ids))).order_by(jobs.c.job_id)
+    """The jobs with these ids, without their descriptions (``SUMMARY_COLUMNS``)."""
+    query = select(*SUMMARY_COLUMNS).where(jobs.c.job_id.in_(list(job_ids))).order_by(jobs.c.job_id)
     return list(conn.execute(query).mappings())
 
 
@@ -97,10 +100,14 @@ def list_jobs(
     limit: int = 1000,
     site: str | None = None,
     job_group: str | None = None,
+    before_id: int | None = None,
 ) -> list[RowMapping]:
-    """Jobs newest first, optionally of one owner/VO/site/group and in some statuses."""
-    query = select(jobs).order_by(jobs.c.job_id.desc()).limit(limit)
+    """Jobs newest first (ids below ``before_id`` when given), optionally of one
+    owner/VO/site/group and in some statuses, without their descriptions."""
+    query = select(*SUMMARY_COLUMNS).order_by(jobs.c.job_id.desc()).limit(limit)
     query = query.where(*_filters(owner, vo, site, job_group))
+    if before_id is not None:
+        query = query.where(jobs.c.job_id < before_id)
     if statuses:
         query = query.where(jobs.c.status.in_([s.value for s in statuses]))
     if exclude:
@@ -132,10 +139,18 @@ def _filters(
     return [column == value for column, value in wanted.items() if value is not None]
 
 
-def history_of(conn: Connection, job_id: int) -> list[RowMapping]:
+def history_of(
+    conn: Connection, job_id: int, *, after_id: int | None = None, limit: int | None = None
+) -> list[RowMapping]:
+    """A job's history entries oldest first (those after entry ``after_id`` when given)."""
     query = (
-        select(job_history).where(job_history.c.job_id == job_id).order_by(job_history.c.entry_id)
+        select(job_history)
+        .where(job_history.c.job_id == job_id)
+        .order_by(job_history.c.entry_id)
+        .limit(limit)
     )
+    if after_id is not None:
+        query = query.where(job_history.c.entry_id > after_id)
     return list(conn.execute(query).mappings())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, update
 
 from coordinator.store.schema import jobs, pilot_jobs, pilots, utc_timestamp
 
@@ -59,11 +59,26 @@ def record_released_job(conn: Connection, pilot_id: str, job_id: int) -> None:
         )
 
 
-def list_pilots(conn: Connection, *, vo: str | None, limit: int) -> list[RowMapping]:
-    """Pilots newest first, optionally of one VO."""
-    query = select(pilots).order_by(pilots.c.registered_at.desc()).limit(limit)
+def list_pilots(
+    conn: Connection, *, vo: str | None, limit: int, after: tuple[str, str] | None = None
+) -> list[RowMapping]:
+    """Pilots newest first, optionally of one VO; those after ``(registered_at, pilot_id)``
+    in that order when ``after`` is given."""
+    query = (
+        select(pilots)
+        .order_by(pilots.c.registered_at.desc(), pilots.c.pilot_id.desc())
+        .limit(limit)
+    )
     if vo is not None:
         query = query.where(pilots.c.vo == vo)
+    if after is not None:
+        at, pilot_id = after
+        query = query.where(
+            or_(
+                pilots.c.registered_at < at,
+                and_(pilots.c.registered_at == at, pilots.c.pilot_id < pilot_id),
+            )
+        )
     return list(conn.execute(query).mappings())
 
 

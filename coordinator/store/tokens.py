@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, RowMapping, insert, select
+from sqlalchemy import Connection, RowMapping, and_, insert, or_, select
 
 from coordinator.store.schema import revoked_tokens, utc_timestamp
 
@@ -30,8 +30,23 @@ def get_revoked(conn: Connection, token_id: str) -> RowMapping | None:
     return conn.execute(query).mappings().first()
 
 
-def list_revoked(conn: Connection) -> Sequence[RowMapping]:
-    query = select(revoked_tokens).order_by(revoked_tokens.c.revoked_at, revoked_tokens.c.token_id)
+def list_revoked(
+    conn: Connection, *, limit: int | None = None, after: tuple[str, str] | None = None
+) -> Sequence[RowMapping]:
+    """Revocations oldest first; those after ``(revoked_at, token_id)`` when given."""
+    query = (
+        select(revoked_tokens)
+        .order_by(revoked_tokens.c.revoked_at, revoked_tokens.c.token_id)
+        .limit(limit)
+    )
+    if after is not None:
+        at, token_id = after
+        query = query.where(
+            or_(
+                revoked_tokens.c.revoked_at > at,
+                and_(revoked_tokens.c.revoked_at == at, revoked_tokens.c.token_id > token_id),
+            )
+        )
     return conn.execute(query).mappings().all()
 
 

@@ -100,8 +100,12 @@ def test_parametric_submission_gives_one_job_per_parameter(
         params={"ids": ",".join(map(str, job_ids))},
         headers=coord.headers(token),
     ).json()["jobs"]
-    assert [j["description"]["Arguments"] for j in listed] == ["a", "b", "c"]
     assert [j["job_name"] for j in listed] == [f"p_{n}_{i}" for n, i in enumerate(job_ids)]
+    arguments = [
+        requests.get(coord.api(f"/jobs/{i}"), headers=coord.headers(token)).json()["description"]
+        for i in job_ids
+    ]
+    assert [a["Arguments"] for a in arguments] == ["a", "b", "c"]
 
 
 def test_ten_thousand_parametric_jobs_are_stored_quickly(

@@ -48,7 +48,11 @@ def test_listing_filters_and_counts(mixed_jobs: dict[str, Any]) -> None:
     g1 = alice.get("/jobs", job_group="g1").json()
     assert [info["job_group"] for info in g1["jobs"]] == ["g1", "g1"]
     assert alice.get("/jobs", site="SITE-A").json()["counts"] == {"Done": 1, "Running": 1}
-    assert alice.get("/jobs", site="NOWHERE").json() == {"jobs": [], "counts": {}}
+    assert alice.get("/jobs", site="NOWHERE").json() == {
+        "jobs": [],
+        "counts": {},
+        "next_cursor": None,
+    }
     newest = alice.get("/jobs", limit=1).json()["jobs"]
     assert [info["job_id"] for info in newest] == [max(mixed_jobs["ids"])]
 
@@ -72,7 +76,7 @@ def test_deleted_jobs_are_listed_only_when_asked_for(
     user = User(shared_coordinator, vo)
     (job_id,) = user.submit()
     assert requests_delete(user, job_id) == 200
-    assert user.get("/jobs").json() == {"jobs": [], "counts": {}}
+    assert user.get("/jobs").json() == {"jobs": [], "counts": {}, "next_cursor": None}
     deleted = user.get("/jobs", status="Deleted").json()["jobs"]
     assert [info["job_id"] for info in deleted] == [job_id]
 
