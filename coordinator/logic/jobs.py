@@ -39,6 +39,8 @@ SUBMISSION_LOG: tuple[tuple[JobStatus, str, str], ...] = (
     (JobStatus.WAITING, "Pilot Agent Submission", "JobScheduling"),
 )
 KILL_MINOR_STATUS = "Marked for termination"
+SANDBOX_LINK_BYTES = 80
+"""What one job's link to one input sandbox counts against the submission's size."""
 
 
 def check_digest(digest: str) -> str:
@@ -61,12 +63,14 @@ def submit(
             details={"format": request.format, "allowed": list(FORMATS)},
         )
     description = parse_description(request.description, fmt)
+    digests = list(dict.fromkeys(check_digest(d) for d in request.input_sandboxes))
     expanded = expand(
         description,
         max_jobs=settings.max_jobs_per_submission,
         max_bytes=settings.max_submission_bytes,
+        # Each job also stores a link to each input sandbox (a digest and its position).
+        bytes_per_job=len(digests) * SANDBOX_LINK_BYTES,
     )
-    digests = list(dict.fromkeys(check_digest(d) for d in request.input_sandboxes))
     owned = [_with_identity(item, claims) for item in expanded]
     fields = [job_fields(item) for item in owned]
     check_sites(fields, settings.sites)

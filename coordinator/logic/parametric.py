@@ -213,12 +213,17 @@ class _Template:
 
 
 def expand(
-    description: Mapping[str, Any], *, max_jobs: int = 100_000, max_bytes: int | None = None
+    description: Mapping[str, Any],
+    *,
+    max_jobs: int = 100_000,
+    max_bytes: int | None = None,
+    bytes_per_job: int = 0,
 ) -> list[dict[str, Any]]:
     """One description per parametric job; ``[dict(description)]`` when not parametric.
 
-    ``TooLarge`` when the jobs together would take more than ``max_bytes``."""
-    budget = _Budget(max_bytes)
+    ``TooLarge`` when the jobs together would take more than ``max_bytes``, each counted as
+    its names and values plus ``bytes_per_job`` (what else the caller stores per job)."""
+    budget = _Budget(max_bytes, bytes_per_job)
     sequences = _sequences(description)
     if not any(_COUNT in seq.settings for seq in sequences.values()):
         budget.spend(description, 1)
@@ -248,13 +253,15 @@ def expand(
 class _Budget:
     """The size the expanded jobs may still take."""
 
-    def __init__(self, max_bytes: int | None) -> None:
+    def __init__(self, max_bytes: int | None, bytes_per_job: int) -> None:
         self.max_bytes = max_bytes
+        self.bytes_per_job = bytes_per_job
         self.spent = 0
 
     def spend(self, job: Mapping[str, Any], count: int) -> None:
         if self.max_bytes is None:
             return
+        self.spent += self.bytes_per_job
         self.spent += sum(len(name) + _size(value) for name, value in job.items())
         if self.spent > self.max_bytes:
             raise TooLarge(

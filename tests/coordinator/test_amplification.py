@@ -13,6 +13,7 @@ import requests
 
 from tests.conftest import RunningCoordinator
 from tests.coordinator.pilot_calls import User
+from tests.coordinator.test_api_sandboxes import tarball, upload
 
 PADDING = "x" * (256 * 1024)
 
@@ -80,3 +81,27 @@ def test_job_lists_leave_descriptions_out(shared_coordinator: RunningCoordinator
     assert [job["description"] for job in by_ids.json()["jobs"]] == [{}] * 4
     # One job read by itself still carries its description.
     assert user.job(ids[0])["description"]["Padding"] == PADDING
+
+
+def test_sandbox_links_count_against_the_cap(
+    start_coordinator: Callable[..., RunningCoordinator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each job stores a link to each input sandbox: 1,000 jobs naming 1,000 sandboxes would
+    be a million rows from one small request."""
+    monkeypatch.setenv("GRIDPILOT_MAX_SUBMISSION_BYTES", str(64 * 1024))
+    coord = start_coordinator()
+    token = coord.token()
+    digests = [
+        upload(coord, token, tarball({"in.txt": str(number).encode()})).json()["sha256"]
+        for number in range(5)
+    ]
+    text = json.dumps({"Executable": "/bin/true", "Parameters": 200})
+
+    def send(names: list[str]) -> requests.Response:
+        body = {"description": text, "format": "json", "input_sandboxes": names}
+        return requests.post(coord.api("/jobs"), json=body, headers=coord.headers(token))
+
+    refused = send(digests)
+    assert (refused.status_code, refused.json()["code"]) == (413, "too_large"), refused.text
+    assert User(coord, "vo1").get("/jobs").json()["jobs"] == []
+    assert send(digests[:1]).status_code == 201

@@ -246,3 +246,19 @@ def test_a_poisoned_stored_row_breaks_no_read_and_strands_no_other_job(
     assert pilot.match(n=11) == []  # nothing left behind, Matched and undelivered
     statuses = {job["job_id"]: job["status"] for job in admin.get("/jobs").json()["jobs"]}
     assert sorted(j for j, s in statuses.items() if s == "Matched") == sorted(delivered)
+
+
+def test_a_poisoned_pilot_row_breaks_no_listing(coordinator: RunningCoordinator) -> None:
+    coord = coordinator
+    pilot, other = FakePilot(coord, "vo1"), FakePilot(coord, "vo1")
+    with sqlite3.connect(coord.data_dir / "gridpilot.db", timeout=30) as db:
+        db.execute(
+            "UPDATE pilots SET facts = ?, checks = ?, tags = ? WHERE pilot_id = ?",
+            (r'{"cpu": "\udc80", "load": NaN}', '[{"name": "x"}, 7]', "{broken", pilot.pilot_id),
+        )
+    user = User(coord, "vo1")
+    listed = {p["pilot_id"]: p for p in user.get("/pilots").json()["pilots"]}
+    assert set(listed) == {pilot.pilot_id, other.pilot_id}
+    shown = user.get(f"/pilots/{pilot.pilot_id}").json()
+    assert shown["facts"] == {"cpu": "\ufffd", "load": None}
+    assert (shown["checks"], shown["tags"]) == ([], [])
