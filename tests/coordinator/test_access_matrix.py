@@ -180,20 +180,16 @@ REGISTRATION = {"hostname": "wn1.example.org", "pilot_version": "matrix"}
 
 ROWS = [
     Row("POST", JOBS, any_user(201), json=body({"description": JDL})),
-    Row(
-        "POST",
-        JOBS,
-        owner_only(201, others=404),
-        variant="naming alice's sandbox",
-        json=lambda w: {"description": JDL, "input_sandboxes": [w.sandboxes["input"]]},
-    ),
-    Row(
-        "POST",
-        JOBS,
-        owner_only(201, others=404),
-        variant="naming alice's output",
-        json=lambda w: {"description": JDL, "input_sandboxes": [w.sandboxes["output"]]},
-    ),
+    *[
+        Row(
+            "POST",
+            JOBS,
+            owner_only(201, others=404),
+            variant=f"naming alice's {kind}",
+            json=lambda w, kind=kind: {"description": JDL, "input_sandboxes": [w.sandboxes[kind]]},
+        )
+        for kind in ("input", "output", "upload")
+    ],
     Row("GET", JOBS, any_user(200)),
     Row("GET", JOBS, any_user(200), variant="by ids", query="?ids={job_id}"),
     Row("GET", JOBS + "/{job_id}", owner_job(200)),

@@ -112,4 +112,3 @@ def test_page_sizes_and_cursors_are_checked(
     for cursor in ("garbage", "W10", "WyJ4Il0", "Wy0xMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDBd", "x" * 2000):
         reply = admin.get(where, cursor=cursor)
         assert (reply.status_code, reply.json()["code"]) == (400, "bad_request"), cursor
-

@@ -21,6 +21,11 @@ def submit(coord: RunningCoordinator, token: str, digests: list[str]) -> request
     return requests.post(coord.api("/jobs"), json=body, headers=coord.headers(token))
 
 
+def alice_and_bob(coord: RunningCoordinator, vo: str) -> tuple[str, str]:
+    """Tokens of two users of one VO."""
+    return coord.token(subject="alice", vo=vo), coord.token(subject="bob", vo=vo)
+
+
 def without_digest(reply: requests.Response, digest: str) -> tuple[int, Any]:
     """Status and body with the digest blanked out, to compare two refusals."""
     return reply.status_code, json.loads(reply.text.replace(digest, "<digest>"))
@@ -30,8 +35,7 @@ def test_naming_another_users_input_sandbox_is_refused_like_a_missing_one(
     shared_coordinator: RunningCoordinator, vo: str
 ) -> None:
     coord = shared_coordinator
-    alice = coord.token(subject="alice", vo=vo)
-    bob = coord.token(subject="bob", vo=vo)
+    alice, bob = alice_and_bob(coord, vo)
     secret = tarball({"secret.txt": b"alice's private input"})
     digest = upload(coord, alice, secret).json()["sha256"]
     never_stored = "ab" * 32
@@ -54,8 +58,7 @@ def test_identical_upload_makes_a_second_owner_without_telling_him(
     shared_coordinator: RunningCoordinator, vo: str
 ) -> None:
     coord = shared_coordinator
-    alice = coord.token(subject="alice", vo=vo)
-    bob = coord.token(subject="bob", vo=vo)
+    alice, bob = alice_and_bob(coord, vo)
     data = tarball({"common.txt": b"the same bytes for both\n"})
     assert upload(coord, alice, data).status_code == 201
     # 201 as for any new sandbox of his: a 200 would tell bob that someone has these bytes.
@@ -82,8 +85,7 @@ def test_output_sandbox_belongs_to_the_jobs_owner(
     shared_coordinator: RunningCoordinator, vo: str
 ) -> None:
     coord = shared_coordinator
-    alice = coord.token(subject="alice", vo=vo)
-    bob = coord.token(subject="bob", vo=vo)
+    alice, bob = alice_and_bob(coord, vo)
     pilot = FakePilot(coord, vo)
     [job_id] = submit(coord, alice, []).json()["job_ids"]
     output = tarball({"result.txt": b"alice's result"})
@@ -102,8 +104,7 @@ def test_a_pilot_cannot_pass_someone_elses_sandbox_off_as_an_output(
 ) -> None:
     """A pilot running bob's job names alice's input as its output: bob would then read it."""
     coord = shared_coordinator
-    alice = coord.token(subject="alice", vo=vo)
-    bob = coord.token(subject="bob", vo=vo)
+    alice, bob = alice_and_bob(coord, vo)
     digest = upload(coord, alice, tarball({"secret.txt": b"alice's input"})).json()["sha256"]
     pilot = FakePilot(coord, vo)
     [job_id] = submit(coord, bob, []).json()["job_ids"]
