@@ -188,7 +188,7 @@ ROWS = [
             variant=f"naming alice's {kind}",
             json=lambda w, kind=kind: {"description": JDL, "input_sandboxes": [w.sandboxes[kind]]},
         )
-        for kind in ("input", "output", "upload")
+        for kind in ("input", "output")  # "upload" must stay in no job: see its GET row
     ],
     Row("GET", JOBS, any_user(200)),
     Row("GET", JOBS, any_user(200), variant="by ids", query="?ids={job_id}"),
