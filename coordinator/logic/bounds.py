@@ -17,6 +17,7 @@ A value out of bounds is a 400 naming the field (or the job description's attrib
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import math
@@ -189,35 +190,80 @@ def check_message(message: Any) -> None:
     numbers in ``FIELD_BOUNDS`` (others within 64 bits, floats finite), text clean and
     within ``FIELD_MAX_CHARS`` (else ``TEXT_MAX_CHARS``), lists of at most
     ``LIST_MAX_ITEMS``, nesting at most ``NESTING_MAX`` deep."""
-    _check_value(type(message).__name__, "", message, 0)
+    _MessageWalk(type(message).__name__).value("", message)
 
 
-def _check_value(path: str, name: str, value: Any, depth: int) -> None:
-    if depth > NESTING_MAX:
-        raise _refuse(path, f"is nested more than {NESTING_MAX} levels deep")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            inner = getattr(value, field.name)
-            _check_value(f"{path}.{field.name}", field.name, inner, depth + 1)
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, (int, float)):
-        check_number(path, value, FIELD_BOUNDS.get(name, INT64))
-    elif isinstance(value, str):
-        if name not in CHECKED_ELSEWHERE:
-            check_text(path, value, FIELD_MAX_CHARS.get(name, TEXT_MAX_CHARS))
-    elif isinstance(value, (list, tuple)):
-        if len(value) > LIST_MAX_ITEMS:
-            raise _refuse(path, f"has {len(value)} items, more than {LIST_MAX_ITEMS}")
-        for position, item in enumerate(value):
-            _check_value(f"{path}[{position}]", name, item, depth + 1)
-    elif isinstance(value, Mapping):
-        if len(value) > LIST_MAX_ITEMS:
-            raise _refuse(path, f"has {len(value)} entries, more than {LIST_MAX_ITEMS}")
-        for key, item in value.items():
-            check_text(f"{path} key", str(key), FIELD_MAX_CHARS["name"])
+class _MessageWalk:
+    """One walk over a message. The path to the current value is kept as a list of parts
+    and joined only for an error: pilots' heartbeats are checked on the hot path."""
+
+    def __init__(self, root: str) -> None:
+        self.trail = [root]
+
+    def where(self, suffix: str = "") -> str:
+        return "".join(self.trail) + suffix
+
+    def value(self, name: str, value: Any) -> None:
+        kind = type(value)
+        if kind is str:
+            if name not in CHECKED_ELSEWHERE:
+                self.text(value, FIELD_MAX_CHARS.get(name, TEXT_MAX_CHARS))
+        elif kind is int or kind is float:
+            bound = FIELD_BOUNDS.get(name, INT64)
+            if not (value in bound and (kind is int or math.isfinite(value))):
+                check_number(self.where(), value, bound)
+        elif value is None or kind is bool:
+            return
+        elif len(self.trail) > NESTING_MAX:
+            raise _refuse(self.where(), f"is nested more than {NESTING_MAX} levels deep")
+        elif isinstance(value, (list, tuple)):
+            self.items(name, value)
+        elif isinstance(value, Mapping):
+            self.mapping(value)
+        elif dataclasses.is_dataclass(value):
+            for field_name in _field_names(kind):
+                self.child(f".{field_name}", field_name, getattr(value, field_name))
+        elif isinstance(value, enum.Enum):
+            return  # one of a fixed set of values
+        elif isinstance(value, str):
+            self.value(name, str(value))
+        elif isinstance(value, (int, float)):
+            self.value(name, float(value) if isinstance(value, float) else int(value))
+
+    def child(self, part: str, name: str, value: Any) -> None:
+        self.trail.append(part)
+        self.value(name, value)
+        self.trail.pop()
+
+    def text(self, text: str, max_chars: int) -> None:
+        if len(text) > max_chars or bad_character(text) is not None:
+            check_text(self.where(), text, max_chars)
+
+    def items(self, name: str, values: list[Any] | tuple[Any, ...]) -> None:
+        if len(values) > LIST_MAX_ITEMS:
+            raise _refuse(self.where(), f"has {len(values)} items, more than {LIST_MAX_ITEMS}")
+        for position, item in enumerate(values):
+            self.child(f"[{position}]", name, item)
+
+    def mapping(self, values: Mapping[Any, Any]) -> None:
+        if len(values) > LIST_MAX_ITEMS:
+            raise _refuse(self.where(), f"has {len(values)} entries, more than {LIST_MAX_ITEMS}")
+        for key, item in values.items():
+            key_text = str(key)
+            if len(key_text) > FIELD_MAX_CHARS["name"] or bad_character(key_text) is not None:
+                check_text(self.where(" key"), key_text, FIELD_MAX_CHARS["name"])
             # A mapping's keys are free names (facts): only the generic bounds apply.
-            _check_value(f"{path}.{key}", "", item, depth + 1)
+            self.child(f".{key_text}", "", item)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def check_pilot_message(message: Any) -> None:
