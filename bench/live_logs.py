@@ -100,7 +100,7 @@ class Follower(threading.Thread):
 
     def __init__(self, url: str, token: str, job_id: int) -> None:
         super().__init__(daemon=True)
-        command = [sys.executable, "-m", "coordinator", "logs", str(job_id), "--follow"]
+        command = [sys.executable, "-m", "client", "logs", str(job_id), "--follow"]
         self.process = subprocess.Popen(
             [*command, "--url", url, "--token", token], cwd=REPO, stdout=subprocess.PIPE
         )

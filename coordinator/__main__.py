@@ -1,4 +1,4 @@
-"""``python -m coordinator``: the full ``gridpilot`` CLI."""
+"""``python -m coordinator``: the server's commands (``serve``, ``token create``, ``certs``)."""
 
 from __future__ import annotations
 

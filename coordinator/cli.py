@@ -1,71 +1,56 @@
-"""The ``gridpilot`` command: server, tokens, users' job commands, the demo, and the
-worker-side commands (``pilot``, ``checks``) from ``pilot.cli``.
+"""The server's commands: ``gridpilot serve``, ``gridpilot token create`` (signed with the
+key in the data dir, so run next to it) and ``gridpilot certs dev``.
 
-With ``tracking_cli``, ``access_cli`` and ``cli_session``, the only code here that prints or exits.
+``gridpilot`` (``client.cli``) loads them only when one is named; ``python -m coordinator``
+runs them alone. Errors are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+import typer.main
 
-from coordinator.access_cli import add_access_commands
-from coordinator.cli_session import (
-    DATA_DIR_OPTION,
-    EXIT_USAGE,
-    JSON_OPTION,
-    ROOT_OPTIONS,
-    TOKEN_FILE_OPTION,
-    TOKEN_OPTION,
-    URL_OPTION,
-    call,
-    connect,
-    fail,
-)
-from coordinator.display import format_history, format_status
 from coordinator.errors import CoordinatorError
-from coordinator.tracking_cli import add_tracking_commands
-from pilot.cli import add_worker_commands, setup_logging
-from protocol import __version__
+from protocol import Role, TokenKind
 
-app = typer.Typer(
-    help="gridpilot: pilot agent, job wrapper and job coordinator.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+EXIT_USAGE = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DATA_DIR_OPTION = typer.Option(
+    Path("gridpilot-data"), "--data-dir", envvar="GRIDPILOT_DATA_DIR", help="Coordinator data dir"
 )
-add_access_commands(app)
-add_worker_commands(app)
+ACCESS_TTL_DAYS = 30.0
+LOGIN_TTL_DAYS = 365.0
 
 
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"gridpilot {__version__}")
-        raise typer.Exit()
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"gridpilot: {message}", err=True)
+    return typer.Exit(code)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True),
-    ca_bundle: Optional[Path] = typer.Option(
-        None,
-        "--ca-bundle",
-        envvar="GRIDPILOT_CA_BUNDLE",
-        help="CA certificates (PEM) to verify an https coordinator with [system CAs]",
-    ),
-) -> None:
-    """gridpilot: pilot agent, job wrapper and job coordinator."""
-    # Set once per invocation, before any subcommand runs; every client command reads it.
-    ROOT_OPTIONS["ca_bundle"] = ca_bundle
+def usable_dir(path: Path, what: str, *, create: bool) -> Path:
+    """``path`` as a directory this process can write in (created when ``create``)."""
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise fail(f"cannot use {path} as the {what}: it is not a directory") from exc
+    except OSError as exc:
+        raise fail(f"cannot use {path} as the {what}: {exc.strerror or exc}") from exc
+    if not path.is_dir():
+        raise fail(f"cannot use {path} as the {what}: no such directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise fail(f"cannot use {path} as the {what}: permission denied")
+    return path.resolve()
 
 
-# -- the server -------------------------------------------------------------------
-
-
-@app.command()
 def serve(
     data_dir: Path = DATA_DIR_OPTION,
     host: Optional[str] = typer.Option(None, help="Address to listen on [127.0.0.1]"),
@@ -107,6 +92,12 @@ def serve(
     sites: Optional[str] = typer.Option(
         None, help="Comma-separated known site names: jobs naming others are refused"
     ),
+    default_site: Optional[str] = typer.Option(
+        None, help="Site recorded for pilots that name none (default: the pilot's host name)"
+    ),
+    login_token_ttl_s: Optional[int] = typer.Option(
+        None, help="Lifetime of the tokens 'gridpilot login' gets [43200, 12 h]"
+    ),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING, ERROR"),
 ) -> None:
     """Run the coordinator (SQLite database and sandboxes in the data dir).
@@ -117,10 +108,11 @@ def serve(
     from coordinator.server import run_server
     from coordinator.settings import Settings
 
-    setup_logging(log_level)
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, force=True)
+    root = usable_dir(data_dir, "data dir", create=True)
     try:
         settings = Settings.from_env(
-            data_dir.resolve(),
+            root,
             host=host,
             port=port,
             max_sandbox_bytes=max_sandbox_bytes,
@@ -142,169 +134,139 @@ def serve(
             fair_share_half_life_s=fair_share_half_life_s,
             metrics_access=metrics_access,
             sites=sites,
+            default_site=default_site,
+            login_token_ttl_s=login_token_ttl_s,
         )
         if settings.tls_cert_file:
             check_server_files(settings.tls_cert_file, settings.tls_key_file)
         run_server(settings)
     except CoordinatorError as exc:
-        raise fail(exc.message, EXIT_USAGE) from exc
+        raise fail(exc.message) from exc
 
 
-# -- users' job commands ------------------------------------------------------------------
-
-
-@app.command()
-def submit(
-    files: list[Path] = typer.Argument(..., help="JDL, JSON or YAML job descriptions"),
-    fmt: Optional[str] = typer.Option(
-        None, "--format", help="jdl, json or yaml (default: by suffix)"
+def token_create(
+    role: Role = typer.Option(Role.USER, help="user, pilot or admin"),
+    subject: str = typer.Option(..., help="Who the token is for (user name or pilot factory)"),
+    vo: str = typer.Option(..., help="Virtual organisation"),
+    group: str = typer.Option("", help="Group (DIRAC's OwnerGroup)"),
+    login: bool = typer.Option(
+        False,
+        "--login",
+        help="A login credential for a user, good only for 'gridpilot login' (which gets "
+        "short-lived tokens with it); lasts a year unless --ttl-days",
     ),
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Submit jobs; print "JobID = N" for each job created."""
-    from coordinator.submission import submit_file
-
-    client = connect(url, token, token_file)
-    all_ids: list[int] = []
-    for path in files:
-        if not path.is_file():
-            raise fail(f"no such file: {path}", EXIT_USAGE)
-        reply = call(submit_file, client, path, fmt)
-        all_ids.extend(reply.job_ids)
-        if not as_json:
-            for job_id in reply.job_ids:
-                typer.echo(f"JobID = {job_id}")
-    if as_json:
-        typer.echo(json.dumps({"job_ids": all_ids}))
-
-
-@app.command()
-def status(
-    job_ids: list[int] = typer.Argument(..., help="Job ids"),
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Show jobs' status in DIRAC's layout."""
-    client = connect(url, token, token_file)
-    infos = [call(client.job, job_id) for job_id in job_ids]
-    if as_json:
-        typer.echo(json.dumps([info.to_dict() for info in infos], indent=2))
-        return
-    for info in infos:
-        typer.echo(format_status(info))
-
-
-@app.command("logging-info")
-def logging_info(
-    job_id: int = typer.Argument(..., help="Job id"),
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Show a job's status history (time, status, minor status, source)."""
-    client = connect(url, token, token_file)
-    history = call(client.history, job_id)
-    if as_json:
-        typer.echo(json.dumps([entry.to_dict() for entry in history], indent=2))
-        return
-    for line in format_history(history):
-        typer.echo(line)
-
-
-@app.command("get-output")
-def get_output(
-    job_id: int = typer.Argument(..., help="Job id"),
-    out_dir: Path = typer.Option(Path("."), "--dir", help="Write to DIR/<job id>/"),
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-) -> None:
-    """Download a job's output sandbox into DIR/<job id>/, checksum verified."""
-    from coordinator.output import retrieve_output
-
-    client = connect(url, token, token_file)
-    target, names = call(retrieve_output, client, job_id, out_dir)
-    typer.echo(f"Job output sandbox retrieved in {target}/ ({len(names)} file(s))")
-
-
-@app.command()
-def kill(
-    job_ids: list[int] = typer.Argument(..., help="Job ids"),
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-) -> None:
-    """Kill jobs (waiting ones at once, running ones through their pilot)."""
-    client = connect(url, token, token_file)
-    for job_id in job_ids:
-        info = call(client.kill, job_id)
-        typer.echo(f"Job {job_id}: kill requested, status {info.status.value}")
-
-
-@app.command()
-def delete(
-    job_ids: list[int] = typer.Argument(..., help="Job ids"),
-    url: Optional[str] = URL_OPTION,
-    token: Optional[str] = TOKEN_OPTION,
-    token_file: Optional[Path] = TOKEN_FILE_OPTION,
-) -> None:
-    """Delete finished or waiting jobs."""
-    client = connect(url, token, token_file)
-    for job_id in job_ids:
-        call(client.delete, job_id)
-        typer.echo(f"Job {job_id}: deleted")
-
-
-@app.command()
-def jdl(
-    path: Path = typer.Argument(..., help="A JDL (or .json/.yaml) job description"),
-    expand: bool = typer.Option(False, "--expand", help="Print the jobs a parametric JDL gives"),
-    fmt: Optional[str] = typer.Option(
-        None, "--format", help="jdl, json or yaml (default: by suffix)"
+    ttl_days: Optional[float] = typer.Option(
+        None,
+        help=f"Days until it expires ({ACCESS_TTL_DAYS:g}; login credentials {LOGIN_TTL_DAYS:g})",
     ),
+    data_dir: Path = DATA_DIR_OPTION,
+    init: bool = typer.Option(
+        False, "--init", help="Create the data dir and its signing key if there is none yet"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON output"),
 ) -> None:
-    """Parse a job description locally and print it as JSON (no coordinator needed)."""
-    from coordinator.logic.description import parse_description
-    from coordinator.logic.parametric import expand as expand_jobs
-    from coordinator.submission import description_format
+    """Print a token signed with the coordinator's key (run next to its data dir).
 
+    The token goes to stdout, its id and expiry to stderr (--json: all as JSON on stdout).
+    A data dir without a coordinator's signing key is refused, unless --init: a token
+    signed with another key would be refused by the coordinator.
+    """
+    from coordinator.logic.auth import SIGNING_KEY_FILE, load_or_create_signing_key
+    from coordinator.logic.tokens import issue
+
+    if not init and not (data_dir / SIGNING_KEY_FILE).is_file():
+        raise fail(
+            f"{data_dir} holds no coordinator (no {SIGNING_KEY_FILE}): give the --data-dir "
+            "'gridpilot serve' uses, or --init to start a new one there"
+        )
+    root = usable_dir(data_dir, "data dir", create=init)
+    days = ttl_days if ttl_days is not None else (LOGIN_TTL_DAYS if login else ACCESS_TTL_DAYS)
+    kind = TokenKind.LOGIN if login else TokenKind.ACCESS
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from exc
-    try:
-        description = parse_description(text, description_format(path, fmt))
-        result: Any = expand_jobs(description) if expand else description
+        key = load_or_create_signing_key(root)
+        issued = issue(
+            key,
+            subject=subject,
+            vo=vo,
+            role=role,
+            ttl_s=int(timedelta(days=days).total_seconds()),
+            group=group,
+            kind=kind,
+        )
     except CoordinatorError as exc:
-        raise fail(f"{path}: {exc.message}") from exc
-    typer.echo(json.dumps(result, indent=2))
+        raise fail(exc.message) from exc
+    except OSError as exc:
+        raise fail(f"cannot use {data_dir}: {exc.strerror or exc}") from exc
+    expires_at = issued.claims.expires_at.isoformat()
+    if as_json:
+        fields = {"token": issued.token, "token_id": issued.claims.token_id, "kind": kind.value}
+        typer.echo(json.dumps({**fields, "expires_at": expires_at}))
+        return
+    typer.echo(issued.token)
+    what = "login credential" if login else "token"
+    typer.echo(f"{what} id {issued.claims.token_id}, expires {expires_at}", err=True)
 
 
-@app.command()
-def demo(
-    data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Keep the coordinator's data here (default: a temporary dir)"
-    ),
-    timeout_s: float = typer.Option(120.0, help="Give up if the job is not done by then"),
+certs_app = typer.Typer(help="TLS certificates for trying HTTPS out.", no_args_is_help=True)
+
+
+@certs_app.callback()
+def _certs() -> None:
+    """TLS certificates for trying HTTPS out."""
+
+
+@certs_app.command("dev")
+def certs_dev(
+    out: Path = typer.Option(..., "--out", help="Directory to write the PEM files into"),
+    hosts: list[str] = typer.Option([], "--host", help="Extra server name or IP (repeatable)"),
 ) -> None:
-    """Run the tutorial job end to end on this machine: coordinator, pilot, job, output."""
-    from coordinator.demo import run_demo
+    """Write a development CA and a server certificate for localhost (and --host names)."""
+    from coordinator.certs import write_dev_certificates
 
-    setup_logging("WARNING")
-    raise typer.Exit(run_demo(data_dir, timeout_s, typer.echo))
+    try:
+        written = write_dev_certificates(out, hosts)
+    except CoordinatorError as exc:
+        raise fail(exc.message, 1) from exc
+    except OSError as exc:
+        raise fail(f"cannot write into {out}: {exc.strerror or exc}") from exc
+    typer.echo(f"CA certificate:     {written.ca_cert}  (give clients --ca-bundle this file)")
+    typer.echo(f"CA key:             {written.ca_key}")
+    typer.echo(f"server certificate: {written.server_cert}  (for {', '.join(written.hosts)})")
+    typer.echo(f"server key:         {written.server_key}")
+    typer.echo(f"gridpilot serve --tls-cert {written.server_cert} --tls-key {written.server_key}")
 
 
-add_tracking_commands(app, connect, call)
+def _single(name: str, function: Any) -> Any:
+    app = typer.Typer()
+    app.command(name)(function)
+    return typer.main.get_command(app)
+
+
+def serve_command() -> Any:
+    return _single("serve", serve)
+
+
+def token_create_command() -> Any:
+    return _single("create", token_create)
+
+
+def certs_command() -> Any:
+    return typer.main.get_command(certs_app)
+
+
+def server_app() -> typer.Typer:
+    """``python -m coordinator``: the server's commands alone."""
+    app = typer.Typer(help="gridpilot coordinator (server side)", no_args_is_help=True)
+    app.command("serve")(serve)
+    token_app = typer.Typer(help="Signed access tokens.", no_args_is_help=True)
+    token_app.command("create")(token_create)
+    app.add_typer(token_app, name="token")
+    app.add_typer(certs_app, name="certs")
+    return app
 
 
 def main() -> None:
-    app(prog_name="gridpilot")
+    server_app()(prog_name="gridpilot")
 
 
 if __name__ == "__main__":  # pragma: no cover

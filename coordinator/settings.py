@@ -35,12 +35,18 @@ class Settings:
     heartbeat_interval_s: float = 30.0
     match_retry_after_s: float = 10.0
     token_ttl_s: int = 7 * 24 * 3600
+    login_token_ttl_s: int = 12 * 3600
+    """Lifetime of the access tokens ``gridpilot login`` obtains with a login credential
+    (never past the credential's own expiry)."""
     min_protocol_version: int = MIN_PROTOCOL_VERSION
     max_jobs_per_submission: int = 100_000
     max_submission_bytes: int = 64 * MIB
     """The most the jobs of one submission may take together once parametric descriptions
     are expanded (names and values, about their stored size); more gets 413."""
     sites: frozenset[str] = frozenset()
+    default_site: str = ""
+    """The site recorded for pilots that name none (no ``--site``, nothing in the batch
+    environment); empty: the pilot's host name. ANY would read as "not yet assigned"."""
     """Known site names; when given, jobs naming another Site or BannedSites are refused.
     From ``GRIDPILOT_SITES`` or ``serve --sites`` as a comma-separated list."""
     # Leases (coordinator/logic/leases.py, run by coordinator/sweeper.py).
@@ -102,6 +108,10 @@ class Settings:
         for name in ("rate_limit_per_s", "rate_limit_burst", "revocation_refresh_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative", details={"setting": name})
+        if self.login_token_ttl_s < 1:
+            raise SettingsError(
+                "login_token_ttl_s must be at least 1", details={"setting": "login_token_ttl_s"}
+            )
         _check_lease_settings(self)
         _check_matching_settings(self)
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

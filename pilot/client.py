@@ -13,6 +13,7 @@ import hashlib
 import logging
 import random
 import re
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +37,6 @@ from protocol import (
     ErrorCode,
     Heartbeat,
     HeartbeatReply,
-    HistoryEntry,
     JobInfo,
     JobStatusUpdate,
     LogAppendReply,
@@ -45,9 +45,6 @@ from protocol import (
     PilotRegistration,
     PilotStateUpdate,
     RegistrationReply,
-    SandboxInfo,
-    SubmitReply,
-    SubmitRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -142,9 +139,13 @@ class CoordinatorClient:
                 response = self._session.request(method, url, **kwargs)
             except requests.exceptions.SSLError as exc:
                 _raise_if_untrusted(exc, url)
-                failure = f"{type(exc).__name__}: {exc}"
+                failure = failure_reason(exc)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = f"{type(exc).__name__}: {exc}"
+                failure = failure_reason(exc)
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
+                raise CoordinatorUnreachable(
+                    f"{url} is not a usable URL: {exc}", url=url, reason="not a usable URL"
+                ) from exc
             else:
                 if response.status_code not in RETRY_STATUSES:
                     _raise_for_error(response)
@@ -171,7 +172,9 @@ class CoordinatorClient:
         elapsed = self._clock() - started
         if elapsed + delay_s > policy.max_retry_s:
             raise CoordinatorUnreachable(
-                f"{method} {url} failed for {elapsed:.0f} s, last error: {failure}"
+                f"{method} {url} failed for {elapsed:.0f} s, last error: {failure}",
+                url=url,
+                reason=failure,
             )
         logger.warning("%s %s: %s; retrying in %.1f s", method, url, failure, delay_s)
         if policy.give_up is None:
@@ -183,7 +186,9 @@ class CoordinatorClient:
             if left_s <= 0:
                 return
             self._sleep(min(left_s, GIVE_UP_POLL_S))
-        raise CoordinatorUnreachable(f"{method} {url}: retrying given up, last error: {failure}")
+        raise CoordinatorUnreachable(
+            f"{method} {url}: retrying given up, last error: {failure}", url=url, reason=failure
+        )
 
     def _json(
         self,
@@ -330,32 +335,6 @@ class CoordinatorClient:
             dest.unlink()
             raise SandboxChecksumMismatch(sha256, digest.hexdigest())
 
-    # -- user calls --------------------------------------------------------------------
-
-    def submit(self, request: SubmitRequest) -> SubmitReply:
-        return SubmitReply.from_dict(self._json("POST", "/jobs", request.to_dict()))
-
-    def upload_file_sandbox(self, path: Path, sha256: str) -> SandboxInfo:
-        self.upload_sandbox(path, sha256)
-        return SandboxInfo(sha256=sha256, size_bytes=path.stat().st_size)
-
-    def job(self, job_id: int) -> JobInfo:
-        return JobInfo.from_dict(self._json("GET", f"/jobs/{job_id}"))
-
-    def jobs(self, job_ids: list[int]) -> list[JobInfo]:
-        data = self._json("GET", "/jobs", params={"ids": ",".join(str(i) for i in job_ids)})
-        return [JobInfo.from_dict(item) for item in data["jobs"]]
-
-    def history(self, job_id: int) -> list[HistoryEntry]:
-        data = self._json("GET", f"/jobs/{job_id}/history")
-        return [HistoryEntry.from_dict(item) for item in data["history"]]
-
-    def kill(self, job_id: int) -> JobInfo:
-        return JobInfo.from_dict(self._json("POST", f"/jobs/{job_id}/kill"))
-
-    def delete(self, job_id: int) -> JobInfo:
-        return JobInfo.from_dict(self._json("DELETE", f"/jobs/{job_id}"))
-
 
 def _raise_if_untrusted(exc: requests.exceptions.SSLError, url: str) -> None:
     """A certificate the client does not trust will not become trusted by retrying:
@@ -367,8 +346,39 @@ def _raise_if_untrusted(exc: requests.exceptions.SSLError, url: str) -> None:
     why = reason.group(1) if reason else "certificate verify failed"
     raise CoordinatorUnreachable(
         f"cannot verify the TLS certificate of {url}: {why}. Give the coordinator's CA "
-        "certificate with --ca-bundle or GRIDPILOT_CA_BUNDLE (pilot config: ca_bundle)"
+        "certificate with --ca-bundle or GRIDPILOT_CA_BUNDLE (pilot config: ca_bundle)",
+        url=url,
+        reason=f"its TLS certificate cannot be verified ({why}); give the coordinator's CA "
+        "certificate with --ca-bundle or GRIDPILOT_CA_BUNDLE",
     ) from exc
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A failed connection in a few words ("connection refused", "unknown host name"),
+    found in the chain of exceptions requests and urllib3 wrap around the socket's."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "no connection within the timeout"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "no answer within the timeout"
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "unknown host name"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, (socket.timeout, TimeoutError)):
+            return "no answer within the timeout"
+        if isinstance(current, OSError) and current.strerror:
+            return str(current.strerror).lower()
+        linked = [*current.args, getattr(current, "reason", None)]
+        linked += [current.__cause__, current.__context__]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _retry_after_s(response: requests.Response) -> Optional[float]:

@@ -18,6 +18,7 @@ import yaml
 from checks.config import ChecksConfig, parse_checks_config
 from checks.errors import ChecksError
 from pilot.errors import ConfigError
+from protocol import url_problem
 from wrapper.config import ContainerSettings, WatchdogPolicy, WrapperConfig
 
 ENV_PREFIX = "GRIDPILOT_"
@@ -212,7 +213,10 @@ def load_config(
                 + (" (or --token-file / GRIDPILOT_TOKEN_FILE)" if required == "token" else "")
             )
     values = {k: v if k in _NESTED else _coerce(k, v) for k, v in merged.items()}
-    values["url"] = str(values["url"]).rstrip("/")
+    values["url"] = str(values["url"]).strip().rstrip("/")
+    problem = url_problem(values["url"])
+    if problem:
+        raise ConfigError(f"url {values['url']!r} is not a coordinator URL: {problem}")
     wrapper_values = {name: values.pop(name) for name in WRAPPER_SETTINGS if name in values}
     values["wrapper"] = _wrapper_config(wrapper_values, values["workdir"])
     config = PilotConfig(**values)

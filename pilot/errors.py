@@ -17,7 +17,15 @@ class ConfigError(PilotError):
 
 
 class CoordinatorUnreachable(PilotError):
-    """The coordinator did not answer after every retry."""
+    """The coordinator did not answer after every retry.
+
+    ``url`` is what was asked and ``reason`` the last failure in a few words ("connection
+    refused", "no answer within 30 s"), for a one-line message."""
+
+    def __init__(self, message: str, *, url: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason or message
 
 
 class CoordinatorRejected(PilotError):

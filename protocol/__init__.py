@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, ClassVar, Optional, TypeVar
 
@@ -448,6 +449,181 @@ class LogAppendReply(Message):
     next_offset: int
 
 
+@dataclasses.dataclass(frozen=True)
+class JobList(Message):
+    """``GET /jobs``: jobs newest first, and the jobs per status."""
+
+    jobs: list[JobInfo]
+    """Without their descriptions (``description`` is empty): ``GET /jobs/{id}`` has it."""
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Jobs per status matching the filters other than ``status`` (Deleted left out)."""
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"jobs": JobInfo}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobHistory(Message):
+    """``GET /jobs/{id}/history``: the job's status changes, oldest first."""
+
+    history: list[HistoryEntry]
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"history": HistoryEntry}
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotInfo(Message):
+    """What the coordinator knows of one registered pilot (``GET /pilots/{id}``)."""
+
+    pilot_id: str
+    subject: str
+    vo: str
+    hostname: str
+    site: str
+    ce: str
+    batch_system: str
+    batch_job_id: str
+    pilot_version: str
+    protocol_version: int
+    platform: str
+    cores: int
+    memory_mb: int
+    time_left_s: Optional[int]
+    tags: list[str]
+    facts: dict[str, Any]
+    checks: list[CheckReport]
+    accepting_work: bool
+    refuse_reason: str
+    """Why the pilot takes no work (a fatal check failed, it was told to stop, ...)."""
+    registered_at: str
+    last_seen: str
+    """Last time it registered, asked for work, reported or sent a heartbeat."""
+    job_ids: list[int]
+    """Jobs it was given, also those taken from it since (rescheduled); for a user, only
+    the user's own."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"checks": CheckReport}
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotList(Message):
+    """``GET /pilots``: registered pilots, newest first."""
+
+    pilots: list[PilotInfo]
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"pilots": PilotInfo}
+
+
+class TokenKind(str, enum.Enum):
+    """What a token may be used for."""
+
+    ACCESS = "access"
+    """Every API call its role allows."""
+    LOGIN = "login"
+    """A long-lived credential an admin gives a user: good only to obtain short-lived access
+    tokens (``POST /tokens/exchange``, ``gridpilot login``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRequest(Message):
+    """An admin asking for a token (``POST /tokens``)."""
+
+    subject: str
+    vo: str
+    role: Role = Role.USER
+    group: str = ""
+    ttl_s: Optional[int] = None
+    """Lifetime in seconds; default and maximum: the coordinator's ``token_ttl_s``."""
+    kind: TokenKind = TokenKind.ACCESS
+
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"role": Role, "kind": TokenKind}
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenExchangeRequest(Message):
+    """A login credential asking for an access token (``POST /tokens/exchange``)."""
+
+    ttl_s: Optional[int] = None
+    """Lifetime wanted; default and maximum: the coordinator's ``login_token_ttl_s``, and
+    never past the credential's own expiry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuedTokenReply(Message):
+    """A token just signed, with its claims."""
+
+    token: str
+    token_id: str
+    subject: str
+    vo: str
+    role: Role
+    group: str
+    expires_at: str
+    kind: TokenKind = TokenKind.ACCESS
+
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"role": Role, "kind": TokenKind}
+
+
+@dataclasses.dataclass(frozen=True)
+class WhoAmI(Message):
+    """The claims of the token a request was sent with (``GET /tokens/whoami``)."""
+
+    subject: str
+    vo: str
+    role: Role
+    group: str = ""
+    token_id: str = ""
+    expires_at: str = ""
+    kind: TokenKind = TokenKind.ACCESS
+
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"role": Role, "kind": TokenKind}
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokeRequest(Message):
+    """An admin revoking a token by its id (``POST /tokens/revoke``)."""
+
+    token_id: str
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RevocationInfo(Message):
+    token_id: str
+    revoked_at: str
+    revoked_by: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokedTokens(Message):
+    revoked: list[RevocationInfo]
+    next_cursor: Optional[str] = None
+    """Pass it as ``cursor`` for the next page; null on the last page."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"revoked": RevocationInfo}
+
+
+def url_problem(url: str) -> str:
+    """What is wrong with ``url`` as a coordinator's address, or ``""`` when nothing is:
+    it must be ``http://`` or ``https://`` with a host (and a port that is a number)."""
+    parsed = urllib.parse.urlsplit(url.strip())
+    if parsed.scheme.lower() not in ("http", "https"):
+        return "it must start with http:// or https://"
+    try:
+        port = parsed.port
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    if not parsed.hostname or port == 0:
+        return "it names no host" if not parsed.hostname else "port 0 is no port"
+    return ""
+
+
 MESSAGES: tuple[type[Message], ...] = (
     ErrorBody,
     CheckReport,
@@ -471,6 +647,17 @@ MESSAGES: tuple[type[Message], ...] = (
     JobInfo,
     LogAppendReply,
     PilotStateUpdate,
+    JobList,
+    JobHistory,
+    PilotInfo,
+    PilotList,
+    TokenRequest,
+    TokenExchangeRequest,
+    IssuedTokenReply,
+    WhoAmI,
+    RevokeRequest,
+    RevocationInfo,
+    RevokedTokens,
 )
 
 
@@ -525,10 +712,13 @@ __all__ = [
     "Heartbeat",
     "HeartbeatReply",
     "HistoryEntry",
+    "IssuedTokenReply",
     "JobAssignment",
     "JobHeartbeat",
     "JobHeartbeatResult",
+    "JobHistory",
     "JobInfo",
+    "JobList",
     "JobStatus",
     "JobStatusUpdate",
     "LogAppendReply",
@@ -537,13 +727,23 @@ __all__ = [
     "Message",
     "PilotHeartbeat",
     "PilotHeartbeatReply",
+    "PilotInfo",
+    "PilotList",
     "PilotRegistration",
     "PilotStateUpdate",
     "RegistrationReply",
+    "RevocationInfo",
+    "RevokeRequest",
+    "RevokedTokens",
     "Role",
     "SandboxInfo",
     "SubmitReply",
     "SubmitRequest",
+    "TokenExchangeRequest",
+    "TokenKind",
+    "TokenRequest",
+    "WhoAmI",
     "message_schema",
+    "url_problem",
     "vocabulary_schema",
 ]

@@ -20,7 +20,7 @@ from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.store.database import Database
-from protocol import PILOT_HEADER, PROTOCOL_HEADER, Role
+from protocol import PILOT_HEADER, PROTOCOL_HEADER, Role, TokenKind
 
 MAX_DB_INT = 2**63 - 1
 """Largest integer SQLite and PostgreSQL store; a larger id cannot name anything."""
@@ -59,7 +59,9 @@ async def get_context(request: Request) -> AppContext:
     return context
 
 
-async def get_claims(request: Request, context: AppContext = Depends(get_context)) -> TokenClaims:
+async def _bearer_claims(request: Request, context: AppContext) -> TokenClaims:
+    """The claims of the bearer token: signed by us, not expired, not revoked, within its
+    rate limit."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
@@ -72,6 +74,26 @@ async def get_claims(request: Request, context: AppContext = Depends(get_context
     context.revocations.check(claims)
     context.rate_limits.check(_rate_key(request, claims), f"token {claims.token_id}")
     return claims
+
+
+async def get_claims(request: Request, context: AppContext = Depends(get_context)) -> TokenClaims:
+    """An access token's claims: a login credential is good for nothing but its exchange."""
+    claims = await _bearer_claims(request, context)
+    if claims.kind is TokenKind.LOGIN:
+        raise Unauthenticated(
+            "this is a login credential, not an access token: exchange it with "
+            "'gridpilot login --credential-file FILE' and use the token that gives",
+            details={"kind": claims.kind.value},
+        )
+    return claims
+
+
+async def get_login_claims(
+    request: Request, context: AppContext = Depends(get_context)
+) -> TokenClaims:
+    """Any valid token's claims, login credentials included: the exchange endpoint's
+    logic refuses what is not a login credential."""
+    return await _bearer_claims(request, context)
 
 
 def _rate_key(request: Request, claims: TokenClaims) -> str:

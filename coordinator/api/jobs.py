@@ -22,26 +22,9 @@ from coordinator.logic import jobs, listing, rescheduling
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import check_message
 from coordinator.logic.paging import page_request
-from protocol import API_PREFIX, HistoryEntry, JobInfo, SubmitReply, SubmitRequest
+from protocol import API_PREFIX, JobHistory, JobInfo, JobList, SubmitReply, SubmitRequest
 
 router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
-
-
-@dataclasses.dataclass(frozen=True)
-class JobList:
-    jobs: list[JobInfo]
-    """Without their descriptions (``description`` is empty): ``GET /jobs/{id}`` has it."""
-    counts: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Jobs per status matching the filters other than ``status`` (Deleted left out)."""
-    next_cursor: Optional[str] = None
-    """Pass it as ``cursor`` for the next page; null on the last page."""
-
-
-@dataclasses.dataclass(frozen=True)
-class JobHistory:
-    history: list[HistoryEntry]
-    next_cursor: Optional[str] = None
-    """Pass it as ``cursor`` for the next page; null on the last page."""
 
 
 @router.post("/jobs", status_code=201)

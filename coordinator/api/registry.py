@@ -11,16 +11,9 @@ from coordinator.api.deps import CURSOR_QUERY, LIMIT_QUERY, AppContext, get_clai
 from coordinator.logic import registry
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.paging import page_request
-from protocol import API_PREFIX
+from protocol import API_PREFIX, PilotInfo, PilotList
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots"])
-
-
-@dataclasses.dataclass(frozen=True)
-class PilotList:
-    pilots: list[registry.PilotInfo]
-    next_cursor: Optional[str] = None
-    """Pass it as ``cursor`` for the next page; null on the last page."""
 
 
 @router.get("/pilots")
@@ -42,5 +35,5 @@ def get_pilot(
     pilot_id: str,
     claims: TokenClaims = Depends(get_claims),
     context: AppContext = Depends(get_context),
-) -> registry.PilotInfo:
+) -> PilotInfo:
     return registry.get_pilot(context.db, claims, pilot_id)

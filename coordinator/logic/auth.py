@@ -2,7 +2,9 @@
 
 A token is ``base64url(claims JSON) + "." + base64url(signature)`` without padding; the
 signature covers the first part exactly as sent. Claims: ``sub``, ``vo``, ``role``, ``grp``,
-``iat``, ``exp`` (Unix seconds) and ``jti``.
+``iat``, ``exp`` (Unix seconds) and ``jti``; a login credential adds ``knd: "login"``, and an
+access token obtained with one names it in ``via`` (its ``jti``), so revoking the credential
+also refuses every token it gave. Tokens without ``knd`` are access tokens.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from coordinator.errors import CoordinatorError, Unauthenticated
-from protocol import Role
+from protocol import Role, TokenKind
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,9 @@ class TokenClaims:
     group: str
     expires_at: datetime
     token_id: str
+    kind: TokenKind = TokenKind.ACCESS
+    via: str = ""
+    """The id of the login credential this access token was exchanged from, if any."""
 
 
 def load_or_create_signing_key(data_dir: Path) -> Ed25519PrivateKey:
@@ -94,9 +99,11 @@ def issue_token(
     ttl_s: int,
     now: datetime | None = None,
     group: str = "",
+    kind: TokenKind = TokenKind.ACCESS,
+    via: str = "",
 ) -> str:
     issued = now if now is not None else datetime.now(timezone.utc)
-    claims = {
+    claims: dict[str, Any] = {
         "sub": subject,
         "vo": vo,
         "role": Role(role).value,
@@ -105,6 +112,10 @@ def issue_token(
         "exp": int((issued + timedelta(seconds=ttl_s)).timestamp()),
         "jti": secrets.token_hex(8),
     }
+    if kind is not TokenKind.ACCESS:
+        claims["knd"] = TokenKind(kind).value
+    if via:
+        claims["via"] = via
     body = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signature = _b64encode(key.sign(body.encode("ascii")))
     return f"{body}.{signature}"
@@ -148,6 +159,8 @@ def _decode_claims(body: str) -> TokenClaims:
             group=_text(raw.get("grp", "")),
             expires_at=datetime.fromtimestamp(int(raw["exp"]), tz=timezone.utc),
             token_id=_text(raw.get("jti", "")),
+            kind=TokenKind(raw.get("knd", TokenKind.ACCESS.value)),
+            via=_text(raw.get("via", "")),
         )
     except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise Unauthenticated(f"malformed token claims: {exc}") from exc

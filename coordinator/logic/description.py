@@ -30,7 +30,7 @@ from coordinator.logic.bounds import (
     bad_character,
     describe_character,
 )
-from coordinator.logic.jdl import NAME_PATTERN, parse_jdl, scalar_text
+from coordinator.logic.jdl import EMPTY_MESSAGE, NAME_PATTERN, parse_jdl, scalar_text
 
 FORMATS = ("jdl", "json", "yaml")
 PRIORITY_RANGE = (0, 10)
@@ -91,9 +91,13 @@ def _load_yaml(text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         details: dict[str, Any] = {"reason": str(exc.problem or exc)}
+        where = ""
         if mark is not None:
             details.update(line=mark.line + 1, column=mark.column + 1)
-        raise InvalidDescription(f"invalid YAML: {exc.problem or exc}", details=details) from exc
+            where = f"line {mark.line + 1}, column {mark.column + 1}: "
+        raise InvalidDescription(
+            f"{where}invalid YAML: {exc.problem or exc}", details=details
+        ) from exc
     except (yaml.YAMLError, RecursionError) as exc:
         raise InvalidDescription(f"invalid YAML: {exc}", details={"reason": str(exc)}) from exc
 
@@ -114,7 +118,7 @@ def _load_json(text: str) -> Any:
         return json.loads(text, object_pairs_hook=_json_pairs)
     except json.JSONDecodeError as exc:
         raise InvalidDescription(
-            f"invalid JSON: {exc.msg}",
+            f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}",
             details={"line": exc.lineno, "column": exc.colno, "reason": exc.msg},
         ) from exc
     except (ValueError, RecursionError) as exc:  # e.g. an integer with too many digits
@@ -125,6 +129,11 @@ def _is_scalar(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, (str, int, bool))
+
+
+def _is_flat_list(value: Any) -> bool:
+    """A list item may be a list of scalars (one list of files per parametric job)."""
+    return isinstance(value, list) and all(_is_scalar(item) for item in value)
 
 
 def _checked_mapping(loaded: Any, fmt: str) -> dict[str, Any]:
@@ -139,7 +148,7 @@ def _checked_mapping(loaded: Any, fmt: str) -> dict[str, Any]:
         if value is None:
             raise _invalid(f"attribute {name!r} has no value", name)
         items = value if isinstance(value, list) else [value]
-        if not all(_is_scalar(item) for item in items):
+        if not all(_is_scalar(item) or _is_flat_list(item) for item in items):
             raise _invalid(
                 f"attribute {name!r} must be a string, a finite number, a boolean "
                 "or a list of those",
@@ -149,7 +158,8 @@ def _checked_mapping(loaded: Any, fmt: str) -> dict[str, Any]:
 
 
 def parse_description(text: str, fmt: str) -> dict[str, Any]:
-    """Parse a job description given as ``jdl``, ``json`` or ``yaml`` text."""
+    """Parse a job description given as ``jdl``, ``json`` or ``yaml`` text (a leading UTF-8
+    byte-order mark is ignored; an empty description is refused in every format)."""
     kind = fmt.lower()
     kind = _FORMAT_ALIASES.get(kind, kind)
     if kind not in FORMATS:
@@ -157,12 +167,15 @@ def parse_description(text: str, fmt: str) -> dict[str, Any]:
             f"unknown description format {fmt!r} (use one of {', '.join(FORMATS)})",
             details={"format": fmt},
         )
+    text = text.removeprefix("\ufeff")
     _check_characters(text)
     if kind == "jdl":
         description = parse_jdl(text)
     else:
         loaded = _load_json(text) if kind == "json" else _load_yaml(text)
         description = _checked_mapping(loaded, kind)
+        if not description:
+            raise InvalidDescription(EMPTY_MESSAGE)
     _check_decoded_text(description)
     return description
 
@@ -184,7 +197,8 @@ def _check_decoded_text(description: Mapping[str, Any]) -> None:
     """Refuse a lone surrogate or NUL that an escape (JSON ``\\ud800``, YAML ``"\\0"``)
     put into a value: nothing could store or send it out again. (Names are ASCII.)"""
     for name, value in description.items():
-        for item in value if isinstance(value, list) else [value]:
+        items = value if isinstance(value, list) else [value]
+        for item in [x for i in items for x in (i if isinstance(i, list) else [i])]:
             index = bad_character(item) if isinstance(item, str) else None
             if index is not None:
                 what = describe_character(item, index)

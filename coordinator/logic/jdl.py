@@ -3,7 +3,8 @@
 The accepted syntax is what DIRAC's own submission path accepts: the outer ``[ ... ]`` is
 optional, attributes are ``Name = value`` separated by ``;`` (a trailing ``;`` is fine),
 lists are ``{ "a", "b" }``, and names are kept in their written case. Values become
-``str``, ``int``, ``float``, ``bool`` or a list of those. Anything else DIRAC keeps as raw
+``str``, ``int``, ``float``, ``bool`` or a list of those (whose items may be lists of
+those). Anything else DIRAC keeps as raw
 text (``Requirements = other.Site == "X";``, bare words such as ``/bin/ls``, nested
 ``[ ... ]`` ClassAds) is kept as the stripped source text, a ``str``.
 
@@ -12,11 +13,20 @@ Where DIRAC's parser is silent or lossy we choose the ClassAd reading:
 - comments are ``#`` and ``//`` to the end of the line and ``/* ... */``, outside strings
   (DIRAC itself only drops whole lines starting with ``#``);
 - inside strings ``\\"`` is a quote and ``\\\\`` a backslash; any other backslash is kept
-  as written, and newlines inside strings are kept;
+  as written;
 - an attribute given twice (names compared case-insensitively) keeps its first name and
   position and takes the last value, as DIRAC's dictionary does;
 - a second ``Name =`` inside a value is a missing ``;``, reported at that name, where
   DIRAC would silently glue both attributes into one value.
+
+Where DIRAC's reading is deliberate, we read as DIRAC does:
+
+- a newline inside a value is deleted, in strings too, so a string wrapped onto the next line
+  (a long LFN) stays one string; in a list item the indentation after the newline goes too,
+  as DIRAC drops the spaces of list items;
+- a list item that is itself a list (``Parameters.InputData = {{"/a", "/b"}, {"/c"}}``,
+  one list of files per parametric job) is read as a list;
+- an empty description (nothing, or ``[]``) is refused.
 
 Every malformed text raises :class:`JDLSyntaxError` with a 1-based line and column.
 """
@@ -53,6 +63,9 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _ESCAPE = re.compile(r"\\([\"\\])")
+_WRAPPED = re.compile(r"\r?\n")
+_WRAPPED_ITEM = re.compile(r"\r?\n[ \t]*")
+EMPTY_MESSAGE = "empty job description"
 _OPENERS = {"{": "}", "[": "]", "(": ")"}
 _CLOSERS = {"}": "{", "]": "[", ")": "("}
 
@@ -109,7 +122,7 @@ class _Parser:
 
     def parse(self) -> dict[str, Any]:
         if not self.tokens:
-            raise self.error(len(self.text), "empty job description")
+            raise self.error(len(self.text), EMPTY_MESSAGE)
         first = self.tokens[0]
         bracketed = first.text == "["
         if bracketed:
@@ -130,6 +143,8 @@ class _Parser:
                     raise self.error(token.start, "unexpected ']' without a matching '['")
                 self.index += 1
                 self.expect_end()
+                if not result:
+                    raise self.error(first.start, EMPTY_MESSAGE)
                 return result
             name, value = self.attribute()
             written = lower_names.setdefault(name.lower(), name)
@@ -207,28 +222,34 @@ def _closes_first(tokens: list[_Token]) -> bool:
     return False
 
 
-def _list_items(text: str, tokens: list[_Token]) -> list[Any]:
+def _list_items(text: str, tokens: list[_Token], nested: bool = False) -> list[Any]:
+    """The items of a list; an item that is a list is read as one (one level deep)."""
     items: list[Any] = []
-    current: list[_Token] = []
+    groups: list[list[_Token]] = [[]]
     depth = 0
     for token in tokens:
         if token.text == "," and depth == 0:
-            if current:  # DIRAC skips empty items, so `{"a",}` is one item
-                items.append(_scalar(text, current))
-            current = []
+            groups.append([])
             continue
         if token.text in _OPENERS:
             depth += 1
         elif token.text in _CLOSERS:
             depth -= 1
-        current.append(token)
-    if current:
-        items.append(_scalar(text, current))
+        groups[-1].append(token)
+    for group in groups:
+        if not group:  # DIRAC skips empty items, so `{"a",}` is one item
+            continue
+        if not nested and group[0].text == "{" and group[-1].text == "}" and _closes_first(group):
+            items.append(_list_items(text, group[1:-1], nested=True))
+        else:
+            items.append(_scalar(text, group, in_list=True))
     return items
 
 
-def _scalar(text: str, tokens: list[_Token]) -> Any:
+def _scalar(text: str, tokens: list[_Token], in_list: bool = False) -> Any:
     raw = text[tokens[0].start : tokens[-1].end]
+    if "\n" in raw:  # DIRAC deletes the newlines of a value, inside strings too
+        raw = (_WRAPPED_ITEM if in_list else _WRAPPED).sub("", raw)
     if len(tokens) == 1 and tokens[0].kind == "string":
         return _ESCAPE.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
     lowered = raw.lower()
@@ -279,7 +300,9 @@ def _render_scalar(name: str, value: Any) -> str:
     )
 
 
-def _render_value(name: str, value: Any) -> str:
+def _render_value(name: str, value: Any, nested: bool = False) -> str:
+    if isinstance(value, (list, tuple)) and not nested:
+        return "{" + ", ".join(_render_value(name, item, nested=True) for item in value) + "}"
     if isinstance(value, (list, tuple)):
         return "{" + ", ".join(_render_scalar(name, item) for item in value) + "}"
     return _render_scalar(name, value)

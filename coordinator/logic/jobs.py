@@ -256,11 +256,15 @@ def history(
 
 
 def kill(db: Database, claims: TokenClaims, job_id: int) -> JobInfo:
-    """Kill at once if no pilot holds the job, else flag it for the pilot's next heartbeat."""
+    """Kill at once if no pilot holds the job, else flag it for the pilot's next heartbeat.
+
+    As DIRAC's JobManager: a job whose status can no longer move to Killed (Done, Failed,
+    Completed, Killed, Deleted) is left as it is, and so is one whose kill is already on its
+    way; neither is an error. The answer's status tells which happened."""
     with db.write() as conn:
         row = visible_job(conn, claims, job_id)
         current = JobStatus(row["status"])
-        if current is JobStatus.KILLED or row["kill_requested"]:
+        if not states.can_be_killed(current) or row["kill_requested"]:
             return job_info(row)
         held = current in states.KILL_BY_PILOT
         new = current if held else JobStatus.KILLED

@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, RowMapping
 
 from coordinator.errors import BadRequest, LogConflict, LogGap, NotFound, TooLarge
 from coordinator.logic.auth import TokenClaims
@@ -196,14 +196,25 @@ def read_job_log(
 def read_pilot_log(
     db: Database, files: LogFiles, claims: TokenClaims, pilot_id: str, offset: int, limit: int
 ) -> LogSlice:
-    """Bytes of a pilot's log: admins', and the pilot token's subject's (same VO), to read."""
+    """Bytes of a pilot's log, for admins, the pilot token's subject (same VO) and the
+    owners of jobs the pilot ran (what went wrong with my job may be in the pilot's log)."""
     with db.read() as conn:
         pilot = pilot_store.get_pilot(conn, pilot_id)
-        mine = pilot is not None and (pilot["subject"], pilot["vo"]) == (claims.subject, claims.vo)
-        if pilot is None or not (mine or claims.role is Role.ADMIN):
+        if pilot is None or not _may_read_pilot_log(conn, claims, pilot):
             raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
         size = log_store.size_of(conn, log_store.PILOT, pilot_id, PILOT_STREAM)
     return _slice(files, files.pilot_path(pilot_id), size, offset, limit, complete=False)
+
+
+def _may_read_pilot_log(conn: Connection, claims: TokenClaims, pilot: RowMapping) -> bool:
+    if claims.role is Role.ADMIN:
+        return True
+    if (pilot["subject"], pilot["vo"]) == (claims.subject, claims.vo):
+        return True
+    if claims.role is not Role.USER:
+        return False
+    ran = pilot_store.jobs_of(conn, [pilot["pilot_id"]])[pilot["pilot_id"]]
+    return any((job["owner"], job["vo"]) == (claims.subject, claims.vo) for job in ran)
 
 
 def _slice(

@@ -17,6 +17,11 @@ The jobs of one description may take at most ``max_bytes`` together (names and v
 characters: about their stored size): 400 jobs of a 256 KiB description once stored 207 MB
 from one 0.26 MB request. Expansion stops as soon as it passes the limit, so the memory it
 takes is bounded by the limit too.
+
+A value may be a list (``Parameters.InputData = {{"/a", "/b"}, {"/c", "/d"}}``): an
+attribute that is the placeholder alone (``InputData = %(InputData)s``), or a list item
+that is, takes the list; inside text the list reads ``{/a,/b}``, as DIRAC substitutes it.
+A ``Parameters = [ ... ]`` sub-ClassAd (2007-era JDL) is not a parametric job, as in DIRAC.
 """
 
 from __future__ import annotations
@@ -70,11 +75,15 @@ def _is_reserved(name: str) -> bool:
     return lowered in _RESERVED or lowered.startswith("parameter.")
 
 
+def _is_sub_classad(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("[") and value.endswith("]")
+
+
 def _sequences(description: Mapping[str, Any]) -> dict[str, _Sequence]:
     found: dict[str, _Sequence] = {}
     for name, value in description.items():
         key = _parameter_key(name)
-        if key is not None:
+        if key is not None and not (key[0] == _COUNT and _is_sub_classad(value)):
             base, label = key
             found.setdefault(label.lower(), _Sequence(label)).settings[base] = value
     return found
@@ -199,17 +208,43 @@ class _Template:
             else:
                 self.items.append((name, value, None))
 
-    def render(self, texts: Mapping[str, str]) -> dict[str, Any]:
+    def render(self, texts: Mapping[str, str], lists: Mapping[str, list[Any]]) -> dict[str, Any]:
+        """One job: ``texts`` replace the placeholders; a placeholder standing alone for a
+        value that is a list (``lists``) becomes that list."""
         job: dict[str, Any] = {}
         for name, value, compiled in self.items:
             if isinstance(value, list):
-                job[name] = [
-                    item if parts is None else _render(parts, texts)
-                    for item, parts in zip(value, compiled)
-                ]
+                items: list[Any] = []
+                for item, parts in zip(value, compiled):
+                    whole = _alone(parts, lists)
+                    if whole is not None:
+                        items.extend(whole)
+                    else:
+                        items.append(item if parts is None else _render(parts, texts))
+                job[name] = items
             else:
-                job[name] = value if compiled is None else _render(compiled, texts)
+                whole = _alone(compiled, lists)
+                if whole is not None:
+                    job[name] = whole
+                else:
+                    job[name] = value if compiled is None else _render(compiled, texts)
         return job
+
+
+def _alone(parts: list[_Part] | None, lists: Mapping[str, list[Any]]) -> list[Any] | None:
+    """The list a lone placeholder (``%(A)s`` and nothing else) stands for, if it is one."""
+    if parts is None or len(parts) != 3 or parts[0] or parts[2]:
+        return None
+    placeholder = parts[1]
+    found = lists.get(placeholder[0]) if isinstance(placeholder, tuple) else None
+    return list(found) if found is not None else None
+
+
+def _text(value: Any) -> str:
+    """A parameter value as it reads inside text: a list as DIRAC writes it, ``{/a,/b}``."""
+    if isinstance(value, (list, tuple)):
+        return "{" + ",".join(scalar_text(item) for item in value) + "}"
+    return scalar_text(value)
 
 
 def expand(
@@ -238,9 +273,11 @@ def expand(
     width = len(str(count - 1))
     jobs = []
     for index in range(count):
-        texts = {key: scalar_text(seq_values[index]) for key, seq_values in values.items()}
+        now = {key: seq_values[index] for key, seq_values in values.items()}
+        texts = {key: _text(value) for key, value in now.items()}
         texts["%n"] = str(index).zfill(width)
-        job = template.render(texts)
+        lists = {key: value for key, value in now.items() if isinstance(value, list)}
+        job = template.render(texts, lists)
         for key, name in recorded.items():
             job[name] = values[key][index]
         job["ParameterNumber"] = index

@@ -52,13 +52,14 @@ def register(
     check_protocol(registration.protocol_version, settings)
     pilot_id = secrets.token_hex(12)
     row = _pilot_row(pilot_id, claims, registration)
+    row["site"] = pilot_site(registration, settings.default_site)
     with db.write() as conn:
         pilot_store.insert_pilot(conn, row)
     logger.info(
         "pilot %s registered: %s at %s (%s, VO %s)",
         pilot_id,
         registration.hostname,
-        registration.site,
+        row["site"],
         claims.subject,
         claims.vo,
     )
@@ -67,6 +68,16 @@ def register(
         heartbeat_interval_s=settings.heartbeat_interval_s,
         server_version=__version__,
     )
+
+
+def pilot_site(registration: PilotRegistration, default_site: str) -> str:
+    """The site a pilot is recorded at, and so the Site its jobs show: the one it names,
+    else the coordinator's default site, else its host. To DIRAC users ANY means "not yet
+    assigned", which a job that ran somewhere is not."""
+    named = registration.site.strip()
+    if named and named.upper() != ANY_SITE:
+        return named
+    return default_site or registration.hostname or ANY_SITE
 
 
 def _pilot_row(

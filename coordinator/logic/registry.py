@@ -3,10 +3,9 @@ each pilot ran. Admins see every pilot; users and pilots see their VO's pilots."
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import RowMapping
 
@@ -16,39 +15,9 @@ from coordinator.logic.bounds import stored_json, stored_mapping
 from coordinator.logic.paging import Page, PageRequest, paged
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
-from protocol import CheckReport, Role
+from protocol import CheckReport, PilotInfo, Role
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class PilotInfo:
-    pilot_id: str
-    subject: str
-    vo: str
-    hostname: str
-    site: str
-    ce: str
-    batch_system: str
-    batch_job_id: str
-    pilot_version: str
-    protocol_version: int
-    platform: str
-    cores: int
-    memory_mb: int
-    time_left_s: Optional[int]
-    tags: list[str]
-    facts: dict[str, Any]
-    checks: list[CheckReport]
-    accepting_work: bool
-    refuse_reason: str
-    """Why the pilot takes no work (a fatal check failed, it was told to stop, ...)."""
-    registered_at: str
-    last_seen: str
-    """Last time it registered, asked for work, reported or sent a heartbeat."""
-    job_ids: list[int]
-    """Jobs it was given, also those taken from it since (rescheduled); for a user, only
-    the user's own."""
 
 
 PILOT_CURSOR = (str, str)

@@ -53,6 +53,11 @@ def is_allowed(current: JobStatus, new: JobStatus) -> bool:
     return new in TRANSITIONS[current]
 
 
+def can_be_killed(status: JobStatus) -> bool:
+    """True while a kill still changes something: the job can move to Killed."""
+    return status is not S.KILLED and S.KILLED in TRANSITIONS[status]
+
+
 def check_transition(current: JobStatus, new: JobStatus) -> None:
     """Raise ``InvalidTransition`` (409) unless ``current -> new`` is allowed."""
     if not is_allowed(current, new):

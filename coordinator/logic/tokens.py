@@ -18,12 +18,12 @@ from typing import Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import RowMapping
 
-from coordinator.errors import BadRequest, Unauthenticated
+from coordinator.errors import BadRequest, Forbidden, Unauthenticated
 from coordinator.logic.auth import TokenClaims, issue_token, verify_token
 from coordinator.logic.paging import Page, PageRequest, paged
 from coordinator.store import tokens as token_store
 from coordinator.store.database import Database
-from protocol import Role
+from protocol import Role, TokenKind
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,11 @@ class RevocationList:
             raise Unauthenticated(
                 f"token {claims.token_id} has been revoked",
                 details={"token_id": claims.token_id},
+            )
+        if claims.via and self.is_revoked(claims.via):
+            raise Unauthenticated(
+                f"the login credential {claims.via} this token came from has been revoked",
+                details={"token_id": claims.token_id, "credential_id": claims.via},
             )
 
     def revoke(self, token_id: str, revoked_by: str, reason: str = "") -> bool:
@@ -142,6 +147,8 @@ def issue(
     ttl_s: int,
     group: str = "",
     max_ttl_s: int | None = None,
+    kind: TokenKind = TokenKind.ACCESS,
+    via: str = "",
 ) -> IssuedToken:
     """Sign a new token and return it with its claims (id and expiry included)."""
     for name, value in (("subject", subject), ("vo", vo)):
@@ -156,5 +163,39 @@ def issue(
             details={"ttl_s": ttl_s, "max_ttl_s": longest_s},
         )
     now = datetime.now(timezone.utc)
-    token = issue_token(key, subject=subject, vo=vo, role=role, ttl_s=ttl_s, group=group, now=now)
+    if kind is TokenKind.LOGIN and role is Role.PILOT:
+        raise BadRequest("login credentials are for people: pilots use pilot tokens")
+    token = issue_token(
+        key, subject=subject, vo=vo, role=role, ttl_s=ttl_s, group=group, now=now, kind=kind,
+        via=via,
+    )  # fmt: skip
     return IssuedToken(token=token, claims=verify_token(key.public_key(), token, now=now))
+
+
+def exchange(
+    key: Ed25519PrivateKey, credential: TokenClaims, *, ttl_s: int | None, max_ttl_s: int
+) -> IssuedToken:
+    """A short-lived access token for the holder of a login credential: same subject, VO,
+    role and group, never outliving the credential, and naming it (``via``) so revoking
+    the credential refuses the token too."""
+    if credential.kind is not TokenKind.LOGIN:
+        raise Forbidden(
+            "only a login credential can be exchanged for a token; this is an access token",
+            details={"kind": credential.kind.value},
+        )
+    left_s = int((credential.expires_at - datetime.now(timezone.utc)).total_seconds())
+    wanted_s = max_ttl_s if ttl_s is None else ttl_s
+    if not 1 <= wanted_s <= max_ttl_s:
+        raise BadRequest(
+            f"ttl_s must be between 1 and {max_ttl_s} seconds",
+            details={"ttl_s": wanted_s, "max_ttl_s": max_ttl_s},
+        )
+    return issue(
+        key,
+        subject=credential.subject,
+        vo=credential.vo,
+        role=credential.role,
+        group=credential.group,
+        ttl_s=max(1, min(wanted_s, left_s)),
+        via=credential.token_id,
+    )

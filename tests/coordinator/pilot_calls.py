@@ -120,7 +120,7 @@ def gridpilot(
     """Run the ``gridpilot`` command as its own process against ``coord``."""
     env = {**os.environ, "GRIDPILOT_URL": coord.url, "GRIDPILOT_TOKEN": token}
     return subprocess.run(
-        [sys.executable, "-m", "coordinator", *args],
+        [sys.executable, "-m", "client", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

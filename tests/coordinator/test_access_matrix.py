@@ -112,9 +112,10 @@ def same_vo(ok: int) -> dict[str, int]:
 
 
 def pilot_log_readers() -> dict[str, int]:
-    """The pilot's own token and admins; nobody else learns the pilot exists."""
+    """The pilot's own token, admins and the owners of jobs the pilot ran (alice's job of
+    the cell, bob's of ``_build_world``); nobody else learns the pilot exists."""
     cells = _cells(**dict.fromkeys(USERS + PILOTS, 404), **dict.fromkeys(ADMINS, 200))
-    cells["pilot_own"] = 200
+    cells.update(pilot_own=200, user_own=200, user_same_vo=200)
     return cells
 
 
@@ -276,6 +277,14 @@ ROWS = [
         json=body({"token_id": "dummy"}),
     ),
     Row("GET", f"{API_PREFIX}/tokens/revoked", admins_only(200)),
+    # Only login credentials are exchanged: every caller here holds an access token.
+    Row(
+        "POST",
+        f"{API_PREFIX}/tokens/exchange",
+        _cells(**dict.fromkeys(USERS + ADMINS + PILOTS, 403)),
+        json=body({}),
+    ),
+    Row("GET", f"{API_PREFIX}/tokens/whoami", anyone(200)),
     Row("GET", "/health", everybody(200)),
     Row("GET", "/metrics", everybody(200)),  # --metrics-access open, the default
 ]
@@ -399,6 +408,10 @@ def _build_world(c: RunningCoordinator) -> World:
     for caller in PILOTS:
         registered = world.post(caller, PILOTS_PATH, REGISTRATION)
         world.pilot_ids[caller] = registered["pilot_id"]
+    # Bob has run a job on pilot_own: he may read that pilot's log.
+    world.post("user_same_vo", JOBS, {"description": JDL})
+    own_match = f"{PILOTS_PATH}/{world.pilot_ids['pilot_own']}/match"
+    assert world.post("pilot_own", own_match, {"n": 1})["jobs"]
     for kind in ("input", "upload", "again"):
         world.archives[kind] = _tarball(f"alice-{kind}")
         world.sandboxes[kind] = world.upload("user_own", world.archives[kind])

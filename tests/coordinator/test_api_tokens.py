@@ -32,7 +32,7 @@ def _token_id(c: RunningCoordinator, token: str) -> str:
 def _gridpilot(c: RunningCoordinator, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GRIDPILOT_URL": c.url, "GRIDPILOT_TOKEN": token}
     return subprocess.run(
-        [sys.executable, "-m", "coordinator", *args],
+        [sys.executable, "-m", "client", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -149,7 +149,7 @@ def test_cli_create_prints_the_id_and_revoke_uses_it(
 ) -> None:
     c = shared_coordinator
     made = subprocess.run(
-        [sys.executable, "-m", "coordinator", "token", "create", "--data-dir", str(c.data_dir),
+        [sys.executable, "-m", "client", "token", "create", "--data-dir", str(c.data_dir),
          "--subject", "bob", "--vo", vo],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -159,7 +159,7 @@ def test_cli_create_prints_the_id_and_revoke_uses_it(
     assert f"token id {token_id}" in made.stderr
 
     as_json = subprocess.run(
-        [sys.executable, "-m", "coordinator", "token", "create", "--data-dir", str(c.data_dir),
+        [sys.executable, "-m", "client", "token", "create", "--data-dir", str(c.data_dir),
          "--subject", "bob", "--vo", vo, "--ttl-days", "1", "--json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -151,7 +151,7 @@ def test_jdl_errors_stay_syntax_errors_with_their_position() -> None:
         ("Executable:\n", "yaml", {"attribute": "Executable"}),
         ('{"Executable": null}', "json", {"attribute": "Executable"}),
         ("Executable: x\nEnv: {A: 1}\n", "yaml", {"attribute": "Env"}),
-        ('{"Executable": "x", "Args": [["a"]]}', "json", {"attribute": "Args"}),
+        ('{"Executable": "x", "Args": [[["a"]]]}', "json", {"attribute": "Args"}),
         ('{"Executable": "x", "Cut": NaN}', "json", {"attribute": "Cut"}),
         ("Executable: x\nCut: .inf\n", "yaml", {"attribute": "Cut"}),
         ("Executable: x\nWhen: 2024-01-01\n", "yaml", {"attribute": "When"}),

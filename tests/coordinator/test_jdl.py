@@ -127,7 +127,9 @@ def test_every_example_file_round_trips_through_to_jdl() -> None:
         ("{}", []),
         ('{ "a" , 2, 1.5, true }', ["a", 2, 1.5, True]),
         ('{"a",}', ["a"]),
-        ('{ {"a","b"}, {"c"} }', ['{"a","b"}', '{"c"}']),
+        ('{ {"a","b"}, {"c"} }', [["a", "b"], ["c"]]),
+        ('{ {"a",\n   "b"}, 3 }', [["a", "b"], 3]),
+        ('{ {{"a"}} }', [['{"a"}']]),
         ("8Processors", "8Processors"),
         ("x86_64-el9", "x86_64-el9"),
         ("1.5.3", "1.5.3"),
@@ -149,7 +151,9 @@ def test_values_take_the_type_written(value: str, expected: Any) -> None:
         (r'"C:\\dir\\"', "C:\\dir\\"),
         (r'"a\nb"', "a\\nb"),
         (r'"^\d+$"', "^\\d+$"),
-        ('"two\nlines"', "two\nlines"),
+        ('"two\nlines"', "twolines"),
+        ('"LFN:/vo/a/very/long/\npath.root"', "LFN:/vo/a/very/long/path.root"),
+        ('"two\r\n  lines"', "two  lines"),
         ('"semi;colon = {x}"', "semi;colon = {x}"),
     ],
 )
@@ -168,8 +172,20 @@ def test_names_keep_their_case_and_a_repeat_takes_the_last_value_in_the_first_pl
 
 def test_empty_statements_and_a_trailing_semicolon_are_fine() -> None:
     assert parse_jdl('[ ; A = 1;; B = "x"; ]') == {"A": 1, "B": "x"}
-    assert parse_jdl("[]") == {}
-    assert parse_jdl("  [ ]  # nothing\n") == {}
+
+
+@pytest.mark.parametrize("text", ["", "[]", "  [ ]  # nothing\n", "[ ;; ]", "# only a comment"])
+def test_an_empty_description_is_refused_as_dirac_does(text: str) -> None:
+    with pytest.raises(JDLSyntaxError, match="empty job description"):
+        parse_jdl(text)
+
+
+def test_a_newline_inside_a_list_item_goes_with_its_indentation_as_in_dirac() -> None:
+    wrapped = 'InputData = {"LFN:/vo/data/2024/\n        run1.root", "LFN:/b"};'
+    assert parse_jdl(wrapped) == {"InputData": ["LFN:/vo/data/2024/run1.root", "LFN:/b"]}
+    assert parse_jdl("Requirements = other.A == 1 &&\n  other.B;") == {
+        "Requirements": "other.A == 1 &&  other.B"
+    }
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -245,7 +261,7 @@ def test_to_jdl_renders_readable_bracketed_jdl() -> None:
         ({"JobName": "a", "jobname": "b"}, "jobname"),
         ({"X": None}, "X"),
         ({"X": {"a": 1}}, "X"),
-        ({"X": [[1]]}, "X"),
+        ({"X": [[[1]]]}, "X"),
         ({"X": math.inf}, "X"),
         ({"X": [math.nan]}, "X"),
     ],
@@ -260,7 +276,8 @@ def test_to_jdl_refuses_what_jdl_cannot_say(description: dict[str, Any], attribu
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,12}", fullmatch=True)
 scalars = st.one_of(
-    st.text(),
+    # A line break inside a string is deleted on reading, as DIRAC does: not round-trippable.
+    st.text().filter(lambda text: "\n" not in text),
     st.integers(),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
@@ -278,7 +295,7 @@ def unique_names(items: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-descriptions = st.lists(st.tuples(names, values), max_size=8).map(unique_names)
+descriptions = st.lists(st.tuples(names, values), min_size=1, max_size=8).map(unique_names)
 
 
 def parse_or_locate(text: str) -> None:

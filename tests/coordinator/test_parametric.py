@@ -253,3 +253,37 @@ def test_generated_values_follow_start_step_and_factor(
     values = [job["Parameter"] for job in jobs]
     assert values[0] == start
     assert all(values[i] == values[i - 1] * factor + step for i in range(1, count))
+
+
+def test_lists_of_lists_give_each_job_a_list_as_dirac_does() -> None:
+    jobs = expand(
+        parse_jdl(
+            """[
+            Executable = "analyse";
+            Parameters.InputData = {{"/vo/a.root", "/vo/b.root"},
+                                    {"/vo/c.root", "/vo/d.root"}};
+            InputData = %(InputData)s;
+            InputSandbox = {"run.sh", %(InputData)s};
+            Arguments = "--files %(InputData)s --n %n";
+            ]"""
+        )
+    )
+    assert [job["InputData"] for job in jobs] == [
+        ["/vo/a.root", "/vo/b.root"],
+        ["/vo/c.root", "/vo/d.root"],
+    ]
+    assert jobs[1]["InputSandbox"] == ["run.sh", "/vo/c.root", "/vo/d.root"]
+    # Inside text a list reads as DIRAC substitutes it: braces, commas, no quotes or spaces.
+    assert [job["Arguments"] for job in jobs] == [
+        "--files {/vo/a.root,/vo/b.root} --n 0",
+        "--files {/vo/c.root,/vo/d.root} --n 1",
+    ]
+    assert jobs[0]["Parameter.InputData"] == ["/vo/a.root", "/vo/b.root"]
+
+
+def test_a_parameters_sub_classad_is_one_job_as_in_dirac() -> None:
+    """2007-era JDL: ``Parameters = [ ... ]`` was a sub-ClassAd of settings, not a sequence."""
+    description = parse_jdl('[ Executable = "x"; Parameters = [ Par1 = "a"; Par2 = 3; ]; ]')
+    assert not is_parametric(description)
+    assert expand(description) == [description]
+    assert description["Parameters"] == '[ Par1 = "a"; Par2 = 3; ]'

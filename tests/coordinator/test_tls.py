@@ -37,7 +37,7 @@ class TLSCoordinator:
 
 def gridpilot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "coordinator", *args],
+        [sys.executable, "-m", "client", *args],
         capture_output=True,
         text=True,
         timeout=120,

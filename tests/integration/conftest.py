@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from coordinator.demo import TUTORIAL_JDL
+from client.demo import TUTORIAL_JDL
 from protocol import Role
 
 __all__ = ["TUTORIAL_JDL", "Pilot", "User"]
@@ -28,7 +28,7 @@ class User:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "coordinator", *args],
+            [sys.executable, "-m", "client", *args],
             cwd=self.cwd,
             env=self.env,
             capture_output=True,

@@ -25,7 +25,7 @@ done
 
 def follow(user: User, job_id: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "logs", str(job_id), "--follow", "--poll-s", "0.2"],
+        [sys.executable, "-m", "client", "logs", str(job_id), "--follow", "--poll-s", "0.2"],
         cwd=user.cwd,
         env=user.env,
         stdout=subprocess.PIPE,

@@ -160,7 +160,7 @@ def test_delete_removes_a_finished_job(user: User, pilot: Pilot) -> None:
 
 def test_demo_runs_the_tutorial_end_to_end(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "coordinator", "demo"],
+        [sys.executable, "-m", "client", "demo"],
         cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if not k.startswith("GRIDPILOT_")},
         capture_output=True,

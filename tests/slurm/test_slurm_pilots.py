@@ -42,7 +42,7 @@ def pyz(pilot_pyz: Path) -> Path:
 
 def gridpilot(coordinator: RunningCoordinator, token: str, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "coordinator", *args, "--url", coordinator.url, "--token", token],
+        [sys.executable, "-m", "client", *args, "--url", coordinator.url, "--token", token],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from coordinator.display import format_history, format_status
+from client.api import UserClient
+from client.connection import Connection
+from client.display import format_history, format_status
+from client.output import retrieve_output
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
-from coordinator.output import retrieve_output
 from coordinator.server import start_in_thread
 from coordinator.settings import Settings
-from pilot.client import CoordinatorClient, RetryPolicy
 from protocol import FINAL_STATUSES, JobStatus, Role, SubmitRequest
 
 TUTORIAL_JDL = """[
@@ -65,7 +66,7 @@ def _start_pilot(url: str, token_file: Path, workdir: Path) -> subprocess.Popen[
 
 
 def _follow(
-    client: CoordinatorClient, job_id: int, timeout_s: float, say: Callable[[str], None]
+    client: UserClient, job_id: int, timeout_s: float, say: Callable[[str], None]
 ) -> JobStatus:
     """Print each status change until the job is final (or the timeout passes)."""
     seen: Optional[tuple[str, str]] = None
@@ -101,7 +102,7 @@ def run_demo(data_dir: Optional[Path], timeout_s: float, say: Callable[[str], No
     )
     server = start_in_thread(settings)
     pilot: Optional[subprocess.Popen[bytes]] = None
-    client = CoordinatorClient(server.url, user_token, retry=RetryPolicy(max_retry_s=10.0))
+    client = UserClient(Connection(server.url, user_token, "the demo", True, 30.0, 2.0))
     try:
         say(f"coordinator: {server.url} (data in {settings.data_dir})")
         say("submitting the tutorial job:\n" + TUTORIAL_JDL)
@@ -128,9 +129,7 @@ def run_demo(data_dir: Optional[Path], timeout_s: float, say: Callable[[str], No
             say(f"data kept in {root}")
 
 
-def _show_output(
-    client: CoordinatorClient, job_id: int, out_dir: Path, say: Callable[[str], None]
-) -> int:
+def _show_output(client: UserClient, job_id: int, out_dir: Path, say: Callable[[str], None]) -> int:
     target, names = retrieve_output(client, job_id, out_dir)
     say(f"output sandbox retrieved in {target}/: {', '.join(sorted(names))}")
     say("---- StdOut ----")

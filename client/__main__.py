@@ -1,0 +1,7 @@
+"""``python -m client``: the ``gridpilot`` command."""
+
+from __future__ import annotations
+
+from client.cli import main
+
+main()
