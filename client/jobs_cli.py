@@ -22,6 +22,7 @@ from client.invocation import (
     JOB_IDS_ARGUMENT,
     JSON_OPTION,
     invocation,
+    say_error,
     uses_coordinator,
 )
 from protocol import FINAL_STATUSES, JobInfo, JobStatus
@@ -56,9 +57,12 @@ def submit(
         except InputError as exc:
             problems.append(exc)
     if problems:
-        for problem in problems[:-1]:
-            typer.echo(f"gridpilot: {problem.message}", err=True)
-        raise InputError(f"{problems[-1].message}\nnothing submitted", details=problems[-1].details)
+        for problem in problems:
+            say_error(problem, run)
+        raise InputError(
+            f"nothing submitted: {len(problems)} of {len(files)} file(s) with errors",
+            details={"files": [str(path) for path in files]},
+        )
     client = run.client()
     for index, item in enumerate(prepared):
         try:
@@ -167,8 +171,9 @@ def get_output(
     out_dir: Path = typer.Option(Path("."), "--dir", "-D", help="Write to DIR/<job id>/"),
 ) -> None:
     """Download jobs' output sandboxes into DIR/<job id>/, checksum verified."""
-    from client.output import retrieve_output
+    from client.output import check_output_dir, retrieve_output
 
+    check_output_dir(out_dir)
     run = invocation(ctx)
     ids = run.job_ids(job_ids, id_file, group, statuses="Done,Failed" if group else None)
     client = run.client()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -11,17 +12,28 @@ from wrapper.errors import WrapperError
 from wrapper.sandbox import unpack
 
 
-def output_dir(out_dir: Path, job_id: int) -> Path:
-    """``out_dir/<job id>``, created; a path that cannot be a directory is refused."""
-    target = (out_dir / str(job_id)).expanduser()
+def check_output_dir(out_dir: Path) -> Path:
+    """``out_dir`` created if needed (as DIRAC's get-output does), before anything is
+    downloaded; a path that cannot be a writable directory is refused."""
+    where = out_dir.expanduser()
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        where.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise InputError(f"cannot write into {out_dir}: it is not a directory") from exc
-    except PermissionError as exc:
-        raise InputError(f"cannot write into {out_dir}: permission denied") from exc
     except OSError as exc:
         raise InputError(f"cannot write into {out_dir}: {exc.strerror or exc}") from exc
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into {out_dir}: permission denied")
+    return where
+
+
+def output_dir(out_dir: Path, job_id: int) -> Path:
+    """``out_dir/<job id>``, created."""
+    target = check_output_dir(out_dir) / str(job_id)
+    try:
+        target.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write into {target}: {exc.strerror or exc}") from exc
     return target.resolve()
 
 

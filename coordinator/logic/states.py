@@ -61,7 +61,10 @@ def can_be_killed(status: JobStatus) -> bool:
 def check_transition(current: JobStatus, new: JobStatus) -> None:
     """Raise ``InvalidTransition`` (409) unless ``current -> new`` is allowed."""
     if not is_allowed(current, new):
+        message = f"a job cannot go from {current.value} to {new.value}"
+        if current is new:
+            message = f"the job is already {current.value}"
         raise InvalidTransition(
-            f"a job cannot go from {current.value} to {new.value}",
+            message,
             details={"from": current.value, "to": new.value},
         )

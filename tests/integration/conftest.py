@@ -45,8 +45,8 @@ class User:
     def submit(self, jdl_text: str, name: str = "job.jdl") -> list[int]:
         path = self.cwd / name
         path.write_text(jdl_text)
-        out = self.run("submit", str(path)).stdout
-        return [int(line.split("=")[1]) for line in out.splitlines() if line.startswith("JobID")]
+        out = self.run("submit", "--json", str(path)).stdout
+        return [json.loads(line)["job_id"] for line in out.splitlines()]
 
     def status(self, job_id: int) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.run("status", "--json", str(job_id)).stdout)[0]
