@@ -165,7 +165,7 @@ class ConnectionFactory:
 
     def connection(self) -> Connection:
         found = _typed_token(self.options) or _env_token(self.options)
-        session = None if found else self.sessions.load()
+        session = self.sessions.load()
         url = self.url(session)
         if found is None and session is not None:
             if session.url != url:
