@@ -143,6 +143,20 @@ def pilot_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output
 
 
+@pytest.fixture(scope="session")
+def slurm_env() -> Iterator[dict[str, str]]:
+    """The one-node test Slurm (tests/slurm/start-slurm.sh) and the environment its commands
+    need. Daemons this session started are stopped at its end; a Slurm that was already up
+    (a developer's, shared) is left running."""
+    from tests.slurm.cluster import ensure_slurm, slurm_running, stop_slurm
+
+    already_up = slurm_running()
+    env = ensure_slurm()  # fails under CI when no Slurm can be started, skips elsewhere
+    yield env
+    if not already_up:
+        stop_slurm()
+
+
 @pytest.fixture
 def start_coordinator(tmp_path: Path) -> Iterator[Callable[..., RunningCoordinator]]:
     """Start coordinators with extra flags, e.g. ``start_coordinator(max_sandbox_bytes=1024)``;

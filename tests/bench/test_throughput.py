@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.bench.smoke import run_smoke
-from tests.slurm.cluster import ensure_slurm
 
 RUNNERS = ("floor_sequential", "floor_parallel_2", "gridpilot", "slurm")
 
 
 @pytest.mark.slow
-def test_throughput_smoke(tmp_path: Path) -> None:
-    env = ensure_slurm()  # fails under CI when no Slurm can be started, skips elsewhere
+def test_throughput_smoke(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    env = slurm_env
     stdout, data = run_smoke("throughput.py", tmp_path / "throughput.json", env=env, timeout_s=600)
     (result,) = data["results"]
     assert result["jobs"] == 20

@@ -90,14 +90,21 @@ def test_final_report_kept_in_the_spool_is_delivered_after_restart(
     first = launch_coordinator(tmp_path / "data", match_retry_after_s=0.5)
     restartable.append(first)
     user, pilot = _actors(first, tmp_path)
-    (job_id,) = user.submit('Executable = "/bin/sleep"; Arguments = "1";')
+    # The payload ends when the test says so, not after a time the test must race: it is
+    # caught Running however loaded the machine is, and ends while nobody listens.
+    gate = tmp_path / "end-now"
+    (job_id,) = user.submit(
+        f"""Executable = "/bin/sh";
+        Arguments = "-c 'while [ ! -e {gate} ]; do sleep 0.05; done'";"""
+    )
     spool_env = {"GRIDPILOT_REPORT_RETRY_S": "0.5", "GRIDPILOT_SPOOL_RETRY_INTERVAL_S": "0.5"}
     process = pilot.start(idle_timeout_s=2, env=spool_env)
     spooled = pilot.workdir / "spool" / f"job_{job_id}.json"
     try:
         user.wait_for(job_id, {"Running"}, timeout_s=60)
         _stop(first.process)
-        deadline = time.monotonic() + 30
+        gate.touch()
+        deadline = time.monotonic() + 60
         while not spooled.exists():
             assert time.monotonic() < deadline, "the final report was never kept"
             time.sleep(0.1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from tests.packaging.zipapps import LAUNCHER, stub_pyz
 EXIT_NO_PYTHON, EXIT_NO_PYZ, EXIT_BAD_CHECKSUM = 20, 21, 22
 PILOT_EXIT_CODES = (0, 2, 10, 11, 12, 13, 14, 15)
 BASH = shutil.which("bash") or "/bin/bash"
+LINE_TIMEOUT_S = 30.0
 
 
 def launch(
@@ -141,6 +143,12 @@ def test_missing_pyz(tmp_path: Path) -> None:
     assert f"pilot file {missing} is missing or unreadable" in done.stderr
 
 
+def _default_hangup() -> None:
+    # Under nohup the test runner ignores SIGHUP, and a shell started with a signal ignored
+    # cannot trap it: give the launcher the disposition a batch system gives it.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _start_sleeping(pyz: Path) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
         [BASH, str(LAUNCHER), "sleep"],
@@ -148,11 +156,22 @@ def _start_sleeping(pyz: Path) -> tuple[subprocess.Popen[str], int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_default_hangup,
     )
-    assert process.stdout is not None
-    ready = process.stdout.readline().split()
+    ready = _line(process).split()
     assert ready[0] == "ready", ready
     return process, int(ready[1])
+
+
+def _line(process: subprocess.Popen[str], timeout_s: float = LINE_TIMEOUT_S) -> str:
+    """The launcher's next line, or a failure (and the launcher killed) after ``timeout_s``."""
+    assert process.stdout is not None
+    readable, _, _ = select.select([process.stdout], [], [], timeout_s)
+    if not readable:
+        process.kill()
+        process.wait()
+        pytest.fail(f"the launcher printed nothing for {timeout_s} s")
+    return process.stdout.readline()
 
 
 @pytest.mark.parametrize(
@@ -168,13 +187,12 @@ def test_signals_reach_the_pilot_and_its_code_comes_back(
     pyz: Path, stop: signal.Signals, seen: signal.Signals
 ) -> None:
     process, child = _start_sleeping(pyz)
-    assert process.stdout is not None
     assert child != process.pid  # the pilot runs as a child, not exec'd
     process.send_signal(signal.SIGUSR1)
-    assert process.stdout.readline() == "got SIGUSR1\n"
+    assert _line(process) == "got SIGUSR1\n"
     assert process.poll() is None  # USR1 only asks the pilot for its state
     process.send_signal(stop)
-    assert process.stdout.readline() == f"got {seen.name}\n"
+    assert _line(process) == f"got {seen.name}\n"
     assert process.wait(timeout=10) == 14
 
 

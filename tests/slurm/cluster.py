@@ -18,6 +18,7 @@ import pytest
 
 SLURM_DIR = Path(os.environ.get("GRIDPILOT_SLURM_DIR", "/tmp/gridpilot-slurm"))
 START_SCRIPT = Path(__file__).with_name("start-slurm.sh")
+STOP_SCRIPT = Path(__file__).with_name("stop-slurm.sh")
 START_TIMEOUT_S = 120.0
 _JOBCOMP_FIELD = re.compile(r"(\w+)=(\S*)")
 
@@ -27,6 +28,25 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"Slurm is required in CI: {reason}")
     pytest.skip(reason)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def slurm_running() -> bool:
+    """True when the test Slurm's daemons are up already (started by someone else)."""
+    return _alive(SLURM_DIR / "slurmctld.pid") and _alive(SLURM_DIR / "slurmd.pid")
+
+
+def stop_slurm() -> None:
+    subprocess.run(
+        ["bash", str(STOP_SCRIPT), str(SLURM_DIR)], capture_output=True, timeout=START_TIMEOUT_S
+    )
 
 
 def ensure_slurm() -> dict[str, str]:

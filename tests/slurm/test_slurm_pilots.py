@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, RunningCoordinator
-from tests.slurm.cluster import ensure_slurm, finished_jobs, wait_until_finished
+from tests.slurm.cluster import finished_jobs, wait_until_finished
 
 SUBMIT_PILOTS = REPO_ROOT / "packaging" / "slurm" / "submit-pilots.sh"
 JOBS = 6
@@ -27,11 +27,6 @@ SLURM_TIME_LIMIT_MIN = 10
 PILOT_MEMORY_MB = 700
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def slurm_env() -> dict[str, str]:
-    return ensure_slurm()
 
 
 @pytest.fixture
