@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from client.errors import InputError, NotAuthorised, UsageError
 from client.sessions import LoginSession, SessionStore
+from client.textfiles import read_text
 from protocol import url_problem
 
 if TYPE_CHECKING:
@@ -82,17 +83,9 @@ def checked_url(url: str, where: str) -> str:
 
 def read_token_file(path: Path, where: str) -> str:
     try:
-        token = path.expanduser().read_text(encoding="utf-8").strip()
-    except FileNotFoundError as exc:
-        raise InputError(f"{where} {path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise InputError(f"{where} {path}: is a directory, not a token file") from exc
-    except PermissionError as exc:
-        raise InputError(f"{where} {path}: permission denied") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where} {path}: not a token (not UTF-8 text)") from exc
-    except OSError as exc:
-        raise InputError(f"{where} {path}: cannot read it: {exc.strerror or exc}") from exc
+        token = read_text(path.expanduser(), "token file").strip()
+    except InputError as exc:
+        raise InputError(f"{where} {exc.message}", details=exc.details) from exc
     if not token:
         raise InputError(f"{where} {path}: the file is empty")
     return token

@@ -112,3 +112,17 @@ def say_error(error: ClientError, run: Optional[Invocation], job: Optional[int] 
     typer.echo(f"gridpilot: {message}", err=True)
     if run is not None and run.verbose and error.details:
         typer.echo(f"  details: {json.dumps(error.details, sort_keys=True)}", err=True)
+
+
+def selected_jobs(
+    ctx: typer.Context,
+    words: Optional[list[str]],
+    id_file: Optional[Path],
+    group: Optional[str],
+    as_json: bool = False,
+    statuses: Optional[str] = None,
+) -> tuple[Invocation, list[int]]:
+    """The run and the job ids a job command acts on."""
+    run = invocation(ctx)
+    run.json_output = as_json
+    return run, run.job_ids(words, id_file, group, statuses)

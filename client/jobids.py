@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from client.errors import UsageError
+from client.textfiles import read_text
 
 if TYPE_CHECKING:
     from client.api import UserClient
@@ -33,8 +34,6 @@ def parse_ids(words: Sequence[str], where: str = "") -> list[int]:
 
 
 def read_id_file(path: Path) -> list[int]:
-    from client.submission import read_text
-
     text = sys.stdin.read() if str(path) == "-" else read_text(path, "file of job ids")
     return parse_ids(text.split(), str(path))
 

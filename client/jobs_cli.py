@@ -23,6 +23,7 @@ from client.invocation import (
     JSON_OPTION,
     invocation,
     say_error,
+    selected_jobs,
     uses_coordinator,
 )
 from protocol import FINAL_STATUSES, JobInfo, JobStatus
@@ -107,9 +108,7 @@ def status(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show jobs' status in DIRAC's layout (dirac-wms-job-status)."""
-    run = invocation(ctx)
-    run.json_output = as_json
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group, as_json)
     found = {info.job_id: info for info in run.client().jobs(ids)}
     infos = []
     for job_id in ids:
@@ -140,9 +139,7 @@ def logging_info(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show jobs' status history: status, minor status, application status, time, source."""
-    run = invocation(ctx)
-    run.json_output = as_json
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group, as_json)
     histories = run.each_job(ids, run.client().history)
     if as_json:
         result = {
@@ -174,8 +171,8 @@ def get_output(
     from client.output import check_output_dir, retrieve_output
 
     check_output_dir(out_dir)
-    run = invocation(ctx)
-    ids = run.job_ids(job_ids, id_file, group, statuses="Done,Failed" if group else None)
+    statuses = "Done,Failed" if group else None
+    run, ids = selected_jobs(ctx, job_ids, id_file, group, statuses=statuses)
     client = run.client()
     for _job_id, (target, names) in run.each_job(
         ids, lambda job_id: retrieve_output(client, job_id, out_dir)
@@ -196,8 +193,7 @@ def kill(
     As DIRAC: a job already over (Done, Failed, Killed) is left as it is and said so; that
     is not an error.
     """
-    run = invocation(ctx)
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group)
     for job_id, info in run.each_job(ids, run.client().kill):
         _say_killed(job_id, info)
     run.finish()
@@ -218,8 +214,7 @@ def delete(
     group: Optional[str] = GROUP_OPTION,
 ) -> None:
     """Delete jobs that are over or still waiting (a running job must be killed first)."""
-    run = invocation(ctx)
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group)
     for job_id, _info in run.each_job(ids, run.client().delete):
         typer.echo(f"Deleted job {job_id}")
     run.finish()
@@ -234,8 +229,7 @@ def reschedule(
     reset: bool = typer.Option(False, "--reset", help="Zero the reschedule counter first"),
 ) -> None:
     """Run jobs again from scratch (dirac-wms-job-reschedule)."""
-    run = invocation(ctx)
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group)
     client = run.client()
     for job_id, _info in run.each_job(ids, lambda job_id: client.reschedule(job_id, reset=reset)):
         typer.echo(f"Rescheduled job {job_id}")
@@ -254,9 +248,7 @@ def get_jdl(
     from coordinator.errors import CoordinatorError
     from coordinator.logic.jdl import to_jdl
 
-    run = invocation(ctx)
-    run.json_output = as_json
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group, as_json)
     for job_id, info in run.each_job(ids, run.client().job):
         if as_json:
             typer.echo(json.dumps({"job_id": job_id, "description": info.description}, indent=2))
@@ -301,9 +293,7 @@ def _show_job_fields(
     as_json: bool,
     fields: Any,
 ) -> None:
-    run = invocation(ctx)
-    run.json_output = as_json
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group, as_json)
     found = run.each_job(ids, run.client().job)
     if as_json:
         typer.echo(json.dumps([fields(info) for _job_id, info in found], indent=2))

@@ -18,6 +18,7 @@ from client.invocation import (
     JOB_IDS_ARGUMENT,
     JSON_OPTION,
     invocation,
+    selected_jobs,
     uses_coordinator,
 )
 from protocol import LOG_STREAMS, JobInfo, PilotInfo
@@ -126,8 +127,7 @@ def logs(
     """Print jobs' live logs; --follow waits for more, like tail -f, until each job ends."""
     if stream not in LOG_STREAMS:
         raise UsageError(f"--stream must be stdout or stderr, not {stream!r}")
-    run = invocation(ctx)
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group)
     client = run.client()
 
     def show(job_id: int) -> None:
@@ -148,8 +148,7 @@ def peek(
     lines: int = typer.Option(20, help="How many lines"),
 ) -> None:
     """Print the last lines of jobs' stdout as they run (dirac-wms-job-peek)."""
-    run = invocation(ctx)
-    ids = run.job_ids(job_ids, id_file, group)
+    run, ids = selected_jobs(ctx, job_ids, id_file, group)
     client = run.client()
 
     def show(job_id: int) -> None:
