@@ -84,8 +84,8 @@ def test_slurm_pilots_run_jobs_with_the_allocations_cores_memory_and_time(
         f"Parameters = {JOBS};\n"
         'StdOutput = "StdOut";\nOutputSandbox = {"StdOut"};\n'
     )
-    submitted = gridpilot(coordinator, user, "submit", str(jdl))
-    job_ids = [int(line.split("=")[1]) for line in submitted.splitlines()]
+    submitted = gridpilot(coordinator, user, "submit", "--json", str(jdl))
+    job_ids = [json.loads(line)["job_id"] for line in submitted.splitlines()]
     assert len(job_ids) == JOBS
 
     job_name = f"gp-test-{uuid.uuid4().hex[:12]}"
