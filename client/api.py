@@ -20,6 +20,9 @@ from client.errors import NotAuthorised, Refused, Unreachable
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
 from protocol import (
+    LOG_COMPLETE_HEADER,
+    LOG_NEXT_OFFSET_HEADER,
+    LOG_SIZE_HEADER,
     HistoryEntry,
     IssuedTokenReply,
     JobHistory,
@@ -38,9 +41,6 @@ from protocol import (
 )
 
 USER_RETRY_S = 2.0
-NEXT_OFFSET_HEADER = "X-Log-Next-Offset"
-SIZE_HEADER = "X-Log-Size"
-COMPLETE_HEADER = "X-Log-Complete"
 MAX_LISTED = 10_000
 """The most jobs or pilots one list request may ask for."""
 
@@ -192,12 +192,12 @@ class UserClient:
 
 def _log_piece(response: requests.Response) -> LogPiece:
     headers = response.headers
-    size = int(headers.get(SIZE_HEADER, len(response.content)))
+    size = int(headers.get(LOG_SIZE_HEADER, len(response.content)))
     return LogPiece(
         data=response.content,
-        next_offset=int(headers.get(NEXT_OFFSET_HEADER, size)),
+        next_offset=int(headers.get(LOG_NEXT_OFFSET_HEADER, size)),
         size_bytes=size,
-        complete=headers.get(COMPLETE_HEADER) == "true",
+        complete=headers.get(LOG_COMPLETE_HEADER) == "true",
     )
 
 

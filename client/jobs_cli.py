@@ -26,7 +26,7 @@ from client.invocation import (
     selected_jobs,
     uses_coordinator,
 )
-from protocol import FINAL_STATUSES, JobInfo, JobStatus
+from protocol import FINAL_STATUSES, ErrorCode, JobInfo, JobStatus
 
 OVER = frozenset({*FINAL_STATUSES, JobStatus.COMPLETED, JobStatus.DELETED})
 """A job in these states can no longer be killed: a kill leaves it as it is."""
@@ -127,7 +127,9 @@ def status(
 def _no_job(job_id: int) -> Any:
     from client.errors import Refused
 
-    return Refused(f"no job {job_id}", code="not_found", status=404, details={"job_id": job_id})
+    return Refused(
+        f"no job {job_id}", code=ErrorCode.NOT_FOUND.value, status=404, details={"job_id": job_id}
+    )
 
 
 @uses_coordinator

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from client.api import UserClient
 from client.errors import InputError, Refused
+from protocol import ErrorCode
 from wrapper.errors import WrapperError
 from wrapper.sandbox import unpack
 
@@ -43,7 +44,7 @@ def retrieve_output(client: UserClient, job_id: int, out_dir: Path) -> tuple[Pat
     if not info.output_sandbox:
         raise Refused(
             f"job {job_id} has no output sandbox (it is {info.status.value})",
-            code="no_output",
+            code=ErrorCode.NO_OUTPUT.value,
             details={"job_id": job_id, "status": info.status.value},
         )
     target = output_dir(out_dir, job_id)
@@ -55,7 +56,7 @@ def retrieve_output(client: UserClient, job_id: int, out_dir: Path) -> tuple[Pat
         except WrapperError as exc:
             raise Refused(
                 f"the output sandbox of job {job_id} was refused as unsafe: {exc}",
-                code="unsafe_sandbox",
+                code=ErrorCode.UNSAFE_SANDBOX.value,
                 details={"job_id": job_id},
             ) from exc
         except OSError as exc:

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-# pydantic is not in the list: typer 0.29 imports it to convert options as soon as a
-# command runs. Pinning typer below that is issue 13, item 7.
-SERVER_FRAMEWORKS = ["fastapi", "uvicorn", "sqlalchemy", "starlette"]
+SERVER_FRAMEWORKS = ["fastapi", "uvicorn", "sqlalchemy", "pydantic", "starlette"]
 
 
 def _run_blocked(
