@@ -19,6 +19,8 @@ from typing import Any, Optional, Union
 import pytest
 
 from checks.registry import builtin_checks
+from client.api import UserClient
+from client.connection import Connection
 from pilot.agent import Agent, PilotExit
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.config import load_config
@@ -72,7 +74,8 @@ class World:
     def __init__(self, coordinator: RunningCoordinator, tmp_path: Path) -> None:
         self.coordinator = coordinator
         self.tmp_path = tmp_path
-        self.user = CoordinatorClient(coordinator.url, coordinator.token(vo="vo-agent"))
+        user_token = coordinator.token(vo="vo-agent")
+        self.user = UserClient(Connection(coordinator.url, user_token, "test", True, 30.0, 2.0))
         self.clients: list[CoordinatorClient] = []
 
     def submit(self, executable: str, arguments: str = "", count: int = 1) -> list[int]:
