@@ -44,7 +44,7 @@ def token_revoked(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """List revoked token ids (needs an admin token)."""
     run = invocation(ctx)
     run.json_output = as_json
-    revoked = run.client().revoked_tokens().revoked
+    revoked = run.client().revoked_tokens()
     if as_json:
         typer.echo(json.dumps([item.to_dict() for item in revoked], indent=2))
         return

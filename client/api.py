@@ -46,6 +46,7 @@ MAX_LISTED = 10_000
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
+P = TypeVar("P", JobList, JobHistory, PilotList, RevokedTokens)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,15 +131,36 @@ class UserClient:
         group: Optional[str] = None,
         limit: int = 100,
     ) -> JobList:
+        """Up to ``limit`` jobs, newest first (as many pages as that takes), and the counts."""
         params: dict[str, Any] = {"status": statuses, "owner": owner, "site": site}
         params = {key: value for key, value in params.items() if value}
         if group:
             params["job_group"] = group
-        params["limit"] = limit
-        return self._message(JobList, "GET", "/jobs", params=params)
+        pages = self._pages(JobList, "/jobs", params, limit)
+        found = [info for page in pages for info in page.jobs][:limit]
+        return JobList(jobs=found, counts=pages[0].counts, next_cursor=pages[-1].next_cursor)
 
     def history(self, job_id: int) -> list[HistoryEntry]:
-        return self._message(JobHistory, "GET", f"/jobs/{job_id}/history").history
+        pages = self._pages(JobHistory, f"/jobs/{job_id}/history", {}, None)
+        return [entry for page in pages for entry in page.history]
+
+    def _pages(
+        self, kind: type[P], path: str, params: dict[str, Any], limit: Optional[int]
+    ) -> list[P]:
+        """Pages of a list until ``limit`` items (None: all), following ``next_cursor``."""
+        pages: list[P] = []
+        cursor: Optional[str] = None
+        wanted = limit
+        while True:
+            size = MAX_LISTED if wanted is None else max(1, min(wanted, MAX_LISTED))
+            query = {**params, "limit": size, **({"cursor": cursor} if cursor else {})}
+            page = self._message(kind, "GET", path, params=query)
+            pages.append(page)
+            cursor = page.next_cursor
+            if wanted is not None:
+                wanted -= len(_items(page))
+            if not cursor or (wanted is not None and wanted <= 0):
+                return pages
 
     def kill(self, job_id: int) -> JobInfo:
         return self._message(JobInfo, "POST", f"/jobs/{job_id}/kill")
@@ -166,7 +188,8 @@ class UserClient:
     # -- pilots ------------------------------------------------------------------------
 
     def pilots(self, limit: int = 100) -> list[PilotInfo]:
-        return self._message(PilotList, "GET", "/pilots", params={"limit": limit}).pilots
+        pages = self._pages(PilotList, "/pilots", {}, limit)
+        return [pilot for page in pages for pilot in page.pilots][:limit]
 
     def read_pilot_log(self, pilot_id: str, offset: int, limit: int) -> LogPiece:
         params = {"offset": offset, "limit": limit}
@@ -186,8 +209,16 @@ class UserClient:
         body = RevokeRequest(token_id=token_id, reason=reason).to_dict()
         return self._message(RevocationInfo, "POST", "/tokens/revoke", json=body)
 
-    def revoked_tokens(self) -> RevokedTokens:
-        return self._message(RevokedTokens, "GET", "/tokens/revoked")
+    def revoked_tokens(self) -> list[RevocationInfo]:
+        pages = self._pages(RevokedTokens, "/tokens/revoked", {}, None)
+        return [item for page in pages for item in page.revoked]
+
+
+def _items(page: Any) -> list[Any]:
+    for name in ("jobs", "history", "pilots", "revoked"):
+        if hasattr(page, name):
+            return list(getattr(page, name))
+    return []
 
 
 def _log_piece(response: requests.Response) -> LogPiece:
