@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from coordinator.api import (
+    accounting,
+    events,
     health,
     jobs,
     logs,
@@ -25,6 +27,7 @@ from coordinator.api import (
     pilots,
     registry,
     sandboxes,
+    search,
     tokens,
 )
 from coordinator.api.deps import AppContext
@@ -68,7 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.context = context
-    for module in (health, jobs, logs, metrics, pilots, pilot_state, registry, sandboxes, tokens):
+    routers = (health, search, jobs, logs, metrics, pilots, pilot_state, registry, sandboxes)
+    for module in (*routers, tokens, events, accounting):
         app.include_router(module.router)
     for exc_class in (CoordinatorError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(exc_class, error_response)

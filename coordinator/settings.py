@@ -85,6 +85,13 @@ class Settings:
     environment variable: the same mapping as JSON text."""
     fair_share_half_life_s: float = 3600.0
     """Owners' past usage counts half as much after this long."""
+    # The live event stream (coordinator/logic/events.py).
+    event_poll_s: float = 0.25
+    """How often an open event stream looks for new events in the database."""
+    event_retention_s: float = 3600.0
+    """How long events are kept: a client away for longer reloads instead of resuming."""
+    event_stream_max_s: float = 300.0
+    """A stream ends after this long and the client reconnects with its Last-Event-ID."""
     metrics_access: str = "open"
     """Who may read ``/metrics``: ``open`` (no token, as Prometheus scrapes) or ``admin``."""
 
@@ -177,6 +184,9 @@ def _check_lease_settings(settings: Settings) -> None:
         "sweep_interval_s",
         "max_log_chunk_bytes",
         "max_log_bytes",
+        "event_poll_s",
+        "event_retention_s",
+        "event_stream_max_s",
     )
     for name in positive:
         if getattr(settings, name) <= 0:

@@ -1,4 +1,5 @@
-"""The sweeper: a background task of the coordinator app that expires leases.
+"""The sweeper: a background task of the coordinator app that expires leases and forgets
+live-stream events older than ``event_retention_s``.
 
 Started and stopped with the app (``running_sweeper`` in the app's lifespan). Every
 ``sweep_interval_s`` it runs ``coordinator.logic.leases.sweep`` in a worker thread, so the
@@ -17,7 +18,7 @@ from typing import Callable
 
 import anyio.to_thread
 
-from coordinator.logic import leases
+from coordinator.logic import events, leases
 from coordinator.settings import Settings
 from coordinator.store.database import Database
 
@@ -37,7 +38,9 @@ class Sweeper:
         self._clock = clock
 
     def sweep_once(self) -> list[leases.LeaseDecision]:
-        return leases.sweep(self._db, self._settings, self._clock())
+        decisions = leases.sweep(self._db, self._settings, self._clock())
+        events.prune(self._db, self._settings.event_retention_s, self._clock())
+        return decisions
 
     async def run_forever(self) -> None:
         while True:

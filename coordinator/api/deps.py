@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from coordinator.api.session import SESSION_COOKIE, cookie_token
 from coordinator.errors import BadRequest, Forbidden, Unauthenticated
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.paging import DEFAULT_LIMIT, MAX_LIMIT
@@ -63,11 +64,10 @@ async def _bearer_claims(request: Request, context: AppContext) -> TokenClaims:
     """The claims of the bearer token: signed by us, not expired, not revoked, within its
     rate limit."""
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        raise Unauthenticated("missing Authorization header; send 'Bearer <token>'")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    if not header and SESSION_COOKIE in request.cookies:  # the portal (api/session.py)
+        token = cookie_token(request, context.signing_key)
+    else:
+        token = _bearer_token(header)
     claims = context.verified_tokens.verify(token)
     if context.revocations.stale():
         await run_in_threadpool(context.revocations.reload)  # a database read
@@ -94,6 +94,15 @@ async def get_login_claims(
     """Any valid token's claims, login credentials included: the exchange endpoint's
     logic refuses what is not a login credential."""
     return await _bearer_claims(request, context)
+
+
+def _bearer_token(header: str) -> str:
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthenticated("missing Authorization header; send 'Bearer <token>'")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return token
 
 
 def _rate_key(request: Request, claims: TokenClaims) -> str:

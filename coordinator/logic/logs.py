@@ -23,9 +23,11 @@ from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import visible_job
 from coordinator.logic.pilots import leased_job, own_pilot
 from coordinator.settings import Settings
+from coordinator.store import events as event_store
 from coordinator.store import logs as log_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
+from coordinator.store.schema import utc_timestamp
 from protocol import FINAL_STATUSES, LOG_STREAMS, JobStatus, LogAppendReply, Role
 
 logger = logging.getLogger(__name__)
@@ -114,7 +116,10 @@ def append_job_log(
                 details={"job_id": job_id, "status": status.value},
             )
         where = (log_store.JOB, str(job_id), stream)
+        before = log_store.size_of(conn, *where)
         end = _append(conn, settings, files, files.job_path(job_id, stream), where, offset, data)
+        if end > before:  # the live stream's event (coordinator/logic/events.py)
+            event_store.add_log_event(conn, job_id, stream, before, end - before, utc_timestamp())
         pilot_store.touch_pilot(conn, pilot_id)
     return LogAppendReply(next_offset=end)
 

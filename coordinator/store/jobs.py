@@ -15,6 +15,7 @@ from sqlalchemy import (
     update,
 )
 
+from coordinator.store.events import add_status_events
 from coordinator.store.schema import job_history, job_sandboxes, jobs, utc_timestamp
 from protocol import JobStatus
 
@@ -56,7 +57,9 @@ def add_history(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
     if not entries:
         return
     now = utc_timestamp()
-    conn.execute(insert(job_history), [{"at": now, **entry} for entry in entries])
+    rows = [{"at": now, **entry} for entry in entries]
+    conn.execute(insert(job_history), rows)
+    add_status_events(conn, rows)  # the live stream's copy (coordinator/logic/events.py)
 
 
 def link_sandboxes(

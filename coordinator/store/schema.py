@@ -72,6 +72,13 @@ jobs = Table(
     Index("ix_jobs_pilot", "pilot_id"),
     # A queue's next jobs in match order (highest priority, then oldest) are one index seek.
     Index("ix_jobs_task_queue", "task_queue_id", "status", text("priority DESC"), "job_id"),
+    # Search and summary (coordinator/store/search.py): a user's jobs by status, and the
+    # attributes the Job Monitor filters on.
+    Index("ix_jobs_vo_owner_status", "vo", "owner", "status", "job_id"),
+    Index("ix_jobs_site_status", "site", "status"),
+    Index("ix_jobs_group", "job_group"),
+    Index("ix_jobs_updated", "updated_at"),
+    Index("ix_jobs_created", "created_at"),
 )
 
 job_history = Table(
@@ -85,6 +92,29 @@ job_history = Table(
     Column("source", String(255), nullable=False, default=""),
     Column("at", String(40), nullable=False),
     Index("ix_job_history_job", "job_id", "entry_id"),
+    # Accounting: jobs reaching a status per hour (coordinator/store/accounting.py).
+    Index("ix_job_history_status_at", "status", "at"),
+)
+
+# What the live event stream serves (coordinator/logic/events.py): every status change and
+# every log append, in commit order, kept for ``event_retention_s``. It is in the database,
+# not in a process, so that every coordinator replica serves the same stream and a client
+# resumes on any of them. AUTOINCREMENT: ids are never reused after old rows are pruned.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, nullable=False),
+    Column("kind", String(8), nullable=False),  # "status" or "log"
+    Column("status", String(32), nullable=False, default=""),
+    Column("minor_status", Text, nullable=False, default=""),
+    Column("application_status", Text, nullable=False, default=""),
+    Column("stream", String(16), nullable=False, default=""),
+    Column("offset", Integer, nullable=False, default=0),
+    Column("size_bytes", Integer, nullable=False, default=0),
+    Column("at", String(40), nullable=False),
+    Index("ix_job_events_at", "at"),
+    sqlite_autoincrement=True,
 )
 
 sandboxes = Table(

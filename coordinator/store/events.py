@@ -1,0 +1,106 @@
+"""The job event table: status changes and log appends in commit order. Callers own the
+transaction; who may see which event is decided in ``coordinator.logic.events``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select
+
+from coordinator.store.schema import job_events, jobs
+
+STATUS = "status"
+LOG = "log"
+
+
+def add_status_events(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
+    """One event per history entry (``job_id``, ``status``, ``minor_status``,
+    ``application_status``, ``at``), written with the entries themselves."""
+    if not entries:
+        return
+    rows = [
+        {
+            "job_id": entry["job_id"],
+            "kind": STATUS,
+            "status": entry["status"],
+            "minor_status": entry.get("minor_status", ""),
+            "application_status": entry.get("application_status", ""),
+            "at": entry["at"],
+        }
+        for entry in entries
+    ]
+    conn.execute(insert(job_events), rows)
+
+
+def add_log_event(
+    conn: Connection, job_id: int, stream: str, offset: int, size_bytes: int, at: str
+) -> None:
+    conn.execute(
+        insert(job_events).values(
+            job_id=job_id,
+            kind=LOG,
+            stream=stream,
+            offset=offset,
+            size_bytes=size_bytes,
+            at=at,
+        )
+    )
+
+
+def last_event_id(conn: Connection) -> int:
+    return int(conn.scalar(select(func.coalesce(func.max(job_events.c.event_id), 0))) or 0)
+
+
+def first_event_id(conn: Connection) -> int:
+    """The oldest event still kept (0 when there is none)."""
+    return int(conn.scalar(select(func.coalesce(func.min(job_events.c.event_id), 0))) or 0)
+
+
+def events_after(
+    conn: Connection,
+    after_id: int,
+    *,
+    owner: Optional[str],
+    vo: Optional[str],
+    job_id: Optional[int] = None,
+    kinds: Sequence[str] = (STATUS, LOG),
+    extra_ids: Sequence[int] = (),
+    limit: int = 500,
+) -> list[RowMapping]:
+    """Events with an id above ``after_id`` (and those in ``extra_ids``) of the jobs of
+    ``owner``/``vo`` (None: anyone's), oldest first, with the job's owner and VO."""
+    wanted = job_events.c.event_id > after_id
+    if extra_ids:
+        wanted = wanted | job_events.c.event_id.in_(list(extra_ids))
+    query = (
+        select(job_events, jobs.c.owner, jobs.c.vo)
+        .join(jobs, jobs.c.job_id == job_events.c.job_id)
+        .where(wanted, job_events.c.kind.in_(list(kinds)))
+        .order_by(job_events.c.event_id)
+        .limit(limit)
+    )
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    if vo is not None:
+        query = query.where(jobs.c.vo == vo)
+    if job_id is not None:
+        query = query.where(job_events.c.job_id == job_id)
+    return list(conn.execute(query).mappings())
+
+
+def ids_after(conn: Connection, low: int, limit: int) -> list[int]:
+    """The next ``limit`` stored event ids above ``low``, whoever may see them: tells a hole
+    (an id not committed yet) from an event the caller may not see."""
+    query = (
+        select(job_events.c.event_id)
+        .where(job_events.c.event_id > low)
+        .order_by(job_events.c.event_id)
+        .limit(limit)
+    )
+    return [int(value) for value in conn.scalars(query)]
+
+
+def prune_before(conn: Connection, cutoff: str) -> int:
+    """Forget events older than ``cutoff`` (an ISO time); return how many went."""
+    return int(conn.execute(delete(job_events).where(job_events.c.at < cutoff)).rowcount or 0)
