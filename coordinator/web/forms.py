@@ -1,0 +1,215 @@
+"""The portal's actions that are forms: log in, log out, submit from the Job Launchpad."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tarfile
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from coordinator.api.deps import AppContext, get_context
+from coordinator.api.session import CSRF_FIELD, SESSION_COOKIE
+from coordinator.errors import BadRequest, CoordinatorError, Forbidden
+from coordinator.logic import jobs, sandboxes
+from coordinator.logic.auth import TokenClaims
+from coordinator.web.render import page
+from coordinator.web.session import (
+    LOGIN_CSRF_COOKIE,
+    check_form_csrf,
+    is_local_path,
+    login_redirect,
+    new_login_nonce,
+    page_claims,
+    verified_claims,
+)
+from protocol import SubmitRequest
+
+router = APIRouter(include_in_schema=False)
+
+MAX_FILES = 100
+READ_BYTES = 1024 * 1024
+HELLO_WORLD = """[
+    JobName = "Simple_Job";
+    Executable = "/bin/ls";
+    Arguments = "-ltr";
+    StdOutput = "StdOut";
+    StdError = "StdErr";
+    OutputSandbox = {"StdOut","StdErr"};
+]
+"""
+PARAMETRIC = """[
+    JobName = "scan_%n";
+    Executable = "/bin/echo";
+    Arguments = "point %s of the scan";
+    Parameters = 5;
+    ParameterStart = 0;
+    ParameterStep = 0.5;
+    StdOutput = "StdOut";
+    StdError = "StdErr";
+    OutputSandbox = {"StdOut","StdErr"};
+]
+"""
+
+
+@router.get("/web/login")
+async def login_form(request: Request, context: AppContext = Depends(get_context)) -> Response:
+    claims = await page_claims(request, context)
+    if claims is not None:
+        return RedirectResponse("/web/jobs", status_code=303)
+    return _login_page(request, context, "", 200)
+
+
+def _login_page(request: Request, context: AppContext, error: str, status_code: int) -> Response:
+    nonce = new_login_nonce()
+    target = request.query_params.get("next", "/web/jobs")
+    response = page(
+        request, context, "login.html", None, status_code=status_code, error=error, nonce=nonce,
+        next=target if is_local_path(target) else "/web/jobs",
+    )  # fmt: skip
+    response.set_cookie(LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict", path="/web")
+    return response
+
+
+@router.post("/web/login")
+async def login(request: Request, context: AppContext = Depends(get_context)) -> Response:
+    form = await request.form(max_files=1, max_fields=5)
+    sent_nonce = str(form.get("nonce") or "")
+    nonce = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not nonce or not hmac.compare_digest(sent_nonce, nonce):
+        return _login_page(request, context, "The login form expired: please try again.", 403)
+    token = str(form.get("token") or "").strip()
+    upload = form.get("token_file")
+    if not token and isinstance(upload, UploadFile):
+        token = (await upload.read(64 * 1024)).decode("utf-8", errors="replace").strip()
+    try:
+        claims = await verified_claims(context, token)
+    except CoordinatorError as exc:
+        return _login_page(request, context, f"This token cannot log in: {exc.message}", 401)
+    target = str(form.get("next") or "/web/jobs")
+    response = RedirectResponse(target if is_local_path(target) else "/web/jobs", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max(int(claims.expires_at.timestamp() - time.time()), 1),
+        httponly=True,
+        samesite="strict",
+        secure=bool(context.settings.tls_cert_file),
+        path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/web")
+    return response
+
+
+@router.post("/web/logout")
+async def logout(request: Request, context: AppContext = Depends(get_context)) -> Response:
+    form = await request.form(max_files=0, max_fields=3)
+    check_form_csrf(request, context, str(form.get(CSRF_FIELD) or ""))
+    response = RedirectResponse("/web/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/web/launchpad")
+async def launchpad(request: Request, context: AppContext = Depends(get_context)) -> Response:
+    claims = await page_claims(request, context)
+    if claims is None:
+        return login_redirect(request)
+    presets = {"hello": HELLO_WORLD, "parametric": PARAMETRIC}
+    return page(
+        request, context, "launchpad.html", claims, active="launchpad", presets=presets,
+        max_bytes=context.settings.max_request_bytes,
+    )  # fmt: skip
+
+
+@router.post("/web/launchpad")
+async def launchpad_submit(
+    request: Request, context: AppContext = Depends(get_context)
+) -> Response:
+    """Submit the editor's description with the chosen files as its input sandbox; the
+    reply is the API's: ``{"job_ids": [...]}`` or ``{code, message, details}``."""
+    claims = await page_claims(request, context)
+    if claims is None:
+        raise Forbidden("your session has ended: log in again")
+    form = await request.form(max_files=MAX_FILES, max_fields=10)
+    check_form_csrf(request, context, str(form.get(CSRF_FIELD) or ""))
+    uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+    digests = [await _store_sandbox(context, claims, uploads)] if _named(uploads) else []
+    body = SubmitRequest(
+        description=str(form.get("description") or ""),
+        format=str(form.get("format") or "jdl"),
+        input_sandboxes=digests,
+    )
+    job_ids = await run_in_threadpool(jobs.submit, context.db, context.settings, claims, body)
+    return JSONResponse({"job_ids": job_ids}, status_code=201)
+
+
+def _named(uploads: Sequence[UploadFile]) -> list[UploadFile]:
+    return [item for item in uploads if item.filename]
+
+
+async def _store_sandbox(
+    context: AppContext, claims: TokenClaims, uploads: Sequence[UploadFile]
+) -> str:
+    """Pack the uploaded files (under their base names) as one input sandbox and store it
+    as an upload of the caller's, as ``gridpilot submit`` does with local files."""
+    names = [_base_name(item.filename or "") for item in _named(uploads)]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise BadRequest(f"two files share the name {duplicates[0]}", details={"files": duplicates})
+    fd, tmp_name = tempfile.mkstemp(
+        prefix="launchpad-", suffix=".tar.gz", dir=context.settings.tmp_dir
+    )
+    os.close(fd)
+    archive = Path(tmp_name)
+    try:
+        digest = await anyio.to_thread.run_sync(_pack, archive, list(zip(names, _named(uploads))))
+        stored = await context.sandbox_files.receive(
+            _read(archive), digest, context.settings.max_sandbox_bytes
+        )
+        await run_in_threadpool(sandboxes.record_upload, context.db, claims, stored)
+        return stored.sha256
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _base_name(filename: str) -> str:
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    if name in ("", ".", ".."):
+        raise BadRequest(f"{filename!r} is not a file name", details={"file": filename})
+    return name
+
+
+def _pack(archive: Path, files: list[tuple[str, UploadFile]]) -> str:
+    with tarfile.open(archive, mode="w:gz") as tar:
+        for name, upload in files:
+            upload.file.seek(0, os.SEEK_END)
+            info = tarfile.TarInfo(name)
+            info.size = upload.file.tell()
+            info.mode = 0o644
+            upload.file.seek(0)
+            tar.addfile(info, upload.file)
+    hasher = hashlib.sha256()
+    with open(archive, "rb") as stream:
+        for piece in iter(lambda: stream.read(READ_BYTES), b""):
+            hasher.update(piece)
+    return hasher.hexdigest()
+
+
+async def _read(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as stream:
+        while True:
+            piece: Any = await anyio.to_thread.run_sync(stream.read, READ_BYTES)
+            if not piece:
+                return
+            yield piece
