@@ -67,12 +67,13 @@ async def login_form(request: Request, context: AppContext = Depends(get_context
     claims = await page_claims(request, context)
     if claims is not None:
         return RedirectResponse("/web/jobs", status_code=303)
-    return _login_page(request, context, "", 200)
+    return _login_page(request, context, "", 200, request.query_params.get("next", ""))
 
 
-def _login_page(request: Request, context: AppContext, error: str, status_code: int) -> Response:
+def _login_page(
+    request: Request, context: AppContext, error: str, status_code: int, target: str
+) -> Response:
     nonce = new_login_nonce()
-    target = request.query_params.get("next", "/web/jobs")
     response = page(
         request, context, "login.html", None, status_code=status_code, error=error, nonce=nonce,
         next=target if is_local_path(target) else "/web/jobs",
@@ -86,8 +87,10 @@ async def login(request: Request, context: AppContext = Depends(get_context)) ->
     form = await request.form(max_files=1, max_fields=5)
     sent_nonce = str(form.get("nonce") or "")
     nonce = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    target = str(form.get("next") or "/web/jobs")
     if not nonce or not hmac.compare_digest(sent_nonce, nonce):
-        return _login_page(request, context, "The login form expired: please try again.", 403)
+        expired = "The login form expired: please try again."
+        return _login_page(request, context, expired, 403, target)
     token = str(form.get("token") or "").strip()
     upload = form.get("token_file")
     if not token and isinstance(upload, UploadFile):
@@ -95,8 +98,8 @@ async def login(request: Request, context: AppContext = Depends(get_context)) ->
     try:
         claims = await verified_claims(context, token)
     except CoordinatorError as exc:
-        return _login_page(request, context, f"This token cannot log in: {exc.message}", 401)
-    target = str(form.get("next") or "/web/jobs")
+        message = f"This token cannot log in: {exc.message}"
+        return _login_page(request, context, message, 401, target)
     response = RedirectResponse(target if is_local_path(target) else "/web/jobs", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -99,7 +99,9 @@ def test_every_operator(world: dict[str, Any]) -> None:
     )
     assert len(found({"parameter": "SubmissionTime", "operator": "last days", "value": 1})) == 5
     assert found({"parameter": "SubmissionTime", "operator": "lt", "value": "2000-01-01"}) == []
-    assert len(found({"parameter": "LastUpdateTime", "operator": "gt", "value": "2000-01-01Z"})) == 5
+    assert (
+        len(found({"parameter": "LastUpdateTime", "operator": "gt", "value": "2000-01-01Z"})) == 5
+    )
     both = found(
         {"parameter": "JobGroup", "operator": "eq", "value": "g2"},
         {"parameter": "Site", "operator": "eq", "value": "SITE-A"},
