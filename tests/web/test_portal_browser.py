@@ -289,7 +289,7 @@ def test_accounting_plots_are_drawn_and_failures_drill_down(browser: Any, portal
     shot(browser, portal, "accounting")
     json_link = browser.find_element("css selector", "#plot-final a.json").get_attribute("href")
     assert json_link.endswith("/api/v1/accounting/final-statuses?days=1")
-    row = browser.find_element("xpath", "//table[@id='failures']//tr[td[2]='%s']" % PILOT_SITE)
+    row = browser.find_element("xpath", f"//table[@id='failures']//tr[td[2]='{PILOT_SITE}']")
     row.find_element("tag name", "a").click()
     wait_until(lambda: "status=Failed" in browser.current_url, what="the drill-down")
     ids = [e.text for e in browser.find_elements("css selector", "#jobs td.c-JobID")]
