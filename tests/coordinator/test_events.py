@@ -61,8 +61,8 @@ def test_nobody_sees_another_owners_events(shared_coordinator: RunningCoordinato
     alice, bob = User(coord, vo), User(coord, vo, subject="bob")
     alice_elsewhere = User(coord, f"{vo}-other")
     admin = User(coord, f"{vo}-admins", subject="ops", role="admin")
-    readers = {name: stream(user) for name, user in
-               {"bob": bob, "other_vo": alice_elsewhere, "admin": admin, "alice": alice}.items()}  # fmt: skip
+    users = {"bob": bob, "other_vo": alice_elsewhere, "admin": admin, "alice": alice}
+    readers = {name: stream(user) for name, user in users.items()}
     try:
         time.sleep(0.5)
         (secret,) = alice.submit()

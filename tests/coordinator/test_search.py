@@ -156,19 +156,23 @@ def test_summary_counts_per_group(world: dict[str, Any]) -> None:
     ]
 
 
+def one(parameter: str, operator: str, **value: Any) -> dict[str, Any]:
+    return {"search": [{"parameter": parameter, "operator": operator, **value}]}
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ({"search": [{"parameter": "Colour", "operator": "eq", "value": 1}]}, "unknown job attribute"),
-        ({"search": [{"parameter": "Status", "operator": "~", "value": 1}]}, "unknown operator"),
-        ({"search": [{"parameter": "Status", "operator": "in", "values": []}]}, "needs 'values'"),
-        ({"search": [{"parameter": "JobID", "operator": "eq", "value": "x"}]}, "whole numbers"),
-        ({"search": [{"parameter": "Site", "operator": "last days", "value": 2}]}, "applies to times"),
-        ({"search": [{"parameter": "SubmissionTime", "operator": "gt", "value": "soon"}]}, "ISO 8601"),
-        ({"search": [{"parameter": "Status", "operator": "eq"}]}, "a value is needed"),
+        (one("Colour", "eq", value=1), "unknown job attribute"),
+        (one("Status", "~", value=1), "unknown operator"),
+        (one("Status", "in", values=[]), "needs 'values'"),
+        (one("JobID", "eq", value="x"), "whole numbers"),
+        (one("Site", "last days", value=2), "applies to times"),
+        (one("SubmissionTime", "gt", value="soon"), "ISO 8601"),
+        (one("Status", "eq"), "a value is needed"),
         ({"sort": [{"parameter": "Status", "direction": "up"}]}, "sort direction"),
     ],
-)  # fmt: skip
+)
 def test_bad_searches_are_refused_clearly(
     world: dict[str, Any], body: dict[str, Any], words: str
 ) -> None:
