@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +20,7 @@ async def final_statuses(
     days: int = DAYS,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
-) -> dict[str, Any]:
+) -> accounting.HourlySeries:
     """Jobs reaching Done, Failed and Killed per hour: ``{bucket_s, buckets, series}``."""
     return await run_in_threadpool(accounting.final_statuses, context.db, claims, days)
 
@@ -32,7 +30,7 @@ async def running_by_site(
     days: int = DAYS,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
-) -> dict[str, Any]:
+) -> accounting.HourlySeries:
     """Jobs running at the end of each hour, per site: ``{bucket_s, buckets, series}``."""
     return await run_in_threadpool(accounting.running_by_site, context.db, claims, days)
 
@@ -43,7 +41,7 @@ async def cpu_efficiency(
     days: int = DAYS,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
-) -> dict[str, Any]:
+) -> accounting.Efficiency:
     """CPU time / (payload wall time x cores) of the jobs finished in the window."""
     return await run_in_threadpool(accounting.cpu_efficiency, context.db, claims, days, by)
 
@@ -53,6 +51,6 @@ async def failures(
     days: int = DAYS,
     claims: TokenClaims = Depends(require_user),
     context: AppContext = Depends(get_context),
-) -> dict[str, Any]:
+) -> accounting.Failures:
     """Failed jobs per minor status and site, most frequent first."""
     return await run_in_threadpool(accounting.failures, context.db, claims, days)

@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Optional
 
 from sqlalchemy import RowMapping
 
@@ -33,6 +33,46 @@ MAX_DAYS = 31
 FINAL = sorted(status.value for status in FINAL_STATUSES)
 ACTIVE = (JobStatus.RUNNING.value, JobStatus.COMPLETING.value)
 GROUPINGS = ("site", "owner")
+
+
+@dataclasses.dataclass(frozen=True)
+class HourlySeries:
+    bucket_s: int
+    buckets: list[str]
+    """Each bucket's hour, ``2026-01-31T12`` (UTC), oldest first."""
+    series: dict[str, list[int]]
+    """One count per bucket for each status (or site)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficiencyRow:
+    key: str
+    """The site or owner."""
+    jobs: int
+    cpu_s: float
+    wall_core_s: float
+    """Payload wall time x cores, summed."""
+    efficiency_percent: Optional[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Efficiency:
+    by: str
+    days: int
+    rows: list[EfficiencyRow]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureRow:
+    minor_status: str
+    site: str
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Failures:
+    days: int
+    rows: list[FailureRow]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +110,7 @@ def _scope(claims: TokenClaims) -> tuple[Optional[str], Optional[str]]:
     return claims.subject, claims.vo
 
 
-def final_statuses(db: Database, claims: TokenClaims, days: int) -> dict[str, Any]:
+def final_statuses(db: Database, claims: TokenClaims, days: int) -> HourlySeries:
     window = Window.last(days)
     with db.read() as conn:
         counts = accounting_store.statuses_per_hour(conn, FINAL, window.since, *_scope(claims))
@@ -79,10 +119,10 @@ def final_statuses(db: Database, claims: TokenClaims, days: int) -> dict[str, An
     for hour, status, count in counts:
         if hour in index:
             series[status][index[hour]] += count
-    return {"bucket_s": BUCKET_S, "buckets": window.labels, "series": series}
+    return HourlySeries(BUCKET_S, window.labels, series)
 
 
-def running_by_site(db: Database, claims: TokenClaims, days: int) -> dict[str, Any]:
+def running_by_site(db: Database, claims: TokenClaims, days: int) -> HourlySeries:
     window = Window.last(days)
     with db.read() as conn:
         rows = accounting_store.histories_touching(conn, window.since, ACTIVE, *_scope(claims))
@@ -94,7 +134,7 @@ def running_by_site(db: Database, claims: TokenClaims, days: int) -> dict[str, A
         for i, mark in enumerate(marks):
             if start <= mark < end:
                 counts[i] += 1
-    return {"bucket_s": BUCKET_S, "buckets": window.labels, "series": dict(sorted(series.items()))}
+    return HourlySeries(BUCKET_S, window.labels, dict(sorted(series.items())))
 
 
 def running_intervals(rows: Sequence[RowMapping], now: str) -> list[tuple[str, str, str]]:
@@ -118,7 +158,7 @@ def running_intervals(rows: Sequence[RowMapping], now: str) -> list[tuple[str, s
     return intervals
 
 
-def cpu_efficiency(db: Database, claims: TokenClaims, days: int, by: str) -> dict[str, Any]:
+def cpu_efficiency(db: Database, claims: TokenClaims, days: int, by: str) -> Efficiency:
     if by not in GROUPINGS:
         raise BadRequest(f"by is one of {', '.join(GROUPINGS)}", details={"by": by})
     window = Window.last(days)
@@ -136,19 +176,19 @@ def cpu_efficiency(db: Database, claims: TokenClaims, days: int, by: str) -> dic
         total[1] += float(cpu_s)
         total[2] += float(wall_s) * max(int(row["cores"]), 1)
     result = [
-        {
-            by: key,
-            "jobs": int(jobs),
-            "cpu_s": round(cpu, 3),
-            "wall_core_s": round(wall, 3),
-            "efficiency_percent": round(100.0 * cpu / wall, 1) if wall else None,
-        }
+        EfficiencyRow(
+            key=key,
+            jobs=int(jobs),
+            cpu_s=round(cpu, 3),
+            wall_core_s=round(wall, 3),
+            efficiency_percent=round(100.0 * cpu / wall, 1) if wall else None,
+        )
         for key, (jobs, cpu, wall) in sorted(totals.items())
     ]
-    return {"by": by, "days": days, "rows": result}
+    return Efficiency(by=by, days=days, rows=result)
 
 
-def failures(db: Database, claims: TokenClaims, days: int) -> dict[str, Any]:
+def failures(db: Database, claims: TokenClaims, days: int) -> Failures:
     window = Window.last(days)
     with db.read() as conn:
         rows = accounting_store.finished_since(
@@ -158,7 +198,7 @@ def failures(db: Database, claims: TokenClaims, days: int) -> dict[str, Any]:
     for row in rows:
         counts[(row["minor_status"], row["site"])] += 1
     table = [
-        {"minor_status": minor, "site": site, "count": count}
+        FailureRow(minor_status=minor, site=site, count=count)
         for (minor, site), count in sorted(counts.items(), key=lambda item: -item[1])
     ]
-    return {"days": days, "rows": table}
+    return Failures(days=days, rows=table)

@@ -6,3 +6,5 @@ small amount of JavaScript they carry (``static/``) calls the same ``/api/v1`` e
 scripts do, authenticated by the session cookie (``coordinator.api.session``), and follows
 the live event stream. See docs/web.md.
 """
+
+from __future__ import annotations

@@ -48,7 +48,11 @@ PILOTS = ("pilot_own", "pilot_same_vo", "pilot_other_vo")
 BAD_TOKENS = ("no_token", "expired", "revoked")
 CALLERS = USERS + ADMINS + PILOTS + BAD_TOKENS
 DOCUMENTATION_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""FastAPI's own pages about the document: the only routes the document leaves out."""
+"""FastAPI's own pages about the document: the only API routes the document leaves out."""
+PORTAL_PREFIXES = ("/web/",)
+PORTAL_ROUTES = frozenset({"/", "/web"})
+"""The web portal's pages (HTML, session cookie): not API operations. Their own matrix, with
+a row required for every page route, is tests/web/test_web_access.py."""
 
 
 # -- expected statuses: one helper per kind of endpoint --------------------------------
@@ -159,6 +163,10 @@ class Row:
     query: str = ""
     data: Optional[bytes] = None
     """A raw body (``application/octet-stream``) instead of JSON."""
+    output: bool = False
+    """The cell's job ends Done with an output sandbox (holding ``output.txt``)."""
+    stream: bool = False
+    """The reply is an endless stream (Server-Sent Events): only its status is read."""
 
     @property
     def operation(self) -> tuple[str, str]:
@@ -287,6 +295,19 @@ ROWS = [
     Row("GET", f"{API_PREFIX}/tokens/whoami", anyone(200)),
     Row("GET", "/health", everybody(200)),
     Row("GET", "/metrics", everybody(200)),  # --metrics-access open, the default
+    # Search, live events, accounting and output files (the portal's API, issue 16): users
+    # see only their own jobs in them (tests/coordinator/test_search.py, test_events.py and
+    # tests/web/test_web_access.py check what each caller sees, not only the status).
+    Row("POST", JOBS + "/search", any_user(200), json=body({}), query="?per_page=10000"),
+    Row("POST", JOBS + "/summary", any_user(200), json=body({"grouping": ["Status"]})),
+    Row("GET", f"{API_PREFIX}/events", any_user(200), stream=True),
+    Row("GET", f"{API_PREFIX}/accounting/final-statuses", any_user(200)),
+    Row("GET", f"{API_PREFIX}/accounting/running-by-site", any_user(200)),
+    Row("GET", f"{API_PREFIX}/accounting/cpu-efficiency", any_user(200)),
+    Row("GET", f"{API_PREFIX}/accounting/failures", any_user(200)),
+    Row("GET", JOBS + "/{job_id}/output", owner_job(200), output=True),
+    Row("GET", JOBS + "/{job_id}/output/files", owner_job(200), output=True),
+    Row("GET", JOBS + "/{job_id}/output/files/{name}", owner_job(200), output=True),
 ]
 
 
@@ -351,11 +372,21 @@ class World:
                 return job_id
         raise AssertionError(f"job {job_id} was never matched to pilot_own")
 
+    def finished_with_output(self) -> int:
+        """A job of alice's that pilot_own ran to Done with an output sandbox."""
+        job_id = self.fresh_job(waiting=False)
+        digest = self.upload("pilot_own", _tarball("output"))
+        status = f"{JOBS}/{job_id}/status"
+        self.post("pilot_own", status, {"status": "Running"})
+        self.post("pilot_own", status, {"status": "Done", "exit_code": 0, "output_sandbox": digest})
+        return job_id
+
     def send(self, row: Row, caller: str) -> requests.Response:
-        job_id = (
-            str(self.fresh_job(waiting=row.waiting)) if "{job_id}" in row.path + row.query else ""
-        )
+        job_id = str(self.finished_with_output()) if row.output else ""
+        if not job_id and "{job_id}" in row.path + row.query:
+            job_id = str(self.fresh_job(waiting=row.waiting))
         values = {
+            "name": "output.txt",
             "job_id": job_id,
             "pilot_id": self.pilot_ids["pilot_own"],
             "sha256": self.sandboxes[row.sandbox],
@@ -373,9 +404,12 @@ class World:
             headers["X-Content-Sha256"] = hashlib.sha256(data).hexdigest()
             headers["Content-Type"] = "application/octet-stream"
             kwargs = {"data": data}
-        return requests.request(
-            row.method, self.c.url + path, headers=headers, timeout=10, **kwargs
+        reply = requests.request(
+            row.method, self.c.url + path, headers=headers, timeout=10, stream=row.stream, **kwargs
         )
+        if row.stream and reply.status_code == 200:
+            reply.close()  # an event stream never ends: its status and headers are the answer
+        return reply
 
 
 @pytest.fixture(scope="module")
@@ -476,7 +510,7 @@ def test_no_route_is_hidden_from_the_document() -> None:
     hidden = {
         (method, path)
         for method, path in routes - _document_operations()
-        if path not in DOCUMENTATION_ROUTES
+        if path not in DOCUMENTATION_ROUTES | PORTAL_ROUTES and not path.startswith(PORTAL_PREFIXES)
     }
     assert not hidden, f"routes missing from the OpenAPI document: {sorted(hidden)}"
 

@@ -48,11 +48,11 @@
       },
       options: { scales: { y: { beginAtZero: true, title: { display: true, text: "running jobs" } } } },
     });
-    for (const [id, reply, key] of [["chart-eff-site", bySite, "site"], ["chart-eff-owner", byOwner, "owner"]]) {
+    for (const [id, reply] of [["chart-eff-site", bySite], ["chart-eff-owner", byOwner]]) {
       draw(id, {
         type: "bar",
         data: {
-          labels: reply.rows.map((row) => `${row[key]} (${row.jobs} jobs)`),
+          labels: reply.rows.map((row) => `${row.key} (${row.jobs} jobs)`),
           datasets: [{ label: "CPU efficiency %", data: reply.rows.map((row) => row.efficiency_percent),
             backgroundColor: "#2e9e44" }],
         },
