@@ -14,6 +14,9 @@ command -v systemd-analyze >/dev/null || packages+=(systemd)
 # A one-node Slurm for the batch-system tests and the throughput bench (tests/slurm/).
 command -v slurmctld >/dev/null && command -v slurmd >/dev/null || packages+=(slurm-wlm)
 command -v munged >/dev/null || packages+=(munge)
+# The portal's browser tests drive Debian's chromium through its chromedriver (tests/web/).
+command -v chromium >/dev/null || packages+=(chromium)
+command -v chromedriver >/dev/null || packages+=(chromium-driver)
 # curl is the plain-HTTP baseline of the sandbox bench (tests/bench/test_sandboxes.py).
 command -v curl >/dev/null || packages+=(curl)
 if [ "${#packages[@]}" -gt 0 ]; then
