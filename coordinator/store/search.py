@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from sqlalchemy import Column, ColumnElement, Connection, Select, func, select
 
-from coordinator.store.schema import jobs
+from coordinator.store.schema import job_counts, jobs
 
 # Attribute name (DIRAC's, as DiracX's search uses them) -> column. The description is
 # left out on purpose: lists never carry it (GET /jobs/{id} does).
@@ -53,6 +53,17 @@ NUMBER_ATTRIBUTES = frozenset(
 )
 
 
+# The attributes the rollup table ``job_counts`` keeps counts by (see schema.py).
+ROLLUP: dict[str, Column[Any]] = {
+    "Status": job_counts.c.status,
+    "Site": job_counts.c.site,
+    "Owner": job_counts.c.owner,
+    "OwnerGroup": job_counts.c.owner_group,
+    "VO": job_counts.c.vo,
+    "JobGroup": job_counts.c.job_group,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Condition:
     """One checked filter: ``operator`` is eq, neq, gt, lt, like, not like, in, not in."""
@@ -71,8 +82,8 @@ class Query:
     """...in this VO."""
 
 
-def _clause(condition: Condition) -> ColumnElement[bool]:
-    column = ATTRIBUTES[condition.attribute]
+def _clause(condition: Condition, columns: dict[str, Column[Any]]) -> ColumnElement[bool]:
+    column = columns[condition.attribute]
     value = condition.value
     op = condition.operator
     if op == "eq":
@@ -94,12 +105,21 @@ def _clause(condition: Condition) -> ColumnElement[bool]:
     raise ValueError(f"unknown operator {op!r}")  # logic.search lets none through
 
 
-def _where(statement: Select[Any], query: Query) -> Select[Any]:
+def _where(
+    statement: Select[Any], query: Query, columns: dict[str, Column[Any]] = ATTRIBUTES
+) -> Select[Any]:
     if query.owner is not None:
-        statement = statement.where(jobs.c.owner == query.owner)
+        statement = statement.where(columns["Owner"] == query.owner)
     if query.vo is not None:
-        statement = statement.where(jobs.c.vo == query.vo)
-    return statement.where(*(_clause(c) for c in query.conditions))
+        statement = statement.where(columns["VO"] == query.vo)
+    return statement.where(*(_clause(c, columns) for c in query.conditions))
+
+
+def _rollup_answers(conn: Connection, query: Query, attributes: Sequence[str]) -> bool:
+    """Whether ``job_counts`` can answer: it is kept (SQLite) and every attribute the
+    question names is one it counts by (``like`` included: it filters the key columns)."""
+    names = [*attributes, *(c.attribute for c in query.conditions)]
+    return conn.dialect.name == "sqlite" and all(name in ROLLUP for name in names)
 
 
 def search(
@@ -126,6 +146,9 @@ def search(
 
 
 def count(conn: Connection, query: Query, parameters: Sequence[str], distinct: bool) -> int:
+    if not distinct and _rollup_answers(conn, query, ()):
+        total = _where(select(func.sum(job_counts.c.n)), query, ROLLUP)
+        return int(conn.scalar(total) or 0)
     if distinct:
         columns = [ATTRIBUTES[name] for name in parameters]
         inner = _where(select(*columns), query).distinct().subquery()
@@ -135,6 +158,13 @@ def count(conn: Connection, query: Query, parameters: Sequence[str], distinct: b
 
 def summary(conn: Connection, query: Query, grouping: Sequence[str]) -> list[dict[str, Any]]:
     """Job counts per distinct combination of the ``grouping`` attributes."""
+    if _rollup_answers(conn, query, grouping):
+        keys = [ROLLUP[name] for name in grouping]
+        total = func.sum(job_counts.c.n)
+        statement = _where(select(*(k.label(n) for k, n in zip(keys, grouping))), query, ROLLUP)
+        statement = statement.add_columns(total.label("count")).group_by(*keys)
+        statement = statement.having(total > 0).order_by(*keys)
+        return [dict(row) for row in conn.execute(statement).mappings()]
     columns = [ATTRIBUTES[name].label(name) for name in grouping]
     statement = _where(select(*columns, func.count().label("count")), query)
     statement = statement.select_from(jobs).group_by(*(ATTRIBUTES[n] for n in grouping))
