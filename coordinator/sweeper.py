@@ -1,5 +1,6 @@
 """The sweeper: a background task of the coordinator app that expires leases and forgets
-live-stream events older than ``event_retention_s``.
+live-stream events older than ``event_retention_s``; hourly it refreshes the query
+planner's statistics (``Database.analyze``).
 
 Started and stopped with the app (``running_sweeper`` in the app's lifespan). Every
 ``sweep_interval_s`` it runs ``coordinator.logic.leases.sweep`` in a worker thread, so the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Callable
@@ -23,6 +25,9 @@ from coordinator.settings import Settings
 from coordinator.store.database import Database
 
 logger = logging.getLogger(__name__)
+
+STATISTICS_INTERVAL_S = 3600.0
+"""How often the query planner's statistics are refreshed (``Database.analyze``)."""
 
 
 def utc_now() -> datetime:
@@ -36,17 +41,25 @@ class Sweeper:
         self._db = db
         self._settings = settings
         self._clock = clock
+        self._analyzed_at = -STATISTICS_INTERVAL_S  # the first sweep refreshes them
 
     def sweep_once(self) -> list[leases.LeaseDecision]:
         decisions = leases.sweep(self._db, self._settings, self._clock())
         events.prune(self._db, self._settings.event_retention_s, self._clock())
         return decisions
 
+    def refresh_statistics_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._analyzed_at >= STATISTICS_INTERVAL_S:
+            self._analyzed_at = now
+            self._db.analyze()
+
     async def run_forever(self) -> None:
         while True:
             await asyncio.sleep(self._settings.sweep_interval_s)
             try:
                 await anyio.to_thread.run_sync(self.sweep_once)
+                await anyio.to_thread.run_sync(self.refresh_statistics_if_due)
             except Exception:
                 # The sweeper's boundary: a failed sweep (database locked for too long, disk
                 # full) is logged and retried at the next interval instead of ending the task.
