@@ -8,7 +8,8 @@ For each size the jobs are seeded in-process with the coordinator's own submit l
 moved to Done and a seventh to Failed with one UPDATE each, the planner's statistics are
 refreshed (as the coordinator's sweeper does after 10 s, then hourly) and ``gridpilot
 serve`` starts on that data dir. One client then sends each request ``--repeat`` times
-over one keep-alive connection (the portal's first page load is one user, not a crowd) and reports p50 and p99:
+over one keep-alive connection (the portal's first page load is one user, not a crowd)
+and reports p50 and p99:
 
 - ``GET /health``: the HTTP floor of this server on this machine;
 - ``GET /web/jobs``: the Job Monitor's HTML (search page + two summaries rendered), for a
