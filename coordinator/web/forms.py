@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -20,9 +21,10 @@ from starlette.datastructures import UploadFile
 
 from coordinator.api.deps import AppContext, get_context
 from coordinator.api.session import CSRF_FIELD, SESSION_COOKIE
-from coordinator.errors import BadRequest, CoordinatorError, Forbidden
+from coordinator.errors import BadRequest, CoordinatorError, Forbidden, InvalidDescription
 from coordinator.logic import jobs, sandboxes
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.description import job_fields, parse_description
 from coordinator.web.render import page
 from coordinator.web.session import (
     LOGIN_CSRF_COOKIE,
@@ -38,6 +40,10 @@ from protocol import SubmitRequest
 router = APIRouter(include_in_schema=False)
 
 MAX_FILES = 100
+SANDBOX_REFERENCES = ("LFN:", "SB:", "lfn:", "sb:")
+FILLED_IN = ("%s", "%(")
+"""InputSandbox entries that are not files to upload: references, and values parametric
+expansion fills in (as in ``gridpilot submit``)."""
 READ_BYTES = 1024 * 1024
 HELLO_WORLD = """[
     JobName = "Simple_Job";
@@ -147,14 +153,30 @@ async def launchpad_submit(
     form = await request.form(max_files=MAX_FILES, max_fields=10)
     check_form_csrf(request, context, str(form.get(CSRF_FIELD) or ""))
     uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
-    digests = [await _store_sandbox(context, claims, uploads)] if _named(uploads) else []
     body = SubmitRequest(
-        description=str(form.get("description") or ""),
-        format=str(form.get("format") or "jdl"),
-        input_sandboxes=digests,
+        description=str(form.get("description") or ""), format=str(form.get("format") or "jdl")
     )
+    _check_input_files(body, [_base_name(item.filename or "") for item in _named(uploads)])
+    if _named(uploads):
+        digest = await _store_sandbox(context, claims, uploads)
+        body = dataclasses.replace(body, input_sandboxes=[digest])
     job_ids = await run_in_threadpool(jobs.submit, context.db, context.settings, claims, body)
     return JSONResponse({"job_ids": job_ids}, status_code=201)
+
+
+def _check_input_files(body: SubmitRequest, uploaded: Sequence[str]) -> None:
+    """Every InputSandbox entry naming a plain file must be among the chosen files (as
+    ``gridpilot submit`` wants it next to the JDL): else the job would fail on the node."""
+    description = parse_description(body.description, body.format)
+    for entry in job_fields(description).input_sandbox:
+        name = str(entry).strip()
+        if not name or name.startswith(SANDBOX_REFERENCES) or name.startswith(FILLED_IN):
+            continue
+        if name.rsplit("/", 1)[-1] not in uploaded:
+            raise InvalidDescription(
+                f"InputSandbox names {name}: choose that file to upload with the job",
+                details={"attribute": "InputSandbox", "file": name},
+            )
 
 
 def _named(uploads: Sequence[UploadFile]) -> list[UploadFile]:

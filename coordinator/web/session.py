@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from coordinator.api.deps import AppContext
-from coordinator.api.session import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, check_csrf
+from coordinator.api.session import CSRF_HEADER, SESSION_COOKIE, check_csrf
 from coordinator.errors import CoordinatorError, Unauthenticated
 from coordinator.logic.auth import TokenClaims
 from protocol import Role
@@ -63,6 +63,3 @@ def new_login_nonce() -> str:
 def is_local_path(target: str) -> bool:
     """Only paths of this site are followed after login (no open redirect)."""
     return target.startswith("/") and not target.startswith("//") and "\\" not in target
-
-
-__all__ = ["CSRF_FIELD", "LOGIN_CSRF_COOKIE", "page_claims", "verified_claims"]

@@ -4,6 +4,7 @@ the package-data patterns in pyproject.toml (a file they miss would 404 once ins
 from __future__ import annotations
 
 import fnmatch
+
 import tomllib
 
 from tests.conftest import REPO_ROOT
