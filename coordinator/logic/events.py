@@ -107,7 +107,9 @@ def start_position(db: Database, last_event_id: Optional[int]) -> tuple[int, boo
         if last_event_id is None or last_event_id > newest:
             return newest, False
         oldest = event_store.first_event_id(conn)
-    return last_event_id, bool(oldest and last_event_id < oldest - 1)
+    if oldest and last_event_id < oldest - 1:
+        return newest, True  # some of what it missed is gone: it reloads, then follows
+    return last_event_id, False
 
 
 def poll(db: Database, files: LogFiles, scope: StreamScope, cursor: EventCursor) -> list[Event]:
