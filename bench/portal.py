@@ -144,15 +144,21 @@ def page_in_browser(url: str, token: str, repeat: int) -> dict[str, Any]:
         driver.get(f"{url}/web/login")
         driver.find_element("id", "token").send_keys(token)
         driver.find_element("id", "login-submit").click()
-        samples = []
+        loads, ready = [], []
         for _ in range(repeat + 1):
             driver.get(f"{url}/web/jobs")
-            load_ms = driver.execute_script(
+            timing = driver.execute_script(
                 "const n = performance.getEntriesByType('navigation')[0];"
-                "return n.loadEventEnd - n.startTime;"
+                "return [n.domContentLoadedEventEnd - n.startTime, n.loadEventEnd - n.startTime];"
             )
-            samples.append(float(load_ms) / 1000)
-        return percentiles(samples[1:])
+            ready.append(float(timing[0]) / 1000)
+            loads.append(float(timing[1]) / 1000)
+        # The first visit fetches Chart.js and the monitor's script; later ones have them.
+        return {
+            "first_visit_load_ms": round(1000 * loads[0], 1),
+            "load": percentiles(loads[1:]),
+            "dom_ready": percentiles(ready[1:]),
+        }
 
 
 def measure(data_dir: Path, total: int, repeat: int, browser: bool) -> dict[str, Any]:
@@ -242,11 +248,13 @@ def report(results: list[dict[str, Any]]) -> None:
                 f"{'' if ratio is None else f'{ratio:6.2f}'}"
             )
         browser = size.get("browser_page_load", {})
-        if "p50_ms" in browser:
-            print(
-                f"{'whole /web/jobs page in chromium (user)':58} "
-                f"{browser['p50_ms']:8.1f} {browser['p99_ms']:8.1f}"
-            )
+        if "load" in browser:
+            for what, label in (("dom_ready", "table shown"), ("load", "charts drawn")):
+                print(
+                    f"{'/web/jobs in chromium, ' + label + ' (user)':58} "
+                    f"{browser[what]['p50_ms']:8.1f} {browser[what]['p99_ms']:8.1f}"
+                )
+            print(f"{'  first visit, charts drawn':58} {browser['first_visit_load_ms']:8.1f}")
         elif browser:
             print(f"browser page load: {browser.get('skipped')}")
     print(f"goals: first page load < {GOAL_PAGE_MS:.0f} ms at 100k jobs; "

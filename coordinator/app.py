@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from coordinator.api import (
@@ -46,7 +45,7 @@ from coordinator.store.database import Database
 from coordinator.sweeper import running_sweeper
 from coordinator.web import forms as web_forms
 from coordinator.web import pages as web_pages
-from coordinator.web.render import STATIC_DIR
+from coordinator.web.render import STATIC_DIR, CachedStaticFiles
 from protocol import ErrorBody, ErrorCode, __version__
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     routers = (health, search, jobs, logs, metrics, pilots, pilot_state, registry, sandboxes)
     for module in (*routers, tokens, events, accounting, outputs, web_pages, web_forms):
         app.include_router(module.router)
-    app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/web/static", CachedStaticFiles(directory=STATIC_DIR), name="static")
     for exc_class in (CoordinatorError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(exc_class, error_response)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
