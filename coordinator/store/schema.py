@@ -74,11 +74,10 @@ jobs = Table(
     Index("ix_jobs_pilot", "pilot_id"),
     # A queue's next jobs in match order (highest priority, then oldest) are one index seek.
     Index("ix_jobs_task_queue", "task_queue_id", "status", text("priority DESC"), "job_id"),
-    # Search and summary (coordinator/store/search.py): a user's jobs by status, and the
-    # attributes the Job Monitor filters on.
+    # Search (coordinator/store/search.py): a user's jobs by status, newest first; the two
+    # times the Job Monitor sorts and filters on. Counts per status, site, owner or group
+    # come from job_counts (below), and a filtered page walks one of these or the ids.
     Index("ix_jobs_vo_owner_status", "vo", "owner", "status", "job_id"),
-    Index("ix_jobs_site_status", "site", "status"),
-    Index("ix_jobs_group", "job_group"),
     Index("ix_jobs_updated", "updated_at"),
     Index("ix_jobs_created", "created_at"),
 )
