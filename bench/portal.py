@@ -1,7 +1,7 @@
 """The portal's speed: the Job Monitor's first load and search/summary under many jobs.
 
-    .venv/bin/python bench/portal.py                # page at 100k jobs, search at 1M jobs
-    .venv/bin/python bench/portal.py --smoke        # 2k and 20k jobs, for CI
+    .venv/bin/python -m bench.portal                # page at 100k jobs, search at 1M jobs
+    .venv/bin/python -m bench.portal --smoke        # 2k and 20k jobs, for CI
 
 For each size the jobs are seeded in-process with the coordinator's own submit logic
 (``bench/seeding.py``: two owners, 50 requirement groups, 5 sites), then a third of them are
@@ -24,8 +24,6 @@ Prints a table and writes ``bench/results/portal.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -37,22 +35,14 @@ from typing import Any
 import requests
 from sqlalchemy import update
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench import seeding
+from bench.harness import arguments, start_coordinator, stop, write_result
+from coordinator.logic import search
+from coordinator.logic.auth import TokenClaims, issue_token, load_or_create_signing_key
+from coordinator.store.database import Database
+from coordinator.store.schema import jobs
+from protocol import Role
 
-from bench import seeding  # noqa: E402
-from bench.large_sandbox import start_coordinator  # noqa: E402
-from coordinator.logic import search  # noqa: E402
-from coordinator.logic.auth import (  # noqa: E402
-    TokenClaims,
-    issue_token,
-    load_or_create_signing_key,
-)
-from coordinator.store.database import Database  # noqa: E402
-from coordinator.store.schema import jobs  # noqa: E402
-from protocol import Role  # noqa: E402
-
-RESULTS = REPO / "bench" / "results" / "portal.json"
 GOAL_PAGE_MS = 300.0
 GOAL_SEARCH_P99_MS = 100.0
 SERVE_OPTIONS = ("--rate-limit-per-s", "0", "--log-level", "WARNING")
@@ -191,8 +181,7 @@ def measure(data_dir: Path, total: int, repeat: int, browser: bool) -> dict[str,
         if browser:
             result["browser_page_load"] = page_in_browser(url, tokens["user"], min(repeat, 20))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
     result["in_process"] = in_process(data_dir, repeat)
     return result
 
@@ -262,9 +251,7 @@ def report(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="small sizes, for CI")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser = arguments(__doc__.splitlines()[0], "small sizes (2k, 20k jobs), for CI", "portal")
     parser.add_argument("--repeat", type=int, default=0, help="requests per measurement")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
@@ -280,8 +267,7 @@ def main() -> int:
             measured = measure(data_dir, total, repeat, browser)
             results.append({**measured, "seed_s": round(seed_s, 1)})
             report(results[-1:])  # as each size finishes: the large one takes a while
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"sizes": results, "repeat": repeat}, indent=2) + "\n")
+    write_result(args.output, {"sizes": results, "repeat": repeat})
     return 0
 
 

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from coordinator.api.deps import AppContext, JobIdPath, get_context, require_user
 from coordinator.logic import outputs
 from coordinator.logic.auth import TokenClaims
-from protocol import API_PREFIX
+from protocol import API_PREFIX, SHA256_HEADER
 
 router = APIRouter(prefix=API_PREFIX, tags=["outputs"])
 
@@ -40,7 +40,7 @@ def output_archive(
         stored.path,
         media_type="application/gzip",
         filename=f"job_{job_id}_output.tar.gz",
-        headers={"X-Content-Sha256": stored.sha256},
+        headers={SHA256_HEADER: stored.sha256},
     )
 
 
