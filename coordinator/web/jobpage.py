@@ -10,6 +10,7 @@ from coordinator.errors import CoordinatorError, NotFound
 from coordinator.logic import jobs, logs, outputs, registry, search
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jdl import to_jdl
+from coordinator.logic.paging import MAX_LIMIT, page_request
 from coordinator.logic.sandboxes import SandboxFiles
 from coordinator.settings import Settings
 from coordinator.store.database import Database
@@ -50,7 +51,7 @@ def gather(
         info=info,
         attributes=found[0] if found else {},
         jdl=_jdl(info.description),
-        history=jobs.history(db, claims, job_id),
+        history=jobs.history(db, claims, job_id, page_request(MAX_LIMIT, None, ())).items,
         logs=[_tail(db, settings, claims, job_id, stream) for stream in LOG_STREAMS],
         outputs=_outputs(db, sandboxes, claims, job_id) if info.output_sandbox else [],
         pilot=_pilot(db, claims, info.pilot_id),

@@ -12,6 +12,7 @@ from coordinator.api.deps import MAX_DB_INT, AppContext, get_context
 from coordinator.errors import BadRequest, NotFound
 from coordinator.logic import logs, registry, search
 from coordinator.logic.auth import TokenClaims
+from coordinator.logic.paging import page_request
 from coordinator.web import jobpage
 from coordinator.web.monitor import (
     COLUMNS,
@@ -97,7 +98,8 @@ async def pilots(request: Request, context: AppContext = Depends(get_context)) -
     claims = await page_claims(request, context)
     if claims is None:
         return login_redirect(request)
-    found = await run_in_threadpool(registry.list_pilots, context.db, claims, MAX_PILOTS_SHOWN)
+    page_of = page_request(MAX_PILOTS_SHOWN, None, registry.PILOT_CURSOR)
+    found = (await run_in_threadpool(registry.list_pilots, context.db, claims, page_of)).items
     return page(request, context, "pilots.html", claims, active="pilots", pilots=found)
 
 
