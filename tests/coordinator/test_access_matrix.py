@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -480,8 +481,9 @@ def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
         routes: list[Any] = list(app.routes)
     else:
         routes = [context.original_route for context in iter_route_contexts(app.routes)]
+    # The document spells a path parameter without its convertor: {name:path} is {name}.
     return {
-        (method, str(route.path))
+        (method, re.sub(r"\{(\w+):\w+\}", r"{\1}", str(route.path)))
         for route in routes
         for method in getattr(route, "methods", None) or ()
         if method != "HEAD"
