@@ -21,19 +21,10 @@ from client.connection import Connection
 from client.display import format_history, format_status
 from client.output import retrieve_output
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
+from coordinator.logic.presets import TUTORIAL_JDL
 from coordinator.server import start_in_thread
 from coordinator.settings import Settings
 from protocol import FINAL_STATUSES, JobStatus, Role, SubmitRequest
-
-TUTORIAL_JDL = """[
-    JobName = "Simple_Job";
-    Executable = "/bin/ls";
-    Arguments = "-ltr";
-    StdOutput = "StdOut";
-    StdError = "StdErr";
-    OutputSandbox = {"StdOut","StdErr"};
-]
-"""
 
 DEMO_VO = "demo"
 TOKEN_TTL_S = 3600

@@ -25,6 +25,7 @@ from coordinator.errors import BadRequest, CoordinatorError, Forbidden, InvalidD
 from coordinator.logic import jobs, sandboxes
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.description import job_fields, parse_description
+from coordinator.logic.presets import PARAMETRIC_JDL, TUTORIAL_JDL
 from coordinator.web.render import page
 from coordinator.web.session import (
     LOGIN_CSRF_COOKIE,
@@ -45,27 +46,6 @@ FILLED_IN = ("%s", "%(")
 """InputSandbox entries that are not files to upload: references, and values parametric
 expansion fills in (as in ``gridpilot submit``)."""
 READ_BYTES = 1024 * 1024
-HELLO_WORLD = """[
-    JobName = "Simple_Job";
-    Executable = "/bin/ls";
-    Arguments = "-ltr";
-    StdOutput = "StdOut";
-    StdError = "StdErr";
-    OutputSandbox = {"StdOut","StdErr"};
-]
-"""
-PARAMETRIC = """[
-    JobName = "scan_%n";
-    Executable = "/bin/echo";
-    Arguments = "point %s of the scan";
-    Parameters = 5;
-    ParameterStart = 0;
-    ParameterStep = 0.5;
-    StdOutput = "StdOut";
-    StdError = "StdErr";
-    OutputSandbox = {"StdOut","StdErr"};
-]
-"""
 
 
 @router.get("/web/login")
@@ -134,7 +114,7 @@ async def launchpad(request: Request, context: AppContext = Depends(get_context)
     claims = await page_claims(request, context)
     if claims is None:
         return login_redirect(request)
-    presets = {"hello": HELLO_WORLD, "parametric": PARAMETRIC}
+    presets = {"hello": TUTORIAL_JDL, "parametric": PARAMETRIC_JDL}
     return page(
         request, context, "launchpad.html", claims, active="launchpad", presets=presets,
         max_bytes=context.settings.max_request_bytes,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from coordinator.demo import TUTORIAL_JDL
+from coordinator.logic.presets import TUTORIAL_JDL
 from tests.conftest import RunningCoordinator, _stop_and_check, launch_coordinator
 from tests.web.browser import chromium, wait_until
 
