@@ -21,6 +21,8 @@ from typing import Any
 
 import requests
 
+from bench.profiles import Profiler
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
@@ -43,6 +45,13 @@ def arguments(
     parser = argparse.ArgumentParser(description=description, **options)
     parser.add_argument("--smoke", action="store_true", help=smoke_help)
     parser.add_argument("--output", type=Path, default=RESULTS / f"{result_name}.json")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record a py-spy profile of each coordinator started into DIR (bench/profiles.py)",
+    )
     return parser
 
 
@@ -51,10 +60,16 @@ def write_result(path: Path, result: Any) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
 
 
+_PROFILERS: dict[int, Profiler] = {}
+"""The py-spy recording of each coordinator started with ``profile``, by its pid."""
+
+
 def start_coordinator(
-    data_dir: Path, *serve_options: str
+    data_dir: Path, *serve_options: str, profile: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str, str]:
-    """``gridpilot serve`` on a free port over ``data_dir``: the process, its URL, a pilot token."""
+    """``gridpilot serve`` on a free port over ``data_dir``: the process, its URL, a pilot
+    token. ``profile``: a file (``.raw``) to record a py-spy profile of it into until
+    ``stop``."""
     from coordinator.logic.auth import issue_token, load_or_create_signing_key
     from protocol import Role
 
@@ -77,10 +92,15 @@ def start_coordinator(
         except requests.ConnectionError:
             time.sleep(0.1)
     token = issue_token(key, subject="bench-pilot", vo="bench", role=Role.PILOT, ttl_s=3600)
+    if profile is not None:
+        _PROFILERS[server.pid] = Profiler(server.pid, profile)
     return server, url, token
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
+    profiler = _PROFILERS.pop(server.pid, None)
+    if profiler is not None:
+        profiler.stop()
     server.terminate()
     try:
         server.wait(timeout=30)

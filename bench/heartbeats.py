@@ -16,8 +16,11 @@ full 8-core slot of 1-core jobs, registered and matched by the coordinator's own
 pilot the matchmaker gives fewer jobs is topped up by another), the coordinator restarted,
 and for ``--duration-s`` every pilot (batched) or job (per-job) heartbeats at its own random
 phase, open loop (a request leaves at its time whatever the answers to the earlier ones;
-latency counts from that time). Before them, as many ``GET /health`` requests as the
-busiest mode measured sends, at the same times, give the HTTP floor.
+latency counts from that time). Before them, two floors at the same times as the busiest
+mode measured: as many ``GET /health`` requests to the coordinator, and the very heartbeat
+requests sent to a bare ASGI app under the same uvicorn that reads them and answers ``{}``
+(``bench/http_floor.py``); "cost" is a batched heartbeat's coordinator CPU over the bare
+app's.
 
 The coordinator runs with ``--heartbeat-timeout-s 3600`` so that jobs seeded at an early
 level, silent while later levels are seeded, are not made Stalled by the sweeper.
@@ -41,7 +44,7 @@ from typing import Any
 
 import psutil
 
-from bench import httpload, seeding
+from bench import http_floor, httpload, seeding
 from bench.harness import arguments, start_coordinator, stop, write_result
 from protocol import (
     API_PREFIX,
@@ -184,7 +187,9 @@ def run_open(
 
 
 def show(level: dict[str, Any], mode: str) -> None:
-    b, h = level[RESULT_KEYS[mode]], level["health"]
+    b, h, a = level[RESULT_KEYS[mode]], level["health"], level["asgi"]
+    floor_cpu_s = a["server_cpu_ms"] * a["requests"] / 1000
+    cost = f"{b['server_cpu_ms'] / a['server_cpu_ms']:>5.1f}x" if floor_cpu_s >= 0.05 else "    -"
     cells = [
         f"{mode:>8}",
         f"{level['running_jobs']:>9,}",
@@ -200,7 +205,11 @@ def show(level: dict[str, Any], mode: str) -> None:
         f"{b['client_cpu_pct']:>6.0f}%  ",
         f"{h['p50_ms']:>6.1f}",
         f"{h['p99_ms']:>7.1f}",
-        f"{h['server_cpu_ms']:>7.2f}",
+        f"{h['server_cpu_ms']:>7.2f}  ",
+        f"{a['p99_ms']:>6.1f}",
+        f"{a['server_cpu_ms']:>6.2f}",
+        cost,
+        f"{level['load_average_1m'][-1]:>5.1f}",
     ]
     print(" ".join(cells), flush=True)
 
@@ -208,7 +217,8 @@ def show(level: dict[str, Any], mode: str) -> None:
 HEADER = (
     f"{'mode':>8} {'running':>9} {'pilots':>7} {'req/s':>7} {'jobs/s':>7} {'p50 ms':>7} "
     f"{'p99 ms':>8} {'errors':>6} {'srv cpu':>7} {'ms/req':>7} {'ms/job':>7} {'cli cpu':>7}   "
-    f"{'health':>6} {'p99':>7} {'srv ms':>7}"
+    f"{'health':>6} {'p99':>7} {'srv ms':>7}   {'asgi p99':>6} {'srv ms':>6} {'cost':>5} "
+    f"{'load':>5}"
 )
 
 
@@ -216,21 +226,25 @@ def measure_level(
     data_dir: Path,
     held: list[tuple[str, list[int]]],
     modes: list[str],
-    interval_s: float,
-    duration_s: float,
+    args: argparse.Namespace,
+    floor: tuple[subprocess.Popen[bytes], str],
     rng: random.Random,
 ) -> dict[str, Any]:
-    """The health floor, then each mode, against one freshly started coordinator."""
+    """The floors, then each mode, against one freshly started coordinator."""
+    interval_s, duration_s = args.interval_s, args.duration_s
     running = sum(len(jobs) for _, jobs in held)
     result: dict[str, Any] = {"running_jobs": running, "pilots": len(held)}
-    server, url, token = start_coordinator(data_dir, *SERVE_OPTIONS)
+    profile = None if args.profile is None else args.profile / f"heartbeats-{running}.raw"
+    server, url, token = start_coordinator(data_dir, *SERVE_OPTIONS, profile=profile)
+    result["load_average_1m"] = [httpload.load_average()[0]]
     try:
         beats = heartbeat_schedule(held, token, interval_s, duration_s, rng, batched=False)
         batches = heartbeat_schedule(held, token, interval_s, duration_s, rng, batched=True)
         # The floor at the rate of the busiest mode measured: a floor at the per-job rate
         # once that saturates the server would only leave a backlog for the batched run.
-        floor = beats if "per-job" in modes else batches
-        result["health"] = run_open(server, url, health_schedule(floor), duration_s)
+        busiest = beats if "per-job" in modes else batches
+        result["health"] = run_open(server, url, health_schedule(busiest), duration_s)
+        result["asgi"] = run_open(*floor, busiest, duration_s)
         if "per-job" in modes:
             result["heartbeat"] = run_open(server, url, beats, duration_s)
         if "batched" in modes:
@@ -238,12 +252,26 @@ def measure_level(
             result["batched"] = run_open(server, url, batches, duration_s, per_request)
     finally:
         stop(server)
+    result["load_average_1m"].append(httpload.load_average()[0])
     return result
 
 
 def ramp(base: Path, levels: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Measure each level in turn; a mode is dropped after the first level it saturates."""
     data_dir = base / "running"
+    floor = http_floor.start("asgi", base)
+    try:
+        return _ramp(data_dir, floor, levels, args)
+    finally:
+        stop(floor[0])
+
+
+def _ramp(
+    data_dir: Path,
+    floor: tuple[subprocess.Popen[bytes], str],
+    levels: list[int],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
     rng = random.Random(7)
     held: list[tuple[str, list[int]]] = []
     measured = []
@@ -254,7 +282,7 @@ def ramp(base: Path, levels: list[int], args: argparse.Namespace) -> list[dict[s
             data_dir, level - sum(len(jobs) for _, jobs in held), args.jobs_per_pilot
         )
         seed_s = time.perf_counter() - started
-        result = measure_level(data_dir, held, modes, args.interval_s, args.duration_s, rng)
+        result = measure_level(data_dir, held, modes, args, floor, rng)
         result["seed_s"] = seed_s
         measured.append(result)
         for mode in list(modes):
@@ -315,7 +343,9 @@ def print_summary(result: dict[str, Any]) -> None:
     )
     print(
         "srv cpu / cli cpu: coordinator / load processes CPU as % of one core; ms/req, ms/job: "
-        "coordinator CPU ms per request, per job heartbeat; health: the GET /health floor"
+        "coordinator CPU ms per request, per job heartbeat; health: the GET /health floor; "
+        "asgi: the same heartbeats to a bare ASGI app; cost: ms/req over the bare app's; "
+        "load: 1-minute load average after the level"
     )
 
 

@@ -4,6 +4,9 @@
   1 MiB reads and writes: what a plain HTTP server costs, the floor curl is measured against;
 - ``asgi``: the least an ASGI app under uvicorn (our coordinator's server) can do: take the
   PUT body message by message and write it to a file. No framework, no hashing, no fsync.
+  Any other method: read the body and answer ``{}`` as JSON, the floor of one API request
+  (bench/matching.py and bench/heartbeats.py send it the very requests they send the
+  coordinator).
 
     python -m bench.http_floor stdlib|asgi DIR PORT
 """
@@ -63,8 +66,11 @@ Send = Callable[[dict[str, Any]], Any]
 
 
 async def asgi_floor(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    """PUT only: the body to a file named by the path, message by message."""
+    """PUT: the body to a file named by the path, message by message; else ``{}``."""
     if scope["type"] != "http":
+        return
+    if scope["method"] != "PUT":
+        await _answer_json(receive, send)
         return
     with open(Path(os.getcwd()) / Path(scope["path"]).name, "wb") as out:
         more = True
@@ -76,6 +82,16 @@ async def asgi_floor(scope: dict[str, Any], receive: Receive, send: Send) -> Non
         {"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"0")]}
     )
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _answer_json(receive: Receive, send: Send) -> None:
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"{}"})
 
 
 def serve(kind: str, directory: Path, port: int) -> None:

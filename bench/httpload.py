@@ -304,4 +304,13 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def machine() -> dict[str, Any]:
     with open("/proc/meminfo") as meminfo:
         total_kb = int(meminfo.readline().split()[1])
-    return {"cores": os.cpu_count(), "memory_gb": round(total_kb / 1024 / 1024, 1)}
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(total_kb / 1024 / 1024, 1),
+        "load_average": load_average(),
+    }
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages: how shared the cores were."""
+    return [round(value, 2) for value in os.getloadavg()]

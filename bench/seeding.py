@@ -116,15 +116,16 @@ def seed_waiting(data_dir: Path, total_jobs: int, group_count: int = GROUPS) -> 
     return time.perf_counter() - started
 
 
-def pilot_registration(index: int) -> PilotRegistration:
-    """A pilot node that fits some groups: one site and platform, every tag, 8 cores."""
+def pilot_registration(index: int, cores: int = 8) -> PilotRegistration:
+    """A pilot node that fits some groups: one site and platform, every tag, 8 cores (and
+    2 GB per core) unless told otherwise."""
     return PilotRegistration(
         hostname=f"wn{index:05d}.bench",
         pilot_version="bench",
         site=SITES[index % len(SITES)],
         platform=PLATFORMS[(index // len(SITES)) % len(PLATFORMS)],
-        cores=8,
-        memory_mb=16_000,
+        cores=cores,
+        memory_mb=2000 * cores,
         time_left_s=86_400,
         tags=list(ALL_TAGS),
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +31,7 @@ from coordinator.api import (
     tokens,
 )
 from coordinator.api.deps import AppContext
+from coordinator.api.failures import error_answer
 from coordinator.api.limits import BodyLimitMiddleware
 from coordinator.api.openapi import install_openapi
 from coordinator.errors import CoordinatorError
@@ -46,18 +46,9 @@ from coordinator.sweeper import running_sweeper
 from coordinator.web import forms as web_forms
 from coordinator.web import pages as web_pages
 from coordinator.web.render import STATIC_DIR, CachedStaticFiles
-from protocol import ErrorBody, ErrorCode, __version__
+from protocol import __version__
 
 logger = logging.getLogger(__name__)
-
-HTTP_CODES = {
-    400: ErrorCode.BAD_REQUEST,
-    401: ErrorCode.UNAUTHENTICATED,
-    403: ErrorCode.FORBIDDEN,
-    404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.METHOD_NOT_ALLOWED,
-    413: ErrorCode.TOO_LARGE,
-}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -108,35 +99,5 @@ def build_context(settings: Settings) -> AppContext:
 
 async def error_response(request: Request, exc: Exception) -> JSONResponse:
     """The one error handler: every failure leaves as ``ErrorBody`` JSON."""
-    headers: dict[str, str] = {}
-    if isinstance(exc, CoordinatorError):
-        status, body = exc.http_status, ErrorBody(exc.code, exc.message, exc.details)
-        headers.update(exc.response_headers())
-    elif isinstance(exc, RequestValidationError):
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        status = 400
-        body = ErrorBody(ErrorCode.BAD_REQUEST, _validation_message(errors), {"errors": errors})
-    elif isinstance(exc, HTTPException):
-        status = exc.status_code
-        body = ErrorBody(HTTP_CODES.get(status, ErrorCode.HTTP_ERROR), str(exc.detail), {})
-        headers.update(exc.headers or {})
-    else:
-        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        status, body = (
-            500,
-            ErrorBody(ErrorCode.INTERNAL, "internal error; see the coordinator log", {}),
-        )
-    if status == 401:
-        headers.setdefault("WWW-Authenticate", "Bearer")
+    status, body, headers = error_answer(exc, f"{request.method} {request.url.path}")
     return JSONResponse(body.to_dict(), status_code=status, headers=headers)
-
-
-def _validation_message(errors: list[dict[str, Any]]) -> str:
-    if not errors:
-        return "malformed request"
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"malformed request: {where}: {first['msg']}"

@@ -143,3 +143,11 @@ class RateLimited(CoordinatorError):
     def response_headers(self) -> dict[str, str]:
         # Retry-After takes whole seconds; round up so a client never comes back too early.
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class WriterBusy(CoordinatorError):
+    """A write that was asked not to wait found another writer under way
+    (``Database.without_waiting``). Never an answer: the caller does the work in a
+    thread instead."""
+
+    http_status = 503

@@ -51,6 +51,7 @@ class Metrics:
         self.heartbeats = 0
         self.pilot_heartbeats = 0
         self.match_duration = Histogram(MATCH_BUCKETS_S)
+        self.hot_requests: dict[tuple[str, str], int] = {}
 
     def observe_match(self, duration_s: float, jobs: int) -> None:
         with self._lock:
@@ -64,6 +65,13 @@ class Metrics:
             self.heartbeats += jobs
             if batched:
                 self.pilot_heartbeats += 1
+
+    def count_hot_request(self, route: str, thread: str) -> None:
+        """One request of a hot route served below FastAPI (``coordinator.api.hotpath``),
+        on the event loop's ``thread`` ("loop") or in a worker thread ("worker")."""
+        with self._lock:
+            key = (route, thread)
+            self.hot_requests[key] = self.hot_requests.get(key, 0) + 1
 
     def lines(self) -> list[str]:
         with self._lock:
@@ -95,6 +103,17 @@ class Metrics:
                 "counter",
                 "Batched heartbeat requests (one per pilot and interval) served.",
                 [("", self.pilot_heartbeats)],
+            )
+            out += _family(
+                "gridpilot_hot_path_requests_total",
+                "counter",
+                "Pilots' hot requests served below FastAPI, by route and by the thread whose "
+                "turn it was to write: the event loop's, or a worker's when another write "
+                "was under way.",
+                [
+                    (_labels(route=route, thread=thread), n)
+                    for (route, thread), n in sorted(self.hot_requests.items())
+                ],
             )
         return out
 

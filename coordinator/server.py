@@ -9,6 +9,7 @@ import time
 
 import uvicorn
 
+from coordinator.api.hotpath import serving_app
 from coordinator.app import create_app
 from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
@@ -27,7 +28,7 @@ class ServerStartError(CoordinatorError):
 
 def _config(settings: Settings, *, access_log: bool) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings),
+        serving_app(create_app(settings)),
         host=settings.host,
         port=settings.port,
         # The process's own logging setup (``gridpilot serve --log-level``) decides what shows.

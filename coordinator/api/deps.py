@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any, Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import Address, Headers
 
 from coordinator.api.session import SESSION_COOKIE, cookie_token
 from coordinator.errors import BadRequest, Forbidden, Unauthenticated
@@ -61,24 +63,62 @@ async def get_context(request: Request) -> AppContext:
 
 
 async def _bearer_claims(request: Request, context: AppContext) -> TokenClaims:
-    """The claims of the bearer token: signed by us, not expired, not revoked, within its
-    rate limit."""
+    """The claims of the request's token: its bearer token, or the portal's session cookie
+    (``api/session.py``)."""
     header = request.headers.get("authorization", "")
     if not header and SESSION_COOKIE in request.cookies:  # the portal (api/session.py)
         token = cookie_token(request, context.signing_key)
     else:
         token = _bearer_token(header)
+    return await token_claims(context, token, request.headers, request.path_params, request.client)
+
+
+async def bearer_claims(
+    context: AppContext,
+    headers: Headers,
+    path_params: Mapping[str, Any],
+    client: Optional[Address],
+) -> TokenClaims:
+    """The claims of the Authorization header's bearer token (``coordinator.api.hotpath``,
+    which leaves requests with cookies to FastAPI)."""
+    token = _bearer_token(headers.get("authorization", ""))
+    return await token_claims(context, token, headers, path_params, client)
+
+
+async def token_claims(
+    context: AppContext,
+    token: str,
+    headers: Headers,
+    path_params: Mapping[str, Any],
+    client: Optional[Address],
+) -> TokenClaims:
+    """The claims of ``token``: signed by us, not expired, not revoked, within its rate
+    limit; the one token check of every route (FastAPI's and the hot path's)."""
     claims = context.verified_tokens.verify(token)
     if context.revocations.stale():
         await run_in_threadpool(context.revocations.reload)  # a database read
     context.revocations.check(claims)
-    context.rate_limits.check(_rate_key(request, claims), f"token {claims.token_id}")
+    key = _rate_key(claims, headers, path_params, client)
+    context.rate_limits.check(key, f"token {claims.token_id}")
     return claims
 
 
 async def get_claims(request: Request, context: AppContext = Depends(get_context)) -> TokenClaims:
     """An access token's claims: a login credential is good for nothing but its exchange."""
-    claims = await _bearer_claims(request, context)
+    return _access_only(await _bearer_claims(request, context))
+
+
+async def authenticate(
+    context: AppContext,
+    headers: Headers,
+    path_params: Mapping[str, Any],
+    client: Optional[Address],
+) -> TokenClaims:
+    """``get_claims`` for the hot path: the bearer token's, login credentials refused."""
+    return _access_only(await bearer_claims(context, headers, path_params, client))
+
+
+def _access_only(claims: TokenClaims) -> TokenClaims:
     if claims.kind is TokenKind.LOGIN:
         raise Unauthenticated(
             "this is a login credential, not an access token: exchange it with "
@@ -105,14 +145,19 @@ def _bearer_token(header: str) -> str:
     return token
 
 
-def _rate_key(request: Request, claims: TokenClaims) -> str:
+def _rate_key(
+    claims: TokenClaims,
+    headers: Headers,
+    path_params: Mapping[str, Any],
+    client: Optional[Address],
+) -> str:
     """Users and admins are counted per token; pilots per pilot, since a pilot factory
     usually gives one token to all the pilots it starts."""
     if claims.role is not Role.PILOT:
         return claims.token_id
-    pilot_id = request.path_params.get("pilot_id") or request.headers.get(PILOT_HEADER)
+    pilot_id = path_params.get("pilot_id") or headers.get(PILOT_HEADER)
     if not pilot_id:
-        pilot_id = request.client.host if request.client else ""
+        pilot_id = client.host if client else ""
     return f"{claims.token_id}/{pilot_id}"
 
 
@@ -142,26 +187,37 @@ async def require_pilot(
     context: AppContext = Depends(get_context),
 ) -> TokenClaims:
     """Pilot tokens only, from a pilot speaking a protocol this coordinator still serves."""
+    check_pilot(claims, request.headers, context.settings)
+    return claims
+
+
+def check_pilot(claims: TokenClaims, headers: Headers, settings: Settings) -> None:
+    """``Forbidden`` unless a pilot's token; ``BadRequest`` or ``PilotTooOld`` unless the
+    protocol header names a version this coordinator serves."""
     if claims.role is not Role.PILOT:
         raise Forbidden(
             f"this endpoint is for pilots; the token's role is {claims.role.value}",
             details={"role": claims.role.value},
         )
-    announced = request.headers.get(PROTOCOL_HEADER)
+    announced = headers.get(PROTOCOL_HEADER)
     if announced is None:
         raise BadRequest(f"pilots must send the {PROTOCOL_HEADER} header")
     try:
         version = int(announced)
     except ValueError as exc:
         raise BadRequest(f"{PROTOCOL_HEADER} must be an integer, got {announced!r}") from exc
-    check_protocol(version, context.settings)
-    return claims
+    check_protocol(version, settings)
 
 
 async def pilot_id_header(request: Request, _claims: TokenClaims = Depends(require_pilot)) -> str:
     # Depending on require_pilot makes the token count before the header: a caller without
     # a valid pilot token gets 401/403, never a 400 about a header it should not send.
-    pilot_id = request.headers.get(PILOT_HEADER, "").strip()
+    return pilot_id_of(request.headers)
+
+
+def pilot_id_of(headers: Headers) -> str:
+    """The pilot id a per-job call names in its header; ``BadRequest`` if none."""
+    pilot_id = headers.get(PILOT_HEADER, "").strip()
     if not pilot_id:
         raise BadRequest(f"pilots must name themselves in the {PILOT_HEADER} header")
     return pilot_id

@@ -8,6 +8,7 @@ from coordinator.api.deps import AppContext, JobIdPath, get_context, pilot_id_he
 from coordinator.logic import heartbeats, matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import check_message, check_pilot_message
+from coordinator.store.database import Database
 from protocol import (
     API_PREFIX,
     Heartbeat,
@@ -44,7 +45,7 @@ def match_jobs(
     context: AppContext = Depends(get_context),
 ) -> MatchReply:
     check_message(body)
-    return matchmaker.match(context.db, context.settings, context.metrics, claims, pilot_id, body)
+    return serve_match(context, context.db, claims, pilot_id, body)
 
 
 @router.post("/jobs/{job_id}/status")
@@ -56,7 +57,7 @@ def update_job_status(
     context: AppContext = Depends(get_context),
 ) -> JobInfo:
     check_message(body)
-    return pilots.update_status(context.db, context.settings, claims, pilot_id, job_id, body)
+    return serve_status(context, context.db, claims, pilot_id, job_id, body)
 
 
 @router.post("/jobs/{job_id}/heartbeat")
@@ -68,10 +69,7 @@ def job_heartbeat(
     context: AppContext = Depends(get_context),
 ) -> HeartbeatReply:
     check_message(body)
-    entry = JobHeartbeat(job_id=job_id, heartbeat=body)
-    reply = heartbeats.job_heartbeat(context.db, claims, pilot_id, entry)
-    context.metrics.count_heartbeat()
-    return reply
+    return serve_job_heartbeat(context, context.db, claims, pilot_id, job_id, body)
 
 
 @router.post("/pilots/{pilot_id}/heartbeat")
@@ -83,6 +81,48 @@ def pilot_heartbeat(
 ) -> PilotHeartbeatReply:
     """All of a pilot's due heartbeats at once; each job's refusal is in its own result."""
     check_message(body)
-    reply, renewed = heartbeats.pilot_heartbeat(context.db, claims, pilot_id, body)
+    return serve_pilot_heartbeat(context, context.db, claims, pilot_id, body)
+
+
+# The work of the routes above, once checked; ``coordinator.api.hotpath`` serves the same
+# routes through these functions, on a ``db`` that may be its non-waiting view.
+
+
+def serve_match(
+    context: AppContext, db: Database, claims: TokenClaims, pilot_id: str, body: MatchRequest
+) -> MatchReply:
+    return matchmaker.match(db, context.settings, context.metrics, claims, pilot_id, body)
+
+
+def serve_status(
+    context: AppContext,
+    db: Database,
+    claims: TokenClaims,
+    pilot_id: str,
+    job_id: int,
+    body: JobStatusUpdate,
+) -> JobInfo:
+    return pilots.update_status(db, context.settings, claims, pilot_id, job_id, body)
+
+
+def serve_job_heartbeat(
+    context: AppContext,
+    db: Database,
+    claims: TokenClaims,
+    pilot_id: str,
+    job_id: int,
+    body: Heartbeat,
+) -> HeartbeatReply:
+    reply = heartbeats.job_heartbeat(
+        db, claims, pilot_id, JobHeartbeat(job_id=job_id, heartbeat=body)
+    )
+    context.metrics.count_heartbeat()
+    return reply
+
+
+def serve_pilot_heartbeat(
+    context: AppContext, db: Database, claims: TokenClaims, pilot_id: str, body: PilotHeartbeat
+) -> PilotHeartbeatReply:
+    reply, renewed = heartbeats.pilot_heartbeat(db, claims, pilot_id, body)
     context.metrics.count_heartbeat(renewed, batched=True)
     return reply

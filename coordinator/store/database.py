@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from coordinator.errors import WriterBusy
 from coordinator.store.schema import metadata
 
 logger = logging.getLogger(__name__)
@@ -18,26 +20,64 @@ BUSY_TIMEOUT_MS = 30_000
 _BEGIN_OPTION = "gridpilot_begin"
 
 
+class WriterTurns:
+    """Whose turn it is to write, among the threads of this process (SQLite only).
+
+    SQLite's busy handler polls a taken write lock with growing sleeps (up to 100 ms), so
+    under load a waiting writer slept on long after the lock was free (match p99 near 1 s,
+    see docs/benchmarks.md); a thread waiting on a Python lock is woken when it is
+    released. Other processes on the same file still queue on ``busy_timeout``.
+
+    A turn taken without waiting (the event loop's thread, ``coordinator.api.hotpath``) is
+    refused while any thread waits: the loop thread holds the GIL and would otherwise
+    take the lock again and again before a woken thread could run, and starve it.
+    """
+
+    def __init__(self) -> None:
+        # Reentrant: a nested write (a bug) then fails on busy_timeout as before, not hangs.
+        self._lock = threading.RLock()
+        self._count_lock = threading.Lock()
+        self._waiting = 0
+
+    @contextmanager
+    def take(self, *, wait: bool) -> Iterator[None]:
+        if not wait:
+            if self._waiting or not self._lock.acquire(blocking=False):
+                raise WriterBusy("another write of this process is under way")
+            acquired = True
+        else:
+            with self._count_lock:
+                self._waiting += 1
+            try:
+                # After busy_timeout without a turn, go on and let SQLite's own locking
+                # decide, exactly as without this lock.
+                acquired = self._lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
+            finally:
+                with self._count_lock:
+                    self._waiting -= 1
+        try:
+            yield
+        finally:
+            if acquired:
+                self._lock.release()
+
+
 class Database:
     """One engine per coordinator. ``read()`` and ``write()`` each yield a Connection in a
     transaction that commits on success and rolls back on error.
 
     On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock
     before its first read, so a read-then-update (a match claim, a status change) never
-    fails half-way on a lock upgrade and writers queue on ``busy_timeout`` instead.
-
-    The threads of one process also take turns on ``_writer_turn`` before ``BEGIN``:
-    SQLite's busy handler polls the lock with growing sleeps (up to 100 ms), so under
-    load a waiting writer slept on long after the lock was free (match p99 near 1 s,
-    see docs/benchmarks.md); a thread waiting on a Python lock is woken when it is
-    released. Other processes on the same file still queue on ``busy_timeout``.
+    fails half-way on a lock upgrade and writers queue on ``busy_timeout`` instead; the
+    threads of one process take turns before ``BEGIN`` (``WriterTurns``).
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        # Reentrant: a nested write (a bug) then fails on busy_timeout as before, not hangs.
-        self._writer_turn = threading.RLock()
+        self._turns = WriterTurns()
+        self.waits_for_writers = True
+        """False in the view ``without_waiting`` returns."""
         if self.is_sqlite:
             self.engine: Engine = create_engine(
                 url,
@@ -68,6 +108,18 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def without_waiting(self) -> Database:
+        """This database (same engine, same turns), but a ``write`` that would wait for
+        another writer of this process raises ``WriterBusy`` before doing anything.
+
+        For the event loop's thread (``coordinator.api.hotpath``): it may run a short
+        write itself only if nothing makes it wait; otherwise it hands the work to a
+        thread. Only SQLite, whose writes never leave the process, is worth this.
+        """
+        view = copy.copy(self)
+        view.waits_for_writers = False
+        return view
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
@@ -86,14 +138,8 @@ class Database:
         if not self.is_sqlite:
             yield
             return
-        # After busy_timeout without a turn, go on and let SQLite's own locking decide,
-        # exactly as without this lock.
-        acquired = self._writer_turn.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
+        with self._turns.take(wait=self.waits_for_writers):
             yield
-        finally:
-            if acquired:
-                self._writer_turn.release()
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -1,0 +1,64 @@
+"""How a failure becomes an HTTP error answer: status, ``ErrorBody`` and headers.
+
+The one mapping of the coordinator, used by the app's error handler (``coordinator.app``)
+and by the hot routes served below FastAPI (``coordinator.api.hotpath``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from coordinator.errors import CoordinatorError
+from protocol import ErrorBody, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.TOO_LARGE,
+}
+
+
+def error_answer(exc: Exception, where: str) -> tuple[int, ErrorBody, dict[str, str]]:
+    """The answer to ``exc`` raised while serving ``where`` (method and path, for the log
+    line of an unexpected error)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, CoordinatorError):
+        status, body = exc.http_status, ErrorBody(exc.code, exc.message, exc.details)
+        headers.update(exc.response_headers())
+    elif isinstance(exc, RequestValidationError):
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        status = 400
+        body = ErrorBody(ErrorCode.BAD_REQUEST, _validation_message(errors), {"errors": errors})
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+        body = ErrorBody(HTTP_CODES.get(status, ErrorCode.HTTP_ERROR), str(exc.detail), {})
+        headers.update(exc.headers or {})
+    else:
+        logger.error("unhandled error in %s", where, exc_info=exc)
+        status, body = (
+            500,
+            ErrorBody(ErrorCode.INTERNAL, "internal error; see the coordinator log", {}),
+        )
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return status, body, headers
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    if not errors:
+        return "malformed request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"malformed request: {where}: {first['msg']}"

@@ -1,0 +1,231 @@
+"""The pilots' hot routes served below FastAPI (``coordinator.api.hotpath``).
+
+Every request a test here sends goes twice: as a pilot sends it (JSON with a
+Content-Length: the hot path serves it) and chunked (no Content-Length: the hot path hands
+it to FastAPI, which served every request before it existed). The two answers must be the
+same, successes and refusals alike; ``/metrics`` shows which path served what.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import RunningCoordinator
+from tests.coordinator.pilot_calls import FakePilot, User
+
+
+def chunked(body: Any) -> Iterator[bytes]:
+    """The body as a generator: requests then sends it chunked, without Content-Length."""
+    yield json.dumps(body).encode()
+
+
+def both_ways(
+    url: str, body: Any, headers: dict[str, str]
+) -> tuple[requests.Response, requests.Response]:
+    """The same POST, served by the hot path and then by FastAPI."""
+    json_headers = {**headers, "Content-Type": "application/json"}
+    hot = requests.post(url, data=json.dumps(body).encode(), headers=json_headers, timeout=30)
+    slow = requests.post(url, data=chunked(body), headers=json_headers, timeout=30)
+    return hot, slow
+
+
+def hot_counts(coord: RunningCoordinator) -> dict[tuple[str, str], int]:
+    text = requests.get(f"{coord.url}/metrics", timeout=30).text
+    pattern = r'gridpilot_hot_path_requests_total\{route="(\w+)",thread="(\w+)"\} (\d+)'
+    return {(route, thread): int(n) for route, thread, n in re.findall(pattern, text)}
+
+
+def served_by_hot_path(coord: RunningCoordinator, route: str) -> int:
+    return sum(n for (name, _thread), n in hot_counts(coord).items() if name == route)
+
+
+def test_match_is_served_by_the_hot_path_with_fastapis_answer(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    coord = shared_coordinator
+    user = User(coord, vo)
+    (first,), (second,) = user.submit(), user.submit()
+    pilot = FakePilot(coord, vo)
+    before = served_by_hot_path(coord, "match")
+    url = coord.api(f"/pilots/{pilot.pilot_id}/match")
+    hot, slow = both_ways(url, {"n": 1, "cores_free": 1}, pilot.headers())
+    assert served_by_hot_path(coord, "match") == before + 1
+    assert (hot.status_code, slow.status_code) == (200, 200)
+    assert hot.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    hot_job, slow_job = hot.json()["jobs"][0], slow.json()["jobs"][0]
+    assert {hot_job["job_id"], slow_job["job_id"]} == {first, second}
+    hot_job.pop("job_id"), slow_job.pop("job_id")
+    assert hot_job == slow_job
+    assert hot.json()["retry_after_s"] == slow.json()["retry_after_s"]
+    empty_hot, empty_slow = both_ways(url, {"n": 1, "cores_free": 1}, pilot.headers())
+    assert empty_hot.json() == empty_slow.json() == {"jobs": [], "retry_after_s": 10.0}
+
+
+def each_way(
+    coord: RunningCoordinator, jobs: list[int], action: str, body: Any, headers: dict[str, str]
+) -> tuple[requests.Response, requests.Response]:
+    """``body`` posted to ``/jobs/{id}/action`` of the first job by the hot path and of the
+    second (in the same state) by FastAPI."""
+    json_headers = {**headers, "Content-Type": "application/json"}
+    hot_url, slow_url = (coord.api(f"/jobs/{job_id}/{action}") for job_id in jobs)
+    hot = requests.post(hot_url, data=json.dumps(body).encode(), headers=json_headers, timeout=30)
+    slow = requests.post(slow_url, data=chunked(body), headers=json_headers, timeout=30)
+    return hot, slow
+
+
+def same_but_ids(hot: requests.Response, slow: requests.Response, jobs: list[int]) -> bool:
+    """Equal answers, but for the job they name (``jobs``: hot's, slow's) and the moment."""
+    renamed = re.sub(rf"\b{jobs[1]}\b", str(jobs[0]), slow.text)
+    moments = {"created_at", "updated_at"}
+    hot_body, slow_body = (
+        {k: v for k, v in json.loads(text).items() if k not in moments}
+        for text in (hot.text, renamed)
+    )
+    return (hot.status_code, hot_body) == (slow.status_code, slow_body)
+
+
+def test_reports_and_heartbeats_answer_the_same_both_ways(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    coord = shared_coordinator
+    user = User(coord, vo)
+    jobs = [*user.submit(), *user.submit()]
+    pilot = FakePilot(coord, vo)
+    assert sorted(pilot.match(n=2)) == sorted(jobs)
+    headers = pilot.job_headers()
+    steps = [
+        ("status", {"status": "Running", "minor_status": "Application"}, 200),
+        ("heartbeat", {"cpu_s": 1.5, "log_offsets": {"stdout": 10}}, 200),
+        ("status", {"status": "Waiting"}, 409),  # an invalid transition
+        ("status", {"status": "Done", "exit_code": 0, "timings_s": {"payload": 0.5}}, 200),
+        ("heartbeat", {"cpu_s": 2.0}, 409),  # the job is over: the lease is gone
+    ]
+    for action, body, status in steps:
+        hot, slow = each_way(coord, jobs, action, body, headers)
+        assert hot.status_code == status, hot.text
+        assert same_but_ids(hot, slow, jobs), (hot.text, slow.text)
+    assert [user.job(job_id)["status"] for job_id in jobs] == ["Done", "Done"]
+
+
+def test_batched_heartbeats_answer_the_same_both_ways(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    coord = shared_coordinator
+    user = User(coord, vo)
+    jobs = [*user.submit(), *user.submit()]
+    pilot = FakePilot(coord, vo)
+    assert sorted(pilot.match(n=2)) == sorted(jobs)
+    batch = {"jobs": [{"job_id": job_id, "heartbeat": {"wall_s": 3.0}} for job_id in jobs]}
+    batch["jobs"].append({"job_id": 10**12, "heartbeat": {}})
+    before = served_by_hot_path(coord, "pilot_heartbeat")
+    hot, slow = both_ways(coord.api(f"/pilots/{pilot.pilot_id}/heartbeat"), batch, pilot.headers())
+    assert served_by_hot_path(coord, "pilot_heartbeat") == before + 1
+    assert hot.status_code == slow.status_code == 200
+    assert hot.json() == slow.json()
+    assert [r["ok"] for r in hot.json()["results"]] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({"Authorization": "Bearer nonsense"}, 401, "unauthenticated"),
+        ({}, 401, "unauthenticated"),
+        ({"role": "user"}, 403, "forbidden"),
+        ({"X-Gridpilot-Protocol": None}, 400, "bad_request"),
+        ({"X-Gridpilot-Protocol": "0"}, 426, "pilot_too_old"),
+        ({"X-Gridpilot-Protocol": "one"}, 400, "bad_request"),
+        ({"X-Gridpilot-Pilot": None}, 400, "bad_request"),
+        ({"vo": "another-vo"}, 404, "not_found"),
+    ],
+)
+def test_refusals_are_fastapis(
+    shared_coordinator: RunningCoordinator,
+    vo: str,
+    headers: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    coord = shared_coordinator
+    (job_id,) = User(coord, vo).submit()
+    pilot = FakePilot(coord, vo)
+    pilot.match()
+    sent = dict(pilot.job_headers())
+    if "role" in headers or "vo" in headers:
+        token = coord.token(
+            role=headers.get("role", "pilot"), subject="factory", vo=headers.get("vo", vo)
+        )
+        sent["Authorization"] = f"Bearer {token}"
+    elif headers == {}:
+        sent.pop("Authorization")
+    for name, value in headers.items():
+        if name in ("role", "vo"):
+            continue
+        if value is None:
+            sent.pop(name)
+        else:
+            sent[name] = value
+    before = served_by_hot_path(coord, "job_status")
+    url = coord.api(f"/jobs/{job_id}/status")
+    hot, slow = both_ways(url, {"status": "Running"}, sent)
+    assert (hot.status_code, hot.json()["code"]) == (status, code)
+    assert hot.json() == slow.json()
+    assert hot.headers.get("www-authenticate") == slow.headers.get("www-authenticate")
+    assert served_by_hot_path(coord, "job_status") == before
+
+
+def test_malformed_bodies_get_fastapis_validation_errors(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    coord = shared_coordinator
+    pilot = FakePilot(coord, vo)
+    url = coord.api(f"/pilots/{pilot.pilot_id}/match")
+    for body in ({"n": "two"}, {"n": -1}, [], "n", {"tags": [1]}, {"n": 10**30}):
+        hot, slow = both_ways(url, body, pilot.headers())
+        assert hot.status_code == slow.status_code == 400, body
+        assert hot.json() == slow.json()
+        assert hot.json()["code"] == "bad_request"
+    # What msgspec refuses and pydantic's lax mode takes ("1", true) goes to FastAPI: it is
+    # still taken.
+    for lax in ({"n": "1", "cores_free": "1"}, {"n": True}):
+        hot, slow = both_ways(url, lax, pilot.headers())
+        assert hot.status_code == slow.status_code == 200, lax
+
+
+def test_rate_limit_answers_429_with_retry_after(
+    start_coordinator: Any,
+) -> None:
+    coord = start_coordinator(rate_limit_per_s=1, rate_limit_burst=2)
+    pilot = FakePilot(coord, "vo1")
+    url = coord.api(f"/pilots/{pilot.pilot_id}/match")
+    answers = [
+        requests.post(url, json={"n": 1}, headers=pilot.headers(), timeout=30) for _ in range(3)
+    ]
+    assert [a.status_code for a in answers][-1] == 429
+    assert answers[-1].json()["code"] == "rate_limited"
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+
+
+def test_writes_wait_in_a_thread_while_another_write_runs(coordinator: RunningCoordinator) -> None:
+    """A large submission holds the write turn for a while: heartbeats meanwhile are
+    served by worker threads, none is refused, and the event loop is not held up."""
+    user, pilot = User(coordinator, "vo1"), FakePilot(coordinator, "vo1")
+    (job_id,) = user.submit()
+    assert pilot.match() == [job_id]
+    submitting = threading.Thread(target=user.submit, kwargs={"Parameters": 40_000})
+    submitting.start()
+    answers = []
+    while submitting.is_alive() and len(answers) < 200:
+        answers.append(pilot.heartbeat(job_id).status_code)
+        health = requests.get(f"{coordinator.url}/health", timeout=30)
+        assert health.status_code == 200
+    submitting.join(timeout=120)
+    assert set(answers) == {200}
+    threads = {thread for (route, thread), n in hot_counts(coordinator).items() if n}
+    assert "worker" in threads, "no heartbeat met the submission's write"
