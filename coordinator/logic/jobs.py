@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from coordinator.errors import BadRequest, NotFound
 from coordinator.logic import sandboxes, states
@@ -23,6 +23,7 @@ from coordinator.logic.taskqueues import with_queues
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from protocol import HistoryEntry, JobInfo, JobStatus, Role, SubmitRequest
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ def _submission_history(job_ids: Sequence[int]) -> list[dict[str, Any]]:
     ]
 
 
-def job_info(row: RowMapping) -> JobInfo:
+def job_info(row: Row) -> JobInfo:
     return JobInfo(
         job_id=int(row["job_id"]),
         status=JobStatus(row["status"]),
@@ -200,7 +201,7 @@ def _reported_usage(accounting_json: str) -> dict[str, Any]:
     }
 
 
-def can_see(claims: TokenClaims, row: RowMapping) -> bool:
+def can_see(claims: TokenClaims, row: Row) -> bool:
     """Users see their own jobs in their VO, admins every job, pilots their VO's jobs."""
     if claims.role is Role.ADMIN:
         return True
@@ -209,7 +210,7 @@ def can_see(claims: TokenClaims, row: RowMapping) -> bool:
     return bool(row["owner"] == claims.subject and row["vo"] == claims.vo)
 
 
-def visible_job(conn: Connection, claims: TokenClaims, job_id: int) -> RowMapping:
+def visible_job(conn: Connection, claims: TokenClaims, job_id: int) -> Row:
     """The job row, or ``NotFound`` also when it exists but is not the caller's to see."""
     row = job_store.get_job(conn, job_id)
     if row is None or not can_see(claims, row):

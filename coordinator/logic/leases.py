@@ -24,13 +24,14 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from coordinator.logic import rescheduling
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import leases as lease_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import utc_timestamp
 from protocol import JobStatus
 
@@ -96,7 +97,7 @@ class LeaseView:
         return max(self.changed_at, self.heartbeat_at)
 
     @classmethod
-    def of_row(cls, row: RowMapping) -> LeaseView:
+    def of_row(cls, row: Row) -> LeaseView:
         heartbeat = row["heartbeat_at"]
         return cls(
             job_id=int(row["job_id"]),
@@ -196,7 +197,7 @@ def _sweep_batch(
     return decisions
 
 
-def _apply(conn: Connection, row: RowMapping, decision: LeaseDecision, settings: Settings) -> None:
+def _apply(conn: Connection, row: Row, decision: LeaseDecision, settings: Settings) -> None:
     job_id, current = decision.job_id, decision.status
     app_status = row["application_status"]
     if decision.action is LeaseAction.STALL:

@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from coordinator.errors import BadRequest, LogConflict, LogGap, NotFound, TooLarge
 from coordinator.logic.auth import TokenClaims
@@ -27,6 +27,7 @@ from coordinator.store import events as event_store
 from coordinator.store import logs as log_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import utc_timestamp
 from protocol import FINAL_STATUSES, LOG_STREAMS, JobStatus, LogAppendReply, Role
 
@@ -211,7 +212,7 @@ def read_pilot_log(
     return _slice(files, files.pilot_path(pilot_id), size, offset, limit, complete=False)
 
 
-def _may_read_pilot_log(conn: Connection, claims: TokenClaims, pilot: RowMapping) -> bool:
+def _may_read_pilot_log(conn: Connection, claims: TokenClaims, pilot: Row) -> bool:
     if claims.role is Role.ADMIN:
         return True
     if (pilot["subject"], pilot["vo"]) == (claims.subject, claims.vo):

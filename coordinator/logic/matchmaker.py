@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from coordinator.errors import BadRequest, CoordinatorError
 from coordinator.logic import fairshare
@@ -44,6 +44,7 @@ from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store import taskqueues as tq_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from protocol import JobAssignment, JobStatus, MatchReply, MatchRequest
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def match(
     return MatchReply(jobs=assignments)
 
 
-def pilot_offer(claims: TokenClaims, pilot: RowMapping, request: MatchRequest) -> Offer:
+def pilot_offer(claims: TokenClaims, pilot: Row, request: MatchRequest) -> Offer:
     """What the pilot offers now: the request, completed by what it said at registration."""
     site = request.site if request.site and request.site != ANY_SITE else pilot["site"]
     return Offer(
@@ -149,12 +150,12 @@ class MatchRound:
             for owner, (used, at_s) in recorded.items()
         }
         self.used_by: set[str] = set()
-        self.next_jobs: dict[int, list[RowMapping]] = {}
+        self.next_jobs: dict[int, list[Row]] = {}
         self.exhausted: set[int] = set()
 
-    def claim(self, wanted: int) -> list[tuple[RowMapping, int]]:
+    def claim(self, wanted: int) -> list[tuple[Row, int]]:
         """Claim up to ``wanted`` jobs; returns each job row with the cores it gets."""
-        claimed: list[tuple[RowMapping, int]] = []
+        claimed: list[tuple[Row, int]] = []
         while len(claimed) < wanted and self.offer.cores_free > 0:
             found = self._next_job(wanted - len(claimed))
             if found is None:
@@ -171,14 +172,14 @@ class MatchRound:
         self._finish()
         return claimed
 
-    def _next_job(self, room: int) -> tuple[RowMapping, Requirements] | None:
-        by_owner: dict[str, list[tuple[RowMapping, Requirements]]] = {}
+    def _next_job(self, room: int) -> tuple[Row, Requirements] | None:
+        by_owner: dict[str, list[tuple[Row, Requirements]]] = {}
         for queue, needs in self.queues:
             if queue["task_queue_id"] not in self.exhausted and fits(needs, self.offer):
                 by_owner.setdefault(str(queue["owner"]), []).append((queue, needs))
         while by_owner:
             owner = fairshare.next_owner(by_owner, self.usage, self.weights)
-            best: tuple[RowMapping, Requirements, int] | None = None
+            best: tuple[Row, Requirements, int] | None = None
             candidates = by_owner.pop(owner)
             self._prefetch([int(queue["task_queue_id"]) for queue, _ in candidates], room)
             for queue, needs in candidates:
@@ -199,7 +200,7 @@ class MatchRound:
             limit = min(room, PREFETCH_PER_QUEUE)
             self.next_jobs.update(tq_store.next_waiting_of(self.conn, missing, limit))
 
-    def _head(self, tq_id: int) -> RowMapping | None:
+    def _head(self, tq_id: int) -> Row | None:
         """The queue's next Waiting job, or None (and the queue is marked exhausted)."""
         upcoming = self.next_jobs.get(tq_id)
         if not upcoming:
@@ -219,12 +220,12 @@ class MatchRound:
             remove_if_done(self.conn, tq_id)
 
 
-def _order(row: RowMapping) -> tuple[int, int]:
+def _order(row: Row) -> tuple[int, int]:
     """Match order inside one owner: highest priority first, then the oldest job."""
     return (-int(row["priority"]), int(row["job_id"]))
 
 
-def _claim(conn: Connection, row: RowMapping, pilot_id: str, site: str) -> bool:
+def _claim(conn: Connection, row: Row, pilot_id: str, site: str) -> bool:
     # The conditional update is the claim: it succeeds for one pilot only, even if
     # another transaction (or coordinator) saw the same job Waiting.
     return job_store.change_status(
@@ -240,7 +241,7 @@ def _claim(conn: Connection, row: RowMapping, pilot_id: str, site: str) -> bool:
     )
 
 
-def _deliverable(conn: Connection, claimed: list[tuple[RowMapping, int]]) -> list[JobAssignment]:
+def _deliverable(conn: Connection, claimed: list[tuple[Row, int]]) -> list[JobAssignment]:
     """The claimed jobs as assignments. A job whose stored description cannot run (stored
     before a check that now refuses it) is failed instead: one bad row never costs the
     pilot the other jobs of its reply, nor leaves them Matched and undelivered."""
@@ -253,7 +254,7 @@ def _deliverable(conn: Connection, claimed: list[tuple[RowMapping, int]]) -> lis
     return assignments
 
 
-def _fail_unrunnable(conn: Connection, row: RowMapping, error: CoordinatorError) -> None:
+def _fail_unrunnable(conn: Connection, row: Row, error: CoordinatorError) -> None:
     logger.warning("job %s cannot be given to a pilot: %s", row["job_id"], error.message)
     job_store.change_status(
         conn,
@@ -266,7 +267,7 @@ def _fail_unrunnable(conn: Connection, row: RowMapping, error: CoordinatorError)
     )
 
 
-def _assignment(conn: Connection, row: RowMapping, cores: int) -> JobAssignment:
+def _assignment(conn: Connection, row: Row, cores: int) -> JobAssignment:
     description = stored_mapping(row["description"])
     fields = job_fields(description)
     return JobAssignment(

@@ -7,7 +7,7 @@ import logging
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from coordinator.errors import LeaseLost, NotFound, PilotTooOld
 from coordinator.logic import rescheduling, sandboxes, states
@@ -20,6 +20,7 @@ from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import utc_timestamp
 from protocol import (
     JobInfo,
@@ -106,7 +107,7 @@ def _pilot_row(
     }
 
 
-def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str) -> RowMapping:
+def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str) -> Row:
     """The pilot row if this token registered it; ``NotFound`` otherwise."""
     pilot = pilot_store.get_pilot(conn, pilot_id)
     if pilot is None or pilot["subject"] != claims.subject or pilot["vo"] != claims.vo:
@@ -114,7 +115,7 @@ def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str) -> RowMappin
     return pilot
 
 
-def leased_job(conn: Connection, claims: TokenClaims, pilot_id: str, job_id: int) -> RowMapping:
+def leased_job(conn: Connection, claims: TokenClaims, pilot_id: str, job_id: int) -> Row:
     """The job if it is matched to this (token's) pilot; ``LeaseLost`` if to another."""
     own_pilot(conn, claims, pilot_id)
     row = visible_job(conn, claims, job_id)
@@ -169,7 +170,7 @@ def update_status(
 
 
 def _report_columns(
-    conn: Connection, claims: TokenClaims, row: RowMapping, update: JobStatusUpdate
+    conn: Connection, claims: TokenClaims, row: Row, update: JobStatusUpdate
 ) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     if update.exit_code is not None:

@@ -7,14 +7,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping
-
 from coordinator.errors import NotFound
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import stored_json, stored_mapping
 from coordinator.logic.paging import Page, PageRequest, paged
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from protocol import CheckReport, PilotInfo, Role
 
 logger = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def get_pilot(db: Database, claims: TokenClaims, pilot_id: str) -> PilotInfo:
     return _info(row, _visible_jobs(claims, jobs))
 
 
-def _visible_jobs(claims: TokenClaims, jobs: Sequence[RowMapping]) -> list[int]:
+def _visible_jobs(claims: TokenClaims, jobs: Sequence[Row]) -> list[int]:
     if claims.role is Role.USER:
         jobs = [job for job in jobs if (job["owner"], job["vo"]) == (claims.subject, claims.vo)]
     return [int(job["job_id"]) for job in jobs]
@@ -67,7 +66,7 @@ def _stored_checks(text: str) -> list[CheckReport]:
     return reports
 
 
-def _info(row: RowMapping, job_ids: list[int]) -> PilotInfo:
+def _info(row: Row, job_ids: list[int]) -> PilotInfo:
     return PilotInfo(
         pilot_id=row["pilot_id"],
         subject=row["subject"],

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from coordinator.errors import InvalidTransition, RescheduleLimit
 from coordinator.logic import states, taskqueues
@@ -27,6 +27,7 @@ from coordinator.store import jobs as job_store
 from coordinator.store import logs as log_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import utc_timestamp
 from protocol import JobInfo, JobStatus
 
@@ -47,7 +48,7 @@ states where there is nothing to restart (not yet or again Waiting, Deleted)."""
 
 def reschedule(
     conn: Connection,
-    row: RowMapping,
+    row: Row,
     *,
     current: JobStatus,
     reason: str,
@@ -79,7 +80,7 @@ def reschedule(
 
 def _restart(
     conn: Connection,
-    row: RowMapping,
+    row: Row,
     *,
     current: JobStatus,
     reason: str,
@@ -145,7 +146,7 @@ def reschedule_job(
         return job_info(visible_job(conn, claims, job_id))
 
 
-def revive(conn: Connection, row: RowMapping, source: str) -> None:
+def revive(conn: Connection, row: Row, source: str) -> None:
     """A Stalled job's pilot was heard from again: back to Running (DIRAC allows it)."""
     states.check_transition(S.STALLED, S.RUNNING)
     job_store.change_status(

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import BinaryIO, Optional
 
 import anyio.to_thread
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from coordinator.errors import ChecksumMismatch, NotFound, TooLarge
 from coordinator.logic.auth import TokenClaims
 from coordinator.store import jobs as job_store
 from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from protocol import Role
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def check_owned(conn: Connection, claims: TokenClaims, digests: Sequence[str]) -
         )
 
 
-def claim_output(conn: Connection, claims: TokenClaims, job: RowMapping, digest: str) -> None:
+def claim_output(conn: Connection, claims: TokenClaims, job: Row, digest: str) -> None:
     """Make ``digest`` the output sandbox of ``job``, reported by the pilot of ``claims``:
     the pilot must have uploaded it itself, and from then on it is the job owner's too."""
     check_owned(conn, claims, [digest])

@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import RowMapping
 
 from coordinator.errors import BadRequest, Forbidden, Unauthenticated
 from coordinator.logic.auth import TokenClaims, issue_token, verify_token
 from coordinator.logic.paging import Page, PageRequest, paged
 from coordinator.store import tokens as token_store
 from coordinator.store.database import Database
+from coordinator.store.precompiled import Row
 from protocol import Role, TokenKind
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ REVOCATION_CURSOR = (str, str)
 """A revocation list's cursor: (revoked_at, token_id) of the last revocation sent."""
 
 
-def _revocation(row: RowMapping) -> Revocation:
+def _revocation(row: Row) -> Revocation:
     return Revocation(
         token_id=row["token_id"],
         revoked_at=row["revoked_at"],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    RowMapping,
     bindparam,
     func,
     insert,
@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 
 from coordinator.store.events import add_status_events
+from coordinator.store.precompiled import Precompiled, Row, per_count
 from coordinator.store.schema import job_history, job_sandboxes, jobs, utc_timestamp
 from protocol import JobStatus
 
@@ -23,6 +24,31 @@ IN = "in"
 OUT = "out"
 SUMMARY_COLUMNS = [column for column in jobs.c if column.name != "description"]
 """Every column but the description, which lists leave out (it may be large)."""
+HISTORY_COLUMNS = ("job_id", "status", "minor_status", "application_status", "source", "at")
+
+_JOB = Precompiled(select(jobs).where(jobs.c.job_id == bindparam("p_job")))
+_JOBS = per_count(
+    lambda count: (
+        select(*SUMMARY_COLUMNS)
+        .where(jobs.c.job_id.in_([bindparam(f"p_{i}") for i in range(count)]))
+        .order_by(jobs.c.job_id)
+    )
+)
+_HISTORY = Precompiled(
+    insert(job_history).values({name: bindparam(f"p_{name}") for name in HISTORY_COLUMNS})
+)
+_SANDBOXES = Precompiled(
+    select(job_sandboxes.c.sha256)
+    .where(
+        job_sandboxes.c.job_id == bindparam("p_job"), job_sandboxes.c.kind == bindparam("p_kind")
+    )
+    .order_by(job_sandboxes.c.position)
+)
+_HEARTBEATS = Precompiled(
+    update(jobs)
+    .where(jobs.c.job_id == bindparam("p_job"))
+    .values(heartbeat_at=bindparam("p_at"), accounting=bindparam("p_accounting"))
+)
 
 
 def insert_jobs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -58,7 +84,7 @@ def add_history(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
         return
     now = utc_timestamp()
     rows = [{"at": now, **entry} for entry in entries]
-    conn.execute(insert(job_history), rows)
+    _HISTORY.run_many(conn, [{f"p_{name}": row[name] for name in HISTORY_COLUMNS} for row in rows])
     add_status_events(conn, rows)  # the live stream's copy (coordinator/logic/events.py)
 
 
@@ -75,22 +101,19 @@ def link_sandboxes(
 
 
 def sandboxes_of(conn: Connection, job_id: int, kind: str) -> list[str]:
-    query = (
-        select(job_sandboxes.c.sha256)
-        .where(job_sandboxes.c.job_id == job_id, job_sandboxes.c.kind == kind)
-        .order_by(job_sandboxes.c.position)
-    )
-    return [str(digest) for digest in conn.scalars(query)]
+    return [str(row["sha256"]) for row in _SANDBOXES.rows(conn, p_job=job_id, p_kind=kind)]
 
 
-def get_job(conn: Connection, job_id: int) -> RowMapping | None:
-    return conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+def get_job(conn: Connection, job_id: int) -> Row | None:
+    return _JOB.first(conn, p_job=job_id)
 
 
-def get_jobs(conn: Connection, job_ids: Sequence[int]) -> list[RowMapping]:
+def get_jobs(conn: Connection, job_ids: Sequence[int]) -> list[Row]:
     """The jobs with these ids, without their descriptions (``SUMMARY_COLUMNS``)."""
-    query = select(*SUMMARY_COLUMNS).where(jobs.c.job_id.in_(list(job_ids))).order_by(jobs.c.job_id)
-    return list(conn.execute(query).mappings())
+    if not job_ids:
+        return []
+    params = {f"p_{i}": job_id for i, job_id in enumerate(job_ids)}
+    return list(_JOBS(len(job_ids)).rows(conn, **params))
 
 
 def list_jobs(
@@ -104,7 +127,7 @@ def list_jobs(
     site: str | None = None,
     job_group: str | None = None,
     before_id: int | None = None,
-) -> list[RowMapping]:
+) -> list[Row]:
     """Jobs newest first (ids below ``before_id`` when given), optionally of one
     owner/VO/site/group and in some statuses, without their descriptions."""
     query = select(*SUMMARY_COLUMNS).order_by(jobs.c.job_id.desc()).limit(limit)
@@ -144,7 +167,7 @@ def _filters(
 
 def history_of(
     conn: Connection, job_id: int, *, after_id: int | None = None, limit: int | None = None
-) -> list[RowMapping]:
+) -> list[Row]:
     """A job's history entries oldest first (those after entry ``after_id`` when given)."""
     query = (
         select(job_history)
@@ -171,23 +194,34 @@ def change_status(
     """Move a job from ``expected`` to ``status`` and log it; False if it was not in
     ``expected`` any more (someone else changed it first)."""
     now = utc_timestamp()
-    result = conn.execute(
-        update(jobs)
-        .where(jobs.c.job_id == job_id, jobs.c.status == expected.value)
-        .values(
-            status=status.value,
-            minor_status=minor_status,
-            application_status=application_status,
-            updated_at=now,
-            **columns,
-        )
+    params = {f"p_{name}": value for name, value in columns.items()}
+    changed = _status_change(tuple(sorted(columns))).run(
+        conn,
+        p_job=job_id,
+        p_expected=expected.value,
+        p_status=status.value,
+        p_minor_status=minor_status,
+        p_application_status=application_status,
+        p_updated_at=now,
+        **params,
     )
-    if result.rowcount != 1:
+    if changed != 1:
         return False
     entry = {"job_id": job_id, "status": status.value, "source": source, "at": now}
     entry.update(minor_status=minor_status, application_status=application_status)
     add_history(conn, [entry])
     return True
+
+
+@functools.lru_cache(maxsize=64)
+def _status_change(columns: tuple[str, ...]) -> Precompiled:
+    """``change_status``'s UPDATE, also setting ``columns``; one per set of columns."""
+    values = ("status", "minor_status", "application_status", "updated_at", *columns)
+    return Precompiled(
+        update(jobs)
+        .where(jobs.c.job_id == bindparam("p_job"), jobs.c.status == bindparam("p_expected"))
+        .values({name: bindparam(f"p_{name}") for name in values})
+    )
 
 
 def update_columns(conn: Connection, job_id: int, **columns: Any) -> None:
@@ -196,11 +230,8 @@ def update_columns(conn: Connection, job_id: int, **columns: Any) -> None:
 
 def record_heartbeats(conn: Connection, changes: Sequence[Mapping[str, Any]]) -> None:
     """Set ``heartbeat_at`` and ``accounting`` of each ``{"id": ...}`` given, in one batch."""
-    if not changes:
-        return
-    statement = (
-        update(jobs)
-        .where(jobs.c.job_id == bindparam("id"))
-        .values(heartbeat_at=bindparam("heartbeat_at"), accounting=bindparam("accounting"))
-    )
-    conn.execute(statement, list(changes))
+    rows = [
+        {"p_job": c["id"], "p_at": c["heartbeat_at"], "p_accounting": c["accounting"]}
+        for c in changes
+    ]
+    _HEARTBEATS.run_many(conn, rows)

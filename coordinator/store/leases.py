@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, RowMapping, or_, select
+from sqlalchemy import Connection, or_, select
 
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import jobs
 from protocol import JobStatus
 
 
 def quiet_jobs(
     conn: Connection, statuses: Iterable[JobStatus], *, before: str, limit: int
-) -> list[RowMapping]:
+) -> list[Row]:
     """Jobs in ``statuses`` whose last status change and last heartbeat are both older
     than ``before`` (a UTC timestamp from ``utc_timestamp``), oldest change first."""
     query = (

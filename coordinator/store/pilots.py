@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
+from coordinator.store.precompiled import Precompiled, Row
 from coordinator.store.schema import jobs, pilot_jobs, pilots, utc_timestamp
+
+_PILOT = Precompiled(select(pilots).where(pilots.c.pilot_id == bindparam("p_pilot")))
+_TOUCH = Precompiled(
+    update(pilots)
+    .where(pilots.c.pilot_id == bindparam("p_pilot"))
+    .values(last_seen=bindparam("p_now"))
+)
 
 
 def insert_pilot(conn: Connection, row: Mapping[str, Any]) -> None:
@@ -15,16 +23,13 @@ def insert_pilot(conn: Connection, row: Mapping[str, Any]) -> None:
     conn.execute(insert(pilots).values(registered_at=now, last_seen=now, **row))
 
 
-def get_pilot(conn: Connection, pilot_id: str) -> RowMapping | None:
-    query = select(pilots).where(pilots.c.pilot_id == pilot_id)
-    return conn.execute(query).mappings().first()
+def get_pilot(conn: Connection, pilot_id: str) -> Row | None:
+    return _PILOT.first(conn, p_pilot=pilot_id)
 
 
 def touch_pilot(conn: Connection, pilot_id: str) -> None:
     """Record that the pilot was heard from just now."""
-    conn.execute(
-        update(pilots).where(pilots.c.pilot_id == pilot_id).values(last_seen=utc_timestamp())
-    )
+    _TOUCH.run(conn, p_pilot=pilot_id, p_now=utc_timestamp())
 
 
 def set_pilot_state(
@@ -61,7 +66,7 @@ def record_released_job(conn: Connection, pilot_id: str, job_id: int) -> None:
 
 def list_pilots(
     conn: Connection, *, vo: str | None, limit: int, after: tuple[str, str] | None = None
-) -> list[RowMapping]:
+) -> list[Row]:
     """Pilots newest first, optionally of one VO; those after ``(registered_at, pilot_id)``
     in that order when ``after`` is given."""
     query = (
@@ -82,10 +87,10 @@ def list_pilots(
     return list(conn.execute(query).mappings())
 
 
-def jobs_of(conn: Connection, pilot_ids: Sequence[str]) -> dict[str, list[RowMapping]]:
+def jobs_of(conn: Connection, pilot_ids: Sequence[str]) -> dict[str, list[Row]]:
     """Each pilot's jobs, held now or released: rows with job_id, owner, vo and status."""
     wanted = list(pilot_ids)
-    result: dict[str, list[RowMapping]] = {pilot_id: [] for pilot_id in wanted}
+    result: dict[str, list[Row]] = {pilot_id: [] for pilot_id in wanted}
     columns = (jobs.c.job_id, jobs.c.owner, jobs.c.vo, jobs.c.status)
     held = select(jobs.c.pilot_id, *columns).where(jobs.c.pilot_id.in_(wanted))
     released = (

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, RowMapping, exists, insert, select
+from sqlalchemy import Connection, exists, insert, select
 
 from coordinator.store.jobs import OUT
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import (
     job_sandboxes,
     jobs,
@@ -20,7 +21,7 @@ from coordinator.store.schema import (
 )
 
 
-def get_sandbox(conn: Connection, sha256: str) -> RowMapping | None:
+def get_sandbox(conn: Connection, sha256: str) -> Row | None:
     query = select(sandboxes).where(sandboxes.c.sha256 == sha256)
     return conn.execute(query).mappings().first()
 

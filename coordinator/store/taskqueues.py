@@ -10,7 +10,6 @@ from sqlalchemy import (
     Connection,
     Executable,
     Integer,
-    RowMapping,
     Select,
     bindparam,
     delete,
@@ -20,6 +19,7 @@ from sqlalchemy import (
     update,
 )
 
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import jobs, owner_usage, task_queues, utc_timestamp
 from protocol import JobStatus
 
@@ -55,12 +55,12 @@ def _existing(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
     return {str(row.queue_key): int(row.task_queue_id) for row in conn.execute(query)}
 
 
-def queues_of_vo(conn: Connection, vo: str) -> list[RowMapping]:
+def queues_of_vo(conn: Connection, vo: str) -> list[Row]:
     query = select(task_queues).where(task_queues.c.vo == vo).order_by(task_queues.c.task_queue_id)
     return list(conn.execute(query).mappings())
 
 
-def next_waiting(conn: Connection, task_queue_id: int, limit: int) -> list[RowMapping]:
+def next_waiting(conn: Connection, task_queue_id: int, limit: int) -> list[Row]:
     """The queue's Waiting jobs in match order: highest priority first, then oldest."""
     query = (
         select(jobs)
@@ -73,12 +73,12 @@ def next_waiting(conn: Connection, task_queue_id: int, limit: int) -> list[RowMa
 
 def next_waiting_of(
     conn: Connection, task_queue_ids: Sequence[int], limit: int
-) -> dict[int, list[RowMapping]]:
+) -> dict[int, list[Row]]:
     """``next_waiting`` of several queues in one statement: a UNION ALL of one indexed
     look-up per queue, so its cost does not grow with the number of waiting jobs."""
     params: dict[str, int] = {f"tq{i}": tq_id for i, tq_id in enumerate(task_queue_ids)}
     params["limit"] = limit
-    found: dict[int, list[RowMapping]] = {tq_id: [] for tq_id in task_queue_ids}
+    found: dict[int, list[Row]] = {tq_id: [] for tq_id in task_queue_ids}
     for row in conn.execute(_heads_statement(len(task_queue_ids)), params).mappings():
         found[int(row["task_queue_id"])].append(row)
     return found

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, RowMapping, and_, insert, or_, select
+from sqlalchemy import Connection, and_, insert, or_, select
 
+from coordinator.store.precompiled import Row
 from coordinator.store.schema import revoked_tokens, utc_timestamp
 
 
@@ -25,14 +26,14 @@ def revoke(conn: Connection, token_id: str, revoked_by: str, reason: str) -> boo
     return True
 
 
-def get_revoked(conn: Connection, token_id: str) -> RowMapping | None:
+def get_revoked(conn: Connection, token_id: str) -> Row | None:
     query = select(revoked_tokens).where(revoked_tokens.c.token_id == token_id)
     return conn.execute(query).mappings().first()
 
 
 def list_revoked(
     conn: Connection, *, limit: int | None = None, after: tuple[str, str] | None = None
-) -> Sequence[RowMapping]:
+) -> Sequence[Row]:
     """Revocations oldest first; those after ``(revoked_at, token_id)`` when given."""
     query = (
         select(revoked_tokens)

@@ -107,7 +107,8 @@ def test_every_error_the_coordinator_answers_with_has_a_code_of_the_contract() -
     """``ErrorBody.code`` values come from ``protocol.ErrorCode``, one list for both sides."""
     import inspect
 
-    from coordinator import app, errors
+    from coordinator import errors
+    from coordinator.api import failures
     from protocol import ErrorCode
 
     raised = [
@@ -118,7 +119,7 @@ def test_every_error_the_coordinator_answers_with_has_a_code_of_the_contract() -
     assert len(raised) > 10
     for cls in raised:
         assert isinstance(cls.code, ErrorCode), f"{cls.__name__}.code is not an ErrorCode"
-    assert all(isinstance(code, ErrorCode) for code in app.HTTP_CODES.values())
+    assert all(isinstance(code, ErrorCode) for code in failures.HTTP_CODES.values())
 
 
 def test_the_document_lists_the_error_codes(document: dict[str, Any]) -> None:

@@ -1,0 +1,98 @@
+"""Statements of the hot path, compiled once per dialect and run on the DBAPI cursor.
+
+A pilot's match, heartbeat and report each run a handful of short statements. Through
+SQLAlchemy Core every execution builds the statement's expression tree, computes its cache
+key, sets up an execution context and wraps the result: 60 to 300 microseconds of CPU for a
+statement SQLite runs in 10 (an indexed look-up of one row, measured in-process). A
+``Precompiled`` statement is written once in Core, so it stays portable: SQLAlchemy
+compiles it for the connection's dialect the first time (with that dialect's parameter
+style: ``?`` for SQLite, ``%(name)s`` for psycopg), and every later execution hands the SQL
+text and the parameters straight to the DBAPI cursor of the same connection, inside the
+caller's transaction.
+
+What SQLAlchemy would have added is the caller's to provide: every column of an INSERT
+(Python-side column defaults are not applied) and plain values (no type conversion: on
+SQLite a Boolean reads back as 0 or 1). Rows come back as dicts.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional
+
+from sqlalchemy import Connection
+from sqlalchemy.sql import ClauseElement
+
+Row = Mapping[Any, Any]
+"""A row as the store hands it out: SQLAlchemy's ``RowMapping`` or a precompiled
+statement's dict."""
+
+
+class Precompiled:
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, Optional[tuple[str, ...]]]] = {}
+
+    def _sql(self, conn: Connection) -> tuple[str, Optional[tuple[str, ...]]]:
+        """The SQL text for this connection's dialect, and the parameter names in order
+        when the dialect's parameters are positional (None: they go by name)."""
+        dialect = conn.dialect
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled: Any = self.statement.compile(dialect=dialect)  # an SQLCompiler
+            names = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[dialect.name] = (compiled.string, names)
+        return found
+
+    def _cursor(self, conn: Connection) -> tuple[Any, str, Optional[tuple[str, ...]]]:
+        sql, names = self._sql(conn)
+        return conn.connection.cursor(), sql, names
+
+    def rows(self, conn: Connection, **params: Any) -> list[dict[str, Any]]:
+        cursor, sql, names = self._cursor(conn)
+        try:
+            cursor.execute(sql, _arguments(names, params))
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row)) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, **params: Any) -> Optional[dict[str, Any]]:
+        found = self.rows(conn, **params)
+        return found[0] if found else None
+
+    def run(self, conn: Connection, **params: Any) -> int:
+        """Execute; the number of rows changed."""
+        cursor, sql, names = self._cursor(conn)
+        try:
+            cursor.execute(sql, _arguments(names, params))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        cursor, sql, names = self._cursor(conn)
+        try:
+            cursor.executemany(sql, [_arguments(names, row) for row in rows])
+        finally:
+            cursor.close()
+
+
+def _arguments(names: Optional[tuple[str, ...]], params: Mapping[str, Any]) -> Any:
+    if names is None:
+        return params
+    return tuple(params[name] for name in names)
+
+
+def per_count(build: Callable[[int], ClauseElement]) -> Callable[[int], Precompiled]:
+    """Statements that differ by a count (``IN`` lists of n parameters ``id0 .. id{n-1}``),
+    each compiled once per count."""
+
+    @functools.lru_cache(maxsize=256)
+    def statement(count: int) -> Precompiled:
+        return Precompiled(build(count))
+
+    return statement
