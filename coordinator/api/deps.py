@@ -16,6 +16,7 @@ from coordinator.errors import BadRequest, Forbidden, Unauthenticated
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.paging import DEFAULT_LIMIT, MAX_LIMIT
 from coordinator.logic.pilots import check_protocol
+from coordinator.logic.queue_index import QueueIndex
 from coordinator.logic.ratelimit import TokenBuckets
 from coordinator.logic.sandboxes import SandboxFiles
 from coordinator.logic.tokens import RevocationList
@@ -48,6 +49,8 @@ class AppContext:
     rate_limits: TokenBuckets
     verified_tokens: VerifiedTokens
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    queue_index: QueueIndex = dataclasses.field(default_factory=QueueIndex)
+    """The task queues in memory, for matching (a hint: the database claim decides)."""
 
 
 # The dependencies below are ``async def`` although they never await anything slow:

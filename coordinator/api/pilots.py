@@ -91,7 +91,9 @@ def pilot_heartbeat(
 def serve_match(
     context: AppContext, db: Database, claims: TokenClaims, pilot_id: str, body: MatchRequest
 ) -> MatchReply:
-    return matchmaker.match(db, context.settings, context.metrics, claims, pilot_id, body)
+    return matchmaker.match(
+        db, context.settings, context.metrics, claims, pilot_id, body, context.queue_index
+    )
 
 
 def serve_status(

@@ -2,23 +2,28 @@
 
 One match, in one write transaction:
 
-1. load the task queues of the pilot's VO and keep those whose requirements the pilot's
-   remaining offer meets (``matching.fits``): O(queues), not O(jobs);
+1. take the task queues of the pilot's VO from the in-memory index
+   (``coordinator.logic.queue_index``) and keep those whose requirements the pilot's
+   remaining offer meets (``matching.fits``): O(queues), not O(jobs), and no SQL;
 2. among the owners of those queues pick the one furthest below its fair share
-   (``fairshare.next_owner``);
-3. in that owner's queues take the Waiting job with the highest ``Priority``, oldest first,
-   and claim it with a conditional UPDATE (Waiting -> Matched) that succeeds for one
-   pilot only;
-4. subtract its cores and memory from the offer, add its cores to the owner's usage and
-   repeat until ``n`` jobs, no cores left, or nothing fits.
+   (``fairshare.next_owner``), and work out how many jobs it gets before another owner's
+   turn or before the offer is used up, sized for the largest job of its fitting queues;
+3. claim that many of its Waiting jobs, highest ``Priority`` first then oldest, in one
+   statement (``taskqueues.claim_waiting``: a conditional ``UPDATE ... RETURNING``, so a
+   job goes to one pilot only, whatever the index believed);
+4. give each claimed job its cores, subtract them and its memory from the offer, add them
+   to the owner's usage, and repeat until ``n`` jobs, no cores left, or nothing fits.
+
+A claim that comes back short tells the index those queues are dry; a match that finds
+nothing reloads the index once (new submissions) before answering "no job".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection
@@ -37,6 +42,7 @@ from coordinator.logic.matching import (
     fits,
 )
 from coordinator.logic.pilots import own_pilot
+from coordinator.logic.queue_index import IndexedQueue, QueueIndex
 from coordinator.logic.taskqueues import remove_if_done
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
@@ -45,6 +51,7 @@ from coordinator.store import pilots as pilot_store
 from coordinator.store import taskqueues as tq_store
 from coordinator.store.database import Database
 from coordinator.store.precompiled import Row
+from coordinator.store.schema import utc_timestamp
 from protocol import JobAssignment, JobStatus, MatchReply, MatchRequest
 
 logger = logging.getLogger(__name__)
@@ -62,8 +69,12 @@ def match(
     claims: TokenClaims,
     pilot_id: str,
     request: MatchRequest,
+    index: QueueIndex | None = None,
 ) -> MatchReply:
-    """Claim up to ``request.n`` Waiting jobs that fit; each goes to this pilot only."""
+    """Claim up to ``request.n`` Waiting jobs that fit; each goes to this pilot only.
+
+    ``index``: the app's task-queue index (a fresh one, loaded from the database, if None).
+    """
     if request.n < 1 or request.cores_free < 0 or request.memory_free_mb < 0:
         raise BadRequest("n must be at least 1; free cores and memory cannot be negative")
     started_s = time.perf_counter()
@@ -73,7 +84,7 @@ def match(
         pilot_store.touch_pilot(conn, pilot_id)
         if pilot["accepting_work"]:
             offer = pilot_offer(claims, pilot, request)
-            round_ = MatchRound(conn, settings, pilot_id, offer)
+            round_ = MatchRound(conn, settings, pilot_id, offer, index)
             claimed = round_.claim(min(request.n, MAX_JOBS_PER_MATCH))
             assignments = _deliverable(conn, claimed)
     metrics.observe_match(time.perf_counter() - started_s, len(assignments))
@@ -98,51 +109,25 @@ def pilot_offer(claims: TokenClaims, pilot: Row, request: MatchRequest) -> Offer
     )
 
 
-_QUEUE_REQUIREMENTS: dict[str, Requirements] = {}
-_QUEUE_REQUIREMENTS_MAX = 100_000
-
-
-def queue_requirements(queue: Mapping[Any, Any]) -> Requirements:
-    """A task queue row's requirements, decoded once per process: a queue's ``queue_key``
-    is the digest of its requirement columns, so the same key always means the same
-    requirements (decoding 50 queues' JSON was a tenth of a match's CPU)."""
-    key = str(queue["queue_key"])
-    found = _QUEUE_REQUIREMENTS.get(key)
-    if found is None:
-        if len(_QUEUE_REQUIREMENTS) >= _QUEUE_REQUIREMENTS_MAX:
-            _QUEUE_REQUIREMENTS.clear()
-        found = _QUEUE_REQUIREMENTS[key] = requirements(queue)
-    return found
-
-
-def requirements(row: Mapping[Any, Any]) -> Requirements:
-    """The requirements stored in a task queue (or job) row."""
-    return Requirements(
-        vo=row["vo"],
-        sites=frozenset(json.loads(row["req_sites"])),
-        banned_sites=frozenset(json.loads(row["banned_sites"])),
-        platform=row["platform"],
-        tags=frozenset(json.loads(row["tags"])),
-        cores=row["cores"],
-        max_cores=row["max_cores"],
-        max_ram_mb=row["max_ram_mb"],
-        cpu_time_s=row["cpu_time_s"],
-        wall_time_s=row["wall_time_s"],
-        container=row["container"],
-    )
-
-
 class MatchRound:
     """One match request's walk over the task queues of a VO."""
 
-    def __init__(self, conn: Connection, settings: Settings, pilot_id: str, offer: Offer):
+    def __init__(
+        self,
+        conn: Connection,
+        settings: Settings,
+        pilot_id: str,
+        offer: Offer,
+        index: QueueIndex | None = None,
+    ):
         self.conn = conn
         self.pilot_id = pilot_id
         self.offer = offer
-        self.queues = [(q, queue_requirements(q)) for q in tq_store.queues_of_vo(conn, offer.vo)]
+        self.index = index or QueueIndex()
         self.weights = settings.fair_share_weights.get(offer.vo, {})
         self.half_life_s = settings.fair_share_half_life_s
         self.now_s = time.time()
+        self.now = utc_timestamp()
         recorded = tq_store.usage_of_vo(conn, offer.vo)
         self.recorded_owners = frozenset(recorded)
         self.usage = {
@@ -150,63 +135,77 @@ class MatchRound:
             for owner, (used, at_s) in recorded.items()
         }
         self.used_by: set[str] = set()
-        self.next_jobs: dict[int, list[Row]] = {}
         self.exhausted: set[int] = set()
 
     def claim(self, wanted: int) -> list[tuple[Row, int]]:
         """Claim up to ``wanted`` jobs; returns each job row with the cores it gets."""
         claimed: list[tuple[Row, int]] = []
+        reloaded = False
         while len(claimed) < wanted and self.offer.cores_free > 0:
-            found = self._next_job(wanted - len(claimed))
-            if found is None:
+            got = self._claim_some(wanted - len(claimed))
+            if got:
+                claimed += got
+            elif reloaded or not self.index.reload_if_stale(self.conn, self.offer.vo):
                 break
-            row, needs = found
-            if not _claim(self.conn, row, self.pilot_id, self.offer.site):
-                continue  # another coordinator got it first: try the next one
-            cores = cores_to_give(needs, self.offer)
-            claimed.append((row, cores))
-            self.offer = after_taking(self.offer, needs)
-            owner = str(row["owner"])
-            self.usage[owner] = self.usage.get(owner, 0.0) + cores
-            self.used_by.add(owner)
+            else:
+                reloaded = True
         self._finish()
         return claimed
 
-    def _next_job(self, room: int) -> tuple[Row, Requirements] | None:
-        by_owner: dict[str, list[tuple[Row, Requirements]]] = {}
-        for queue, needs in self.queues:
-            if queue["task_queue_id"] not in self.exhausted and fits(needs, self.offer):
-                by_owner.setdefault(str(queue["owner"]), []).append((queue, needs))
+    def _claim_some(self, room: int) -> list[tuple[Row, int]]:
+        """Jobs of the next owner due, claimed in one statement; [] if none is left."""
+        by_owner: dict[str, list[IndexedQueue]] = {}
+        for queue in self.index.queues(self.conn, self.offer.vo):
+            if queue.task_queue_id not in self.exhausted and fits(queue.needs, self.offer):
+                by_owner.setdefault(queue.owner, []).append(queue)
         while by_owner:
             owner = fairshare.next_owner(by_owner, self.usage, self.weights)
-            best: tuple[Row, Requirements, int] | None = None
-            candidates = by_owner.pop(owner)
-            self._prefetch([int(queue["task_queue_id"]) for queue, _ in candidates], room)
-            for queue, needs in candidates:
-                tq_id = int(queue["task_queue_id"])
-                head = self._head(tq_id)
-                if head is not None and (best is None or _order(head) < _order(best[0])):
-                    best = (head, needs, tq_id)
-            if best is not None:
-                self.next_jobs[best[2]].pop(0)
-                return best[0], best[1]
-        return None
+            queues = by_owner.pop(owner)
+            count = self._batch_size(owner, queues, list(by_owner), room)
+            ids = [queue.task_queue_id for queue in queues]
+            rows = tq_store.claim_waiting(
+                self.conn, ids, count, pilot_id=self.pilot_id, site=self.offer.site, now=self.now
+            )
+            if len(rows) < count:
+                # Every queue gave all the Waiting jobs it had: none is left in them.
+                self.exhausted.update(ids)
+                self.index.mark_dry(self.offer.vo, ids)
+            if rows:
+                needs = {queue.task_queue_id: queue.needs for queue in queues}
+                job_store.add_history(conn=self.conn, entries=[_matched(row) for row in rows])
+                return [self._take(row, needs[int(row["task_queue_id"])]) for row in rows]
+        return []
 
-    def _prefetch(self, tq_ids: list[int], room: int) -> None:
-        """Read the next jobs of every queue in ``tq_ids`` that has none read yet, in one
-        statement (one index look-up per queue)."""
-        missing = [t for t in tq_ids if not self.next_jobs.get(t) and t not in self.exhausted]
-        if missing:
-            limit = min(room, PREFETCH_PER_QUEUE)
-            self.next_jobs.update(tq_store.next_waiting_of(self.conn, missing, limit))
+    def _batch_size(
+        self, owner: str, queues: list[IndexedQueue], others: list[str], room: int
+    ) -> int:
+        """How many jobs ``owner`` gets in one claim: as long as every one of its fitting
+        queues would still fit what is left after that many of its largest jobs (the most
+        cores and the most memory any of them takes), and until fair share would turn to
+        another owner."""
+        offer, usage, count = self.offer, dict(self.usage), 0
+        while count < room and all(fits(queue.needs, offer) for queue in queues):
+            cores = max(cores_to_give(queue.needs, offer) for queue in queues)
+            largest = dataclasses.replace(
+                queues[0].needs,
+                cores=cores,
+                max_cores=cores,
+                max_ram_mb=max(queue.needs.max_ram_mb for queue in queues),
+            )
+            count += 1
+            usage[owner] = usage.get(owner, 0.0) + cores
+            offer = after_taking(offer, largest)
+            if others and fairshare.next_owner([owner, *others], usage, self.weights) != owner:
+                break
+        return max(1, count)
 
-    def _head(self, tq_id: int) -> Row | None:
-        """The queue's next Waiting job, or None (and the queue is marked exhausted)."""
-        upcoming = self.next_jobs.get(tq_id)
-        if not upcoming:
-            self.exhausted.add(tq_id)
-            return None
-        return upcoming[0]
+    def _take(self, row: Row, needs: Requirements) -> tuple[Row, int]:
+        cores = cores_to_give(needs, self.offer)
+        self.offer = after_taking(self.offer, needs)
+        owner = str(row["owner"])
+        self.usage[owner] = self.usage.get(owner, 0.0) + cores
+        self.used_by.add(owner)
+        return row, cores
 
     def _finish(self) -> None:
         tq_store.save_usage(
@@ -220,25 +219,15 @@ class MatchRound:
             remove_if_done(self.conn, tq_id)
 
 
-def _order(row: Row) -> tuple[int, int]:
-    """Match order inside one owner: highest priority first, then the oldest job."""
-    return (-int(row["priority"]), int(row["job_id"]))
-
-
-def _claim(conn: Connection, row: Row, pilot_id: str, site: str) -> bool:
-    # The conditional update is the claim: it succeeds for one pilot only, even if
-    # another transaction (or coordinator) saw the same job Waiting.
-    return job_store.change_status(
-        conn,
-        row["job_id"],
-        expected=JobStatus.WAITING,
-        status=JobStatus.MATCHED,
-        minor_status="Assigned",
-        application_status=row["application_status"],
-        source="Matcher",
-        pilot_id=pilot_id,
-        site=site,
-    )
+def _matched(row: Row) -> dict[str, Any]:
+    """The history entry of a claimed job."""
+    return {
+        "job_id": row["job_id"],
+        "status": JobStatus.MATCHED.value,
+        "minor_status": "Assigned",
+        "application_status": row["application_status"],
+        "source": "Matcher",
+    }
 
 
 def _deliverable(conn: Connection, claimed: list[tuple[Row, int]]) -> list[JobAssignment]:
@@ -246,9 +235,10 @@ def _deliverable(conn: Connection, claimed: list[tuple[Row, int]]) -> list[JobAs
     before a check that now refuses it) is failed instead: one bad row never costs the
     pilot the other jobs of its reply, nor leaves them Matched and undelivered."""
     assignments = []
+    inputs = job_store.sandboxes_of_jobs(conn, [row["job_id"] for row, _ in claimed], job_store.IN)
     for row, cores in claimed:
         try:
-            assignments.append(_assignment(conn, row, cores))
+            assignments.append(_assignment(conn, row, cores, inputs[int(row["job_id"])]))
         except CoordinatorError as exc:
             _fail_unrunnable(conn, row, exc)
     return assignments
@@ -267,16 +257,21 @@ def _fail_unrunnable(conn: Connection, row: Row, error: CoordinatorError) -> Non
     )
 
 
-def _assignment(conn: Connection, row: Row, cores: int) -> JobAssignment:
+def _assignment(
+    conn: Connection, row: Row, cores: int, inputs: list[str] | None = None
+) -> JobAssignment:
+    """The job as the pilot gets it; ``inputs``: its input sandboxes, if read already."""
     description = stored_mapping(row["description"])
     fields = job_fields(description)
+    if inputs is None:
+        inputs = job_store.sandboxes_of(conn, row["job_id"], job_store.IN)
     return JobAssignment(
         job_id=row["job_id"],
         executable=fields.executable,
         arguments=list(fields.arguments),
         stdout=fields.stdout,
         stderr=fields.stderr,
-        input_sandboxes=job_store.sandboxes_of(conn, row["job_id"], job_store.IN),
+        input_sandboxes=inputs,
         output_sandbox=list(fields.output_sandbox),
         cores=cores,
         memory_mb=row["max_ram_mb"],

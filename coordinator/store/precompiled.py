@@ -17,6 +17,7 @@ SQLite a Boolean reads back as 0 or 1). Rows come back as dicts.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
@@ -32,27 +33,27 @@ statement's dict."""
 class Precompiled:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, Optional[tuple[str, ...]]]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _sql(self, conn: Connection) -> tuple[str, Optional[tuple[str, ...]]]:
-        """The SQL text for this connection's dialect, and the parameter names in order
-        when the dialect's parameters are positional (None: they go by name)."""
+    def _sql(self, conn: Connection) -> _Compiled:
+        """The SQL text for this connection's dialect, with how to lay out parameters."""
         dialect = conn.dialect
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled: Any = self.statement.compile(dialect=dialect)  # an SQLCompiler
             names = tuple(compiled.positiontup or ()) if compiled.positional else None
-            found = self._compiled[dialect.name] = (compiled.string, names)
+            # Values SQLAlchemy bound itself (an OFFSET 0 it adds to a bound LIMIT, say).
+            fixed = {k: v for k, v in compiled.params.items() if v is not None}
+            found = self._compiled[dialect.name] = _Compiled(compiled.string, names, fixed)
         return found
 
-    def _cursor(self, conn: Connection) -> tuple[Any, str, Optional[tuple[str, ...]]]:
-        sql, names = self._sql(conn)
-        return conn.connection.cursor(), sql, names
+    def _cursor(self, conn: Connection) -> tuple[Any, _Compiled]:
+        return conn.connection.cursor(), self._sql(conn)
 
     def rows(self, conn: Connection, **params: Any) -> list[dict[str, Any]]:
-        cursor, sql, names = self._cursor(conn)
+        cursor, compiled = self._cursor(conn)
         try:
-            cursor.execute(sql, _arguments(names, params))
+            cursor.execute(compiled.sql, compiled.arguments(params))
             columns = [d[0] for d in cursor.description]
             return [dict(zip(columns, row)) for row in cursor.fetchall()]
         finally:
@@ -64,9 +65,9 @@ class Precompiled:
 
     def run(self, conn: Connection, **params: Any) -> int:
         """Execute; the number of rows changed."""
-        cursor, sql, names = self._cursor(conn)
+        cursor, compiled = self._cursor(conn)
         try:
-            cursor.execute(sql, _arguments(names, params))
+            cursor.execute(compiled.sql, compiled.arguments(params))
             return int(cursor.rowcount)
         finally:
             cursor.close()
@@ -74,17 +75,26 @@ class Precompiled:
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        cursor, sql, names = self._cursor(conn)
+        cursor, compiled = self._cursor(conn)
         try:
-            cursor.executemany(sql, [_arguments(names, row) for row in rows])
+            cursor.executemany(compiled.sql, [compiled.arguments(row) for row in rows])
         finally:
             cursor.close()
 
 
-def _arguments(names: Optional[tuple[str, ...]], params: Mapping[str, Any]) -> Any:
-    if names is None:
-        return params
-    return tuple(params[name] for name in names)
+@dataclasses.dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: Optional[tuple[str, ...]]
+    """The parameter names in order when the dialect's parameters are positional; None
+    when they go by name."""
+    fixed: Mapping[str, Any]
+
+    def arguments(self, params: Mapping[str, Any]) -> Any:
+        values = {**self.fixed, **params} if self.fixed else params
+        if self.names is None:
+            return values
+        return tuple(values[name] for name in self.names)
 
 
 def per_count(build: Callable[[int], ClauseElement]) -> Callable[[int], Precompiled]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -13,13 +13,14 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
+    func,
     insert,
     select,
     union_all,
     update,
 )
 
-from coordinator.store.precompiled import Row
+from coordinator.store.precompiled import Precompiled, Row, per_count
 from coordinator.store.schema import jobs, owner_usage, task_queues, utc_timestamp
 from protocol import JobStatus
 
@@ -55,9 +56,112 @@ def _existing(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
     return {str(row.queue_key): int(row.task_queue_id) for row in conn.execute(query)}
 
 
+_QUEUES_OF_VO = Precompiled(
+    select(task_queues)
+    .where(task_queues.c.vo == bindparam("p_vo"))
+    .order_by(task_queues.c.task_queue_id)
+)
+
+
 def queues_of_vo(conn: Connection, vo: str) -> list[Row]:
-    query = select(task_queues).where(task_queues.c.vo == vo).order_by(task_queues.c.task_queue_id)
-    return list(conn.execute(query).mappings())
+    return list(_QUEUES_OF_VO.rows(conn, p_vo=vo))
+
+
+CLAIMED_COLUMNS = (
+    "job_id",
+    "task_queue_id",
+    "owner",
+    "vo",
+    "priority",
+    "description",
+    "application_status",
+    "max_ram_mb",
+    "wall_time_s",
+    "cpu_time_s",
+    "container",
+)
+"""What a claim returns of each job: enough to hand it to the pilot."""
+
+
+def claim_waiting(
+    conn: Connection,
+    task_queue_ids: Sequence[int],
+    limit: int,
+    *,
+    pilot_id: str,
+    site: str,
+    now: str,
+) -> list[Row]:
+    """Claim up to ``limit`` Waiting jobs of these queues for ``pilot_id``, in match order
+    (highest priority, then oldest): Waiting -> Matched in one statement, an ``UPDATE ...
+    RETURNING`` whose condition on the status makes it the claim: a job already taken by
+    another transaction is not changed, and not returned. On SQLite write transactions are
+    serialised; a dialect with concurrent writers needs its own variant here (row locks
+    skipped, e.g. PostgreSQL's ``FOR UPDATE SKIP LOCKED`` in the inner select).
+
+    The caller writes the history (``HISTORY_MATCHED``). Rows come back in match order."""
+    if not task_queue_ids or limit < 1:
+        return []
+    params: dict[str, Any] = {f"p_tq{i}": tq_id for i, tq_id in enumerate(task_queue_ids)}
+    params.update(
+        p_limit=limit,
+        p_waiting=JobStatus.WAITING.value,
+        p_matched=JobStatus.MATCHED.value,
+        p_minor="Assigned",
+        p_pilot=pilot_id,
+        p_site=site,
+        p_now=now,
+    )
+    rows = _claim_statement(len(task_queue_ids)).rows(conn, **params)
+    rows.sort(key=lambda row: (-int(row["priority"]), int(row["job_id"])))
+    return list(rows)
+
+
+def _waiting_heads(count: int) -> Executable:
+    """The first ``p_limit`` Waiting jobs in match order over ``count`` queues: one index
+    seek per queue (a UNION ALL), then the best of those: O(queues x limit), not O(jobs)."""
+
+    def head(i: int) -> Select[Any]:
+        return (
+            select(jobs.c.job_id, jobs.c.priority)
+            .where(
+                jobs.c.task_queue_id == bindparam(f"p_tq{i}"),
+                jobs.c.status == bindparam("p_waiting"),
+            )
+            .order_by(jobs.c.priority.desc(), jobs.c.job_id)
+            .limit(bindparam("p_limit", type_=Integer))
+        )
+
+    if count == 1:
+        return select(head(0).subquery().c.job_id)
+    heads = union_all(*(select(head(i).subquery()) for i in range(count))).subquery()
+    return (
+        select(heads.c.job_id)
+        .order_by(heads.c.priority.desc(), heads.c.job_id)
+        .limit(bindparam("p_limit", type_=Integer))
+    )
+
+
+_claim_statement = per_count(
+    lambda count: (
+        update(jobs)
+        .where(
+            jobs.c.job_id.in_(cast(Select[Any], _waiting_heads(count))),
+            # Checked again on the row (for databases with concurrent writers), through an
+            # expression rather than the bare column: SQLite's planner would otherwise walk
+            # the status index, every Waiting job, instead of looking the few ids up.
+            func.coalesce(jobs.c.status, "") == bindparam("p_waiting"),
+        )
+        .values(
+            status=bindparam("p_matched"),
+            minor_status=bindparam("p_minor"),
+            pilot_id=bindparam("p_pilot"),
+            site=bindparam("p_site"),
+            updated_at=bindparam("p_now"),
+        )
+        .returning(*(jobs.c[name] for name in CLAIMED_COLUMNS))
+    )
+)
 
 
 def next_waiting(conn: Connection, task_queue_id: int, limit: int) -> list[Row]:
@@ -131,13 +235,31 @@ def set_job_queues(conn: Connection, changes: Sequence[Mapping[str, int]]) -> No
         conn.execute(statement, list(changes))
 
 
+_USAGE = Precompiled(
+    select(owner_usage.c.owner, owner_usage.c.usage, owner_usage.c.updated_at_s).where(
+        owner_usage.c.vo == bindparam("p_vo")
+    )
+)
+_NEW_USAGE = Precompiled(
+    insert(owner_usage).values(
+        vo=bindparam("p_vo"),
+        owner=bindparam("p_owner"),
+        usage=bindparam("p_usage"),
+        updated_at_s=bindparam("p_at"),
+    )
+)
+_SET_USAGE = Precompiled(
+    update(owner_usage)
+    .where(owner_usage.c.vo == bindparam("p_vo"), owner_usage.c.owner == bindparam("p_owner"))
+    .values(usage=bindparam("p_usage"), updated_at_s=bindparam("p_at"))
+)
+
+
 def usage_of_vo(conn: Connection, vo: str) -> dict[str, tuple[float, float]]:
     """``owner -> (usage, updated_at_s)`` of every owner of ``vo`` with recorded usage."""
-    query = select(owner_usage.c.owner, owner_usage.c.usage, owner_usage.c.updated_at_s).where(
-        owner_usage.c.vo == vo
-    )
     return {
-        str(row.owner): (float(row.usage), float(row.updated_at_s)) for row in conn.execute(query)
+        str(row["owner"]): (float(row["usage"]), float(row["updated_at_s"]))
+        for row in _USAGE.rows(conn, p_vo=vo)
     }
 
 
@@ -154,18 +276,6 @@ def save_usage(
     if not usage:
         return
     known = set(usage_of_vo(conn, vo) if recorded is None else recorded)
-    new = [
-        {"vo": vo, "owner": o, "usage": u, "updated_at_s": at_s}
-        for o, u in usage.items()
-        if o not in known
-    ]
-    old = [{"o": o, "u": u, "at": at_s} for o, u in usage.items() if o in known]
-    if new:
-        conn.execute(insert(owner_usage), new)
-    if old:
-        statement = (
-            update(owner_usage)
-            .where(owner_usage.c.vo == vo, owner_usage.c.owner == bindparam("o"))
-            .values(usage=bindparam("u"), updated_at_s=bindparam("at"))
-        )
-        conn.execute(statement, old)
+    rows = [{"p_vo": vo, "p_owner": o, "p_usage": u, "p_at": at_s} for o, u in usage.items()]
+    _NEW_USAGE.run_many(conn, [row for row in rows if row["p_owner"] not in known])
+    _SET_USAGE.run_many(conn, [row for row in rows if row["p_owner"] in known])
