@@ -122,6 +122,18 @@ class ErrorCode(str, enum.Enum):
     INTERNAL = "internal"
 
 
+class Feature(str, enum.Enum):
+    """What a coordinator does beyond the first release of protocol 1, listed in its
+    ``RegistrationReply.features``: a pilot uses a feature only when it is listed, so a
+    new pilot still works with an older coordinator (and an old pilot, which never asks,
+    with a newer one)."""
+
+    RUNNING_IN_HEARTBEAT = "running_in_heartbeat"
+    """A pilot's batched heartbeat may say a job's payload started (``JobHeartbeat.started``):
+    Matched -> Running rides it, and the pilot starts the payload without a Running report
+    of its own; a final report may do the same (``JobStatusUpdate.started``)."""
+
+
 M = TypeVar("M", bound="Message")
 
 
@@ -231,6 +243,9 @@ class RegistrationReply(Message):
     pilot_id: str
     heartbeat_interval_s: float = 30.0
     server_version: str = ""
+    features: list[str] = dataclasses.field(default_factory=list)
+    """``Feature`` values this coordinator offers (kept as strings: a pilot ignores the
+    ones it does not know)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +282,9 @@ class JobAssignment(Message):
     container: str = ""
     description: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Every attribute of the job as submitted (after parametric expansion)."""
+    lease_s: float = 0.0
+    """How long the job stays this pilot's with no word from it: until it is reported
+    Running (in a report or a heartbeat), then between heartbeats. 0: not said."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,6 +312,12 @@ class JobStatusUpdate(Message):
     max_rss_bytes: Optional[int] = None
     infrastructure_error: bool = False
     """The node or runtime failed, not the payload: the coordinator reschedules the job."""
+    started: bool = False
+    """The payload started. A job still Matched goes through Running first (its start did
+    not ride a heartbeat before it ended; ``Feature.RUNNING_IN_HEARTBEAT``)."""
+    log_offsets: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Bytes of each stream (``stdout``, ``stderr``) the pilot shipped in all: the final
+    report says where each log ends, in the same request as the status and the output."""
 
     _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
 
@@ -326,6 +350,9 @@ class JobHeartbeat(Message):
 
     job_id: int
     heartbeat: Heartbeat = dataclasses.field(default_factory=Heartbeat)
+    started: bool = False
+    """The job's payload started since the last heartbeat: Matched -> Running, with no
+    report of its own (``Feature.RUNNING_IN_HEARTBEAT``)."""
 
     _nested: ClassVar[Mapping[str, type[Message]]] = {"heartbeat": Heartbeat}
 
@@ -683,7 +710,14 @@ HEADERS: tuple[str, ...] = (
 def vocabulary_schema() -> dict[str, dict[str, str]]:
     """The wire's words besides the messages: header names and enum values (pinned by the
     same snapshot test as the messages, in ``tests/protocol/vocabulary_schema.json``)."""
-    enums: tuple[type[enum.Enum], ...] = (JobStatus, CheckStatus, CommandKind, Role, ErrorCode)
+    enums: tuple[type[enum.Enum], ...] = (
+        JobStatus,
+        CheckStatus,
+        CommandKind,
+        Role,
+        ErrorCode,
+        Feature,
+    )
     schema = {cls.__name__: {m.name: str(m.value) for m in cls} for cls in enums}
     schema["headers"] = {name: name for name in HEADERS}
     return schema
@@ -709,6 +743,7 @@ __all__ = [
     "CommandKind",
     "ErrorBody",
     "ErrorCode",
+    "Feature",
     "Heartbeat",
     "HeartbeatReply",
     "HistoryEntry",

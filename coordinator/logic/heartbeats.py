@@ -4,6 +4,10 @@
 into its HTTP error, the per-pilot endpoint puts each refusal in that job's result, so one
 lost lease never costs the other jobs of the batch their renewal. Either way the work is one
 write transaction: one read of every row, one batched update, one touch of the pilot.
+
+A batched entry may also say its payload started (``JobHeartbeat.started``, offered to
+pilots as ``Feature.RUNNING_IN_HEARTBEAT``): a job still Matched becomes Running in the
+same transaction, so a pilot starts its payloads without a Running report each.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from coordinator.logic import rescheduling
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import stored_mapping
 from coordinator.logic.jobs import can_see
-from coordinator.logic.pilots import HEARTBEAT_STATES, own_pilot
+from coordinator.logic.pilots import HEARTBEAT_STATES, own_pilot, start_running
 from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
@@ -84,6 +88,8 @@ def renew(
             continue
         if row["status"] == JobStatus.STALLED.value:
             rescheduling.revive(conn, row, "Heartbeat")
+        elif entry.started and row["status"] == JobStatus.MATCHED.value:
+            start_running(conn, row, "JobWrapper")
         changes.append(_heartbeat_columns(row, entry, now))
         renewals.append(Renewal(entry.job_id, commands=_commands(row)))
     job_store.record_heartbeats(conn, changes)

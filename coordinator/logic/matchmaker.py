@@ -86,7 +86,7 @@ def match(
             offer = pilot_offer(claims, pilot, request)
             round_ = MatchRound(conn, settings, pilot_id, offer, index)
             claimed = round_.claim(min(request.n, MAX_JOBS_PER_MATCH))
-            assignments = _deliverable(conn, claimed)
+            assignments = _deliverable(conn, claimed, settings.match_timeout_s)
     metrics.observe_match(time.perf_counter() - started_s, len(assignments))
     if not assignments:
         return MatchReply(retry_after_s=settings.match_retry_after_s)
@@ -230,7 +230,9 @@ def _matched(row: Row) -> dict[str, Any]:
     }
 
 
-def _deliverable(conn: Connection, claimed: list[tuple[Row, int]]) -> list[JobAssignment]:
+def _deliverable(
+    conn: Connection, claimed: list[tuple[Row, int]], lease_s: float
+) -> list[JobAssignment]:
     """The claimed jobs as assignments. A job whose stored description cannot run (stored
     before a check that now refuses it) is failed instead: one bad row never costs the
     pilot the other jobs of its reply, nor leaves them Matched and undelivered."""
@@ -238,7 +240,8 @@ def _deliverable(conn: Connection, claimed: list[tuple[Row, int]]) -> list[JobAs
     inputs = job_store.sandboxes_of_jobs(conn, [row["job_id"] for row, _ in claimed], job_store.IN)
     for row, cores in claimed:
         try:
-            assignments.append(_assignment(conn, row, cores, inputs[int(row["job_id"])]))
+            job_inputs = inputs[int(row["job_id"])]
+            assignments.append(_assignment(conn, row, cores, job_inputs, lease_s=lease_s))
         except CoordinatorError as exc:
             _fail_unrunnable(conn, row, exc)
     return assignments
@@ -258,9 +261,15 @@ def _fail_unrunnable(conn: Connection, row: Row, error: CoordinatorError) -> Non
 
 
 def _assignment(
-    conn: Connection, row: Row, cores: int, inputs: list[str] | None = None
+    conn: Connection,
+    row: Row,
+    cores: int,
+    inputs: list[str] | None = None,
+    *,
+    lease_s: float = 0.0,
 ) -> JobAssignment:
-    """The job as the pilot gets it; ``inputs``: its input sandboxes, if read already."""
+    """The job as the pilot gets it; ``inputs``: its input sandboxes, if read already;
+    ``lease_s``: how long it stays the pilot's before it is reported Running."""
     description = stored_mapping(row["description"])
     fields = job_fields(description)
     if inputs is None:
@@ -279,4 +288,5 @@ def _assignment(
         cpu_time_s=row["cpu_time_s"],
         container=row["container"],
         description=description,
+        lease_s=lease_s,
     )

@@ -23,6 +23,7 @@ from coordinator.store.database import Database
 from coordinator.store.precompiled import Row
 from coordinator.store.schema import utc_timestamp
 from protocol import (
+    Feature,
     JobInfo,
     JobStatus,
     JobStatusUpdate,
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_STATES = frozenset(
     {JobStatus.MATCHED, JobStatus.RUNNING, JobStatus.COMPLETING, JobStatus.STALLED}
 )
+FEATURES = (Feature.RUNNING_IN_HEARTBEAT,)
+"""What this coordinator tells pilots at registration that it does (``protocol.Feature``)."""
+RUNNING_MINOR = "Application"
+"""The minor status of a job whose payload runs (DIRAC's)."""
 
 
 def check_protocol(version: int, settings: Settings) -> None:
@@ -68,6 +73,7 @@ def register(
         pilot_id=pilot_id,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         server_version=__version__,
+        features=[feature.value for feature in FEATURES],
     )
 
 
@@ -143,6 +149,10 @@ def update_status(
             # The pilot is back: the job was running all along.
             rescheduling.revive(conn, row, update.source or "JobWrapper")
             current = JobStatus.RUNNING
+        elif current is JobStatus.MATCHED and update.started and update.status in AFTER_RUNNING:
+            # A payload that ended before its start rode a heartbeat: it ran.
+            start_running(conn, row, update.source or "JobWrapper")
+            current = JobStatus.RUNNING
         states.check_transition(current, update.status)
         columns = _report_columns(conn, claims, row, update)
         job_store.change_status(
@@ -169,6 +179,26 @@ def update_status(
         return job_info(visible_job(conn, claims, job_id))
 
 
+AFTER_RUNNING = frozenset(
+    {JobStatus.DONE, JobStatus.FAILED, JobStatus.KILLED, JobStatus.COMPLETING}
+)
+"""Final (or closing) reports that imply Running when they say the payload started."""
+
+
+def start_running(conn: Connection, row: Row, source: str) -> bool:
+    """Matched -> Running for a payload the pilot started; False if the job had moved on."""
+    return job_store.change_status(
+        conn,
+        int(row["job_id"]),
+        expected=JobStatus.MATCHED,
+        status=JobStatus.RUNNING,
+        minor_status=RUNNING_MINOR,
+        application_status=row["application_status"],
+        source=source,
+        heartbeat_at=utc_timestamp(),
+    )
+
+
 def _report_columns(
     conn: Connection, claims: TokenClaims, row: Row, update: JobStatusUpdate
 ) -> dict[str, Any]:
@@ -186,5 +216,7 @@ def _report_columns(
         accounting["cpu_s"] = update.cpu_s
     if update.max_rss_bytes is not None:
         accounting["max_rss_bytes"] = update.max_rss_bytes
+    if update.log_offsets:
+        accounting["log_bytes"] = dict(update.log_offsets)
     columns["accounting"] = json.dumps(accounting)
     return columns

@@ -229,3 +229,62 @@ def test_writes_wait_in_a_thread_while_another_write_runs(coordinator: RunningCo
     assert set(answers) == {200}
     threads = {thread for (route, thread), n in hot_counts(coordinator).items() if n}
     assert "worker" in threads, "no heartbeat met the submission's write"
+
+
+def test_registration_lists_the_features_and_assignments_carry_a_lease(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    coord = shared_coordinator
+    (job_id,) = User(coord, vo).submit()
+    token = coord.token(role="pilot", subject="factory", vo=vo)
+    body = {"hostname": "wn01", "pilot_version": "0.1.0"}
+    reply = requests.post(coord.api("/pilots"), json=body, headers=coord.headers(token))
+    assert reply.json()["features"] == ["running_in_heartbeat"]
+    pilot_id = reply.json()["pilot_id"]
+    matched = requests.post(
+        coord.api(f"/pilots/{pilot_id}/match"), json={"n": 1}, headers=coord.headers(token)
+    )
+    (job,) = matched.json()["jobs"]
+    assert (job["job_id"], job["lease_s"]) == (job_id, 600.0)  # the match timeout
+
+
+def test_running_rides_the_pilot_heartbeat(shared_coordinator: RunningCoordinator, vo: str) -> None:
+    """The payload starts at once; its start and first heartbeat are one entry of the
+    pilot's next heartbeat, and the job is Running from then on."""
+    coord = shared_coordinator
+    user = User(coord, vo)
+    jobs = [*user.submit(), *user.submit()]
+    pilot = FakePilot(coord, vo)
+    assert sorted(pilot.match(n=2)) == sorted(jobs)
+    entries = [{"job_id": jobs[0], "started": True, "heartbeat": {"wall_s": 0.5}}]
+    entries.append({"job_id": jobs[1], "heartbeat": {}})  # not started yet
+    url = coord.api(f"/pilots/{pilot.pilot_id}/heartbeat")
+    reply = requests.post(url, json={"jobs": entries}, headers=pilot.headers(), timeout=30)
+    assert [r["ok"] for r in reply.json()["results"]] == [True, True]
+    assert [user.job(job_id)["status"] for job_id in jobs] == ["Running", "Matched"]
+    assert user.history(jobs[0])[-1] == ("Running", "Application", "JobWrapper")
+    again = requests.post(url, json={"jobs": entries[:1]}, headers=pilot.headers(), timeout=30)
+    assert again.json()["results"][0]["ok"]
+    assert [s for s, _m, _src in user.history(jobs[0])].count("Running") == 1
+
+
+def test_one_final_report_for_a_job_too_short_for_a_heartbeat(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    """Status, output sandbox reference and log ends in one request, straight from
+    Matched: the history still shows it Running before Done."""
+    coord = shared_coordinator
+    user = User(coord, vo)
+    (job_id,) = user.submit()
+    pilot = FakePilot(coord, vo)
+    assert pilot.match() == [job_id]
+    final = {"status": "Done", "exit_code": 0, "started": True, "log_offsets": {"stdout": 6}}
+    reply = pilot.report(job_id, **final)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] == "Done"
+    statuses = [status for status, _minor, _source in user.history(job_id)]
+    assert statuses[-3:] == ["Matched", "Running", "Done"]
+    (other,) = user.submit()
+    assert pilot.match() == [other]
+    unstarted = pilot.report(other, status="Done")
+    assert (unstarted.status_code, unstarted.json()["code"]) == (409, "invalid_transition")
