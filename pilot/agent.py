@@ -31,7 +31,7 @@ from pilot.config import PilotConfig
 from pilot.containers import RuntimeOffer
 from pilot.errors import BlackHoleStop, CoordinatorUnreachable, FatalCheckFailed, PilotError
 from pilot.guard import BlackHoleGuard
-from pilot.heartbeats import HeartbeatSender
+from pilot.heartbeats import HeartbeatSender, start_reported_soon
 from pilot.joblogs import job_log_shipper
 from pilot.rechecks import RecheckSchedule
 from pilot.registration import (
@@ -50,6 +50,7 @@ from pilot.stopping import StopCause, StopState
 from pilot.tally import JobTally
 from protocol import (
     CheckReport,
+    Feature,
     JobAssignment,
     PilotRegistration,
     PilotStateUpdate,
@@ -96,6 +97,8 @@ class Agent:
             BlackHoleGuard(config.black_hole_failures, config.black_hole_window_s)
         )
         self._heartbeat_interval_s = 30.0
+        self._running_in_heartbeat = False
+        """The coordinator takes a job's start in the next heartbeat (registration says)."""
         self._heartbeats: Optional[HeartbeatSender] = None
         self._slot_end_epoch_s: Optional[float] = None
         self._registration: Optional[PilotRegistration] = None
@@ -170,6 +173,8 @@ class Agent:
             due.append(idle_since + self.config.idle_timeout_s)
         if self._stop.drain_deadline is not None:
             due.append(self._stop.drain_deadline)
+        # Starts not told yet are due sooner than the tick (pilot.heartbeats).
+        due += [job.next_heartbeat_at for job in self._slots.jobs() if job.start_unreported]
         return max(0.0, min(due) - now)
 
     def _finish(self) -> PilotExit:
@@ -285,6 +290,7 @@ class Agent:
         reply = self.client.register(registration, retry=self._loop_retry)
         self.pilot_id = reply.pilot_id
         self._heartbeat_interval_s = reply.heartbeat_interval_s
+        self._running_in_heartbeat = Feature.RUNNING_IN_HEARTBEAT.value in reply.features
         self._heartbeats = HeartbeatSender(self.client, self.pilot_id)
         logger.info(
             "registered as pilot %s at site %s (CE %r, batch %s %s): %d cores, %d MB, %s",
@@ -362,6 +368,12 @@ class Agent:
         job.thread.start()
 
     def _report_running(self, job: RunningJob) -> None:
+        if self._running_in_heartbeat:
+            # No request: the start rides the next heartbeat, sent soon (pilot.heartbeats).
+            job.running_answer = RunningAnswer.IN_HEARTBEAT
+            start_reported_soon(job, self._clock())
+            self.waker.wake()
+            return
         job.running_answer = self._reporter.report_running(self.pilot_id, job.assignment.job_id)
         if job.running_answer is not RunningAnswer.CONFIRMED:
             job.run.kill(f"Running {job.running_answer.value} by the coordinator")
@@ -372,9 +384,11 @@ class Agent:
         except Exception:  # boundary: a wrapper bug must not take the pilot down silently
             logger.exception("job %d: wrapper crashed", job.assignment.job_id)
         try:
+            offsets = None
             if job.logs is not None:
-                job.logs.close()  # the coordinator refuses log bytes after the final status
-            update = final_update(job.outcome, job.match_s, job.running_answer)
+                # The coordinator refuses log bytes after the final status.
+                offsets = job.logs.close()
+            update = final_update(job.outcome, job.match_s, job.running_answer, offsets)
             if update is not None:
                 self._reporter.report_final(self.pilot_id, job.assignment.job_id, update)
         except Exception:  # boundary: same; the loop must still see the job finish

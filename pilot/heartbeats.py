@@ -9,6 +9,10 @@ coordinator that cannot be reached changes nothing: the jobs go on.
 A coordinator that refuses the whole batch (one older than the batched endpoint, or one
 that no longer knows the pilot) is sent the per-job heartbeats instead, so each job gets
 the answer it would have got before batching existed.
+
+A job whose payload started without a Running report (``Feature.RUNNING_IN_HEARTBEAT``)
+is due ``START_REPORT_DELAY_S`` after its start: its entry says ``started``, and the jobs
+that start together (one match for several free slots) share one request.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from protocol import (
 )
 
 logger = logging.getLogger(__name__)
+
+START_REPORT_DELAY_S = 0.5
+"""How soon a payload's start is told: the starts of that half second share a request."""
 
 
 def heartbeat_retry(interval_s: float) -> RetryPolicy:
@@ -62,7 +69,10 @@ class HeartbeatSender:
         if not due:
             return
         retry = heartbeat_retry(interval_s)
-        beats = [JobHeartbeat(job.assignment.job_id, _heartbeat(job, now)) for job in due]
+        beats = [
+            JobHeartbeat(job.assignment.job_id, _heartbeat(job, now), job.start_unreported)
+            for job in due
+        ]
         if self.batched and self._send_batch(due, beats, retry):
             return
         for job, entry in zip(due, beats):
@@ -90,11 +100,13 @@ class HeartbeatSender:
                 logger.warning("batched heartbeat refused (%s); sending one per job", exc)
             return False
         results = {result.job_id: result for result in reply.results}
-        for job in due:
+        for job, beat in zip(due, beats):
             result = results.get(job.assignment.job_id)
             if result is None:
                 logger.warning("job %d: no heartbeat result in the reply", job.assignment.job_id)
             elif result.ok:
+                if beat.started:
+                    job.start_unreported = False
                 _obey(job, result.commands)
             else:
                 _refused(job, result.error.message if result.error else "refused")
@@ -111,6 +123,12 @@ class HeartbeatSender:
             logger.warning("job %d: heartbeat not delivered (%s); the job goes on", job_id, exc)
             return
         _obey(job, reply.commands)
+
+
+def start_reported_soon(job: RunningJob, now: float) -> None:
+    """Make a job whose payload just started due for a heartbeat soon (its start rides it)."""
+    job.start_unreported = True
+    job.next_heartbeat_at = min(job.next_heartbeat_at, now + START_REPORT_DELAY_S)
 
 
 def _heartbeat(job: RunningJob, now: float) -> Heartbeat:

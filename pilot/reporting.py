@@ -1,8 +1,13 @@
 """Job status reports to the coordinator, and what happens when they do not get through.
 
-- Running: sent before the payload starts. If the coordinator refuses it (the job is not
-  this pilot's any more) or cannot be reached, the payload is not started: a job whose
-  Running was not confirmed may already be on its way to another pilot.
+- Running: with a coordinator that offers ``Feature.RUNNING_IN_HEARTBEAT``, the payload
+  starts as soon as it is set up and its start rides the pilot's next heartbeat
+  (``pilot.heartbeats``), or its final report if it ends first: the match already made the
+  job this pilot's, for ``JobAssignment.lease_s``, and a heartbeat refused kills it.
+  With an older coordinator, Running is sent before the payload starts; if the coordinator
+  refuses it (the job is not this pilot's any more) or cannot be reached, the payload is
+  not started: a job whose Running was not confirmed may already be on its way to another
+  pilot.
 - Final state: retried for ``report_retry_s``; if the coordinator still cannot be reached,
   kept in the spool (``pilot.spool``) and sent again later, from the loop, without holding
   up the other slots. A refused final report (lease lost) is logged and dropped: the job
@@ -11,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from typing import Callable, Optional
@@ -33,6 +39,8 @@ class RunningAnswer(enum.Enum):
     CONFIRMED = "confirmed"
     REFUSED = "refused"
     UNREACHABLE = "unreachable"
+    IN_HEARTBEAT = "in_heartbeat"
+    """Not asked: the start rides the next heartbeat (or the final report)."""
 
 
 class JobReporter:
@@ -101,9 +109,15 @@ class JobReporter:
 
 
 def final_update(
-    outcome: Optional[JobOutcome], match_s: float, running: Optional[RunningAnswer]
+    outcome: Optional[JobOutcome],
+    match_s: float,
+    running: Optional[RunningAnswer],
+    log_offsets: Optional[dict[str, int]] = None,
 ) -> Optional[JobStatusUpdate]:
-    """The final report of a job, or None when nothing must be said about it."""
+    """The final report of a job, or None when nothing must be said about it: status,
+    output sandbox and where its logs end (``log_offsets``), in one request; ``started``
+    when the payload was started (a job whose start has not ridden a heartbeat yet goes
+    through Running at the coordinator first)."""
     if running is RunningAnswer.REFUSED:
         return None  # the job is not ours: whatever we say would be refused
     if running is RunningAnswer.UNREACHABLE:
@@ -115,4 +129,9 @@ def final_update(
         return JobStatusUpdate(
             status=JobStatus.FAILED, minor_status="Job wrapper crashed", infrastructure_error=True
         )
-    return outcome.to_status_update(match_s)
+    update = outcome.to_status_update(match_s)
+    # The wrapper times the payload only once it has run.
+    started = running is not None and "payload" in outcome.timings_s
+    if started or log_offsets:
+        update = dataclasses.replace(update, started=started, log_offsets=log_offsets or {})
+    return update

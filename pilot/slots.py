@@ -55,6 +55,8 @@ class RunningJob:
     finished: bool = False
     logs: Optional[LogShipper] = None
     """Ships the payload's stdout/stderr live; flushed before the final status."""
+    start_unreported: bool = False
+    """The payload started and no heartbeat has said so yet (``Feature.RUNNING_IN_HEARTBEAT``)."""
 
 
 class Slots:

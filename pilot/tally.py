@@ -11,6 +11,10 @@ from pilot.slots import RunningJob
 from protocol import JobStatus
 
 
+STARTED = (None, RunningAnswer.CONFIRMED, RunningAnswer.IN_HEARTBEAT)
+"""Running answers of a job whose payload was let start."""
+
+
 @dataclasses.dataclass
 class JobTally:
     guard: BlackHoleGuard
@@ -25,7 +29,7 @@ class JobTally:
 
     def record(self, job: RunningJob, ran_s: float) -> Optional[str]:
         """Count one reaped job; the black-hole reason when the guard trips on it."""
-        if job.running_answer not in (None, RunningAnswer.CONFIRMED):
+        if job.running_answer not in STARTED:
             self.not_started += 1
             return None  # not the node's fault, not the payload's: the guard ignores it
         status = job.outcome.status if job.outcome is not None else JobStatus.FAILED
