@@ -1,4 +1,5 @@
-"""The pilots' hot routes, served below FastAPI: match, heartbeats and job reports.
+"""The pilots' hot routes, served below FastAPI: match, heartbeats, job reports, and
+sandbox downloads (``sendfile``, ``coordinator.api.zerocopy``).
 
 These are the requests that grow with the grid (every pilot, every job, every interval).
 Through FastAPI each one paid for dependency solving, pydantic's validation of the body and
@@ -45,11 +46,21 @@ from coordinator.api.deps import (
     pilot_id_of,
 )
 from coordinator.api.failures import error_answer
+from coordinator.api.zerocopy import send_file
 from coordinator.errors import WriterBusy
+from coordinator.logic import sandboxes
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import check_message
+from coordinator.logic.jobs import check_digest
 from coordinator.store.database import Database
-from protocol import API_PREFIX, Heartbeat, JobStatusUpdate, MatchRequest, PilotHeartbeat
+from protocol import (
+    API_PREFIX,
+    SHA256_HEADER,
+    Heartbeat,
+    JobStatusUpdate,
+    MatchRequest,
+    PilotHeartbeat,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +122,11 @@ class HotPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = self._call(scope) if scope["type"] == "http" else None
         if call is None:
-            await self.app(scope, receive, send)
+            digest = _download(scope) if scope["type"] == "http" else None
+            if digest is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._download(digest, scope, send)
             return
         body = await _read_body(receive)
         if body is None:
@@ -169,6 +184,30 @@ class HotPath:
         context.metrics.count_hot_request(call.route.name, thread)
         return reply
 
+    async def _download(self, digest: str, scope: Scope, send: Send) -> None:
+        """``GET /api/v1/sandboxes/{sha256}``: FastAPI's checks, then ``sendfile``."""
+        context = self.context
+        try:
+            headers = Headers(scope=scope)
+            client = scope.get("client")
+            claims = await authenticate(context, headers, {}, Address(*client) if client else None)
+            check_digest(digest)
+
+            # A read: on SQLite never kept waiting by a writer (WAL), so on this thread.
+            def read() -> sandboxes.StoredSandbox:
+                return sandboxes.readable(context.db, context.sandbox_files, claims, digest)
+
+            stored = read() if context.db.is_sqlite else await to_thread.run_sync(read)
+        except Exception as exc:  # noqa: BLE001 - boundary: error_answer logs the unexpected
+            status, error, extra = error_answer(exc, f"GET {scope['path']}")
+            await _send_json(send, status, error, extra)
+            return
+        answer = [
+            (b"content-type", b"application/octet-stream"),
+            (SHA256_HEADER.lower().encode(), stored.sha256.encode()),
+        ]
+        await send_file(send, stored.path, stored.size_bytes, answer)
+
 
 async def run_write(db: Database, work: Callable[[Database], Any]) -> tuple[Any, str]:
     """``work(db)``, on this (the event loop's) thread if it needs not wait for another
@@ -199,6 +238,23 @@ def _plain_json(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
         elif name in (b"transfer-encoding", b"cookie"):
             return False  # chunked bodies; the portal's sessions (api/session.py)
     return length is not None and length <= limit
+
+
+_SANDBOXES = f"{API_PREFIX}/sandboxes/"
+_PLAIN_GET_SKIPS = (b"range", b"if-range", b"if-none-match", b"if-modified-since")
+
+
+def _download(scope: Scope) -> Optional[str]:
+    """The digest a plain sandbox download names (no range, no conditions), else None."""
+    path: str = scope["path"]
+    if scope["method"] != "GET" or not path.startswith(_SANDBOXES):
+        return None
+    digest = path[len(_SANDBOXES) :]
+    if not digest or "/" in digest:
+        return None
+    if any(name in _PLAIN_GET_SKIPS for name, _value in scope["headers"]):
+        return None
+    return digest
 
 
 def _job_id(text: str) -> Optional[int]:

@@ -8,7 +8,9 @@ same, successes and refusals alike; ``/metrics`` shows which path served what.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from protocol import SHA256_HEADER
 from tests.conftest import RunningCoordinator
 from tests.coordinator.pilot_calls import FakePilot, User
 
@@ -288,3 +291,56 @@ def test_one_final_report_for_a_job_too_short_for_a_heartbeat(
     assert pilot.match() == [other]
     unstarted = pilot.report(other, status="Done")
     assert (unstarted.status_code, unstarted.json()["code"]) == (409, "invalid_transition")
+
+
+def test_downloads_go_out_by_sendfile_like_fastapis(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    """The hot path sends a stored sandbox with sendfile: the same bytes and headers as
+    FastAPI's answer (which a conditional request still gets), the same refusals."""
+    coord = shared_coordinator
+    token = coord.token(vo=vo)
+    data = os.urandom(9 * 1024 * 1024 + 7)  # more than one sendfile call's worth
+    digest = hashlib.sha256(data).hexdigest()
+    headers = coord.headers(token, **{SHA256_HEADER: digest})
+    stored = requests.post(coord.api("/sandboxes"), data=data, headers=headers, timeout=60)
+    assert stored.status_code == 201, stored.text
+    url = coord.api(f"/sandboxes/{digest}")
+    hot = requests.get(url, headers=coord.headers(token), timeout=60)
+    slow = requests.get(url, headers=coord.headers(token, **{"If-None-Match": '"x"'}), timeout=60)
+    for answer in (hot, slow):
+        assert answer.status_code == 200
+        assert answer.content == data
+        assert answer.headers[SHA256_HEADER] == digest
+        assert answer.headers["content-type"] == "application/octet-stream"
+        assert answer.headers["content-length"] == str(len(data))
+    someone = coord.token(subject="mallory", vo=vo)
+    for who, name in ((someone, digest), (token, "not-a-digest"), ("nonsense", digest)):
+        refused = requests.get(coord.api(f"/sandboxes/{name}"), headers=coord.headers(who))
+        slow_refused = requests.get(
+            coord.api(f"/sandboxes/{name}"), headers=coord.headers(who, **{"If-Range": "x"})
+        )
+        assert refused.status_code in (400, 401, 404)
+        assert (refused.status_code, refused.json()) == (
+            slow_refused.status_code,
+            slow_refused.json(),
+        )
+
+
+def test_a_download_left_half_way_leaves_the_server_serving(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    coord = shared_coordinator
+    token = coord.token(vo=vo)
+    data = os.urandom(32 * 1024 * 1024)
+    digest = hashlib.sha256(data).hexdigest()
+    headers = coord.headers(token, **{SHA256_HEADER: digest})
+    assert requests.post(coord.api("/sandboxes"), data=data, headers=headers).status_code == 201
+    for _ in range(3):
+        with requests.get(
+            coord.api(f"/sandboxes/{digest}"), headers=coord.headers(token), stream=True
+        ) as partial:
+            assert partial.status_code == 200
+            partial.raw.read(1024 * 1024)  # then close the connection
+    whole = requests.get(coord.api(f"/sandboxes/{digest}"), headers=coord.headers(token))
+    assert hashlib.sha256(whole.content).hexdigest() == digest
