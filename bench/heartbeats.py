@@ -56,7 +56,7 @@ from protocol import (
 )
 
 SERVE_OPTIONS = ("--rate-limit-per-s", "1000000", "--heartbeat-timeout-s", "3600")
-GOAL_RUNNING_JOBS = 100_000
+GOAL_RUNNING_JOBS = 200_000
 GOAL_P99_MS = 100.0
 LOAD_PROCESSES = 2
 CONNECTIONS_PER_PROCESS = 64
