@@ -38,13 +38,20 @@ def child_env() -> dict[str, str]:
 
 
 def arguments(
-    description: str | None, smoke_help: str, result_name: str, **options: Any
+    description: str | None,
+    smoke_help: str,
+    result_name: str,
+    *,
+    profile: bool = False,
+    **options: Any,
 ) -> argparse.ArgumentParser:
     """A parser with the two options every benchmark has: ``--smoke`` and ``--output``
     (default ``bench/results/<result_name>.json``); ``options`` go to ``ArgumentParser``."""
     parser = argparse.ArgumentParser(description=description, **options)
     parser.add_argument("--smoke", action="store_true", help=smoke_help)
     parser.add_argument("--output", type=Path, default=RESULTS / f"{result_name}.json")
+    if not profile:
+        return parser
     parser.add_argument(
         "--profile",
         type=Path,

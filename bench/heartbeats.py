@@ -303,6 +303,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "tiny levels and short runs, for CI",
         "heartbeats",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        profile=True,
     )
     parser.add_argument(
         "--levels",

@@ -388,6 +388,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "tiny sizes, for CI",
         "matching",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        profile=True,
     )
     parser.add_argument(
         "--sizes", default="1000,10000,100000,1000000", help="waiting jobs, comma-separated"

@@ -36,7 +36,7 @@ from typing import Any, Optional
 import psutil
 import requests
 
-from bench.harness import arguments, start_coordinator, write_result
+from bench.harness import arguments, start_coordinator, stop, write_result
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
 from protocol import API_PREFIX, Role
 
@@ -117,10 +117,12 @@ def start_pilot(base: Path, url: str, pilot_token: str, slots: int) -> subproces
     )  # fmt: skip
 
 
-def measure_gridpilot(base: Path, n: int, slots: int, floor_ms: float) -> dict[str, Any]:
+def measure_gridpilot(
+    base: Path, n: int, slots: int, floor_ms: float, profile: Optional[Path] = None
+) -> dict[str, Any]:
     data_dir = base / "coordinator"
     data_dir.mkdir(parents=True)
-    server, url, pilot_token = start_coordinator(data_dir)
+    server, url, pilot_token = start_coordinator(data_dir, profile=profile)
     pilot: Optional[subprocess.Popen[bytes]] = None
     try:
         key = load_or_create_signing_key(data_dir)
@@ -147,8 +149,7 @@ def measure_gridpilot(base: Path, n: int, slots: int, floor_ms: float) -> dict[s
         if pilot is not None:
             pilot.terminate()
             pilot.wait(timeout=120)
-        server.terminate()
-        server.wait()
+        stop(server)
     result = summary(n, ended - started, slots, floor_ms)
     result["submit_s"] = round(submitted - started, 3)
     result["first_done_s"] = round(first_done - started, 3)
@@ -215,13 +216,18 @@ def measure_slurm(
 
 
 def measure(
-    n: int, slots: int, env: Optional[dict[str, str]], slurm_budget_s: float
+    n: int,
+    slots: int,
+    env: Optional[dict[str, str]],
+    slurm_budget_s: float,
+    profile: Optional[Path] = None,
 ) -> dict[str, Any]:
     floor_1 = measure_floor(n, 1)
     floor_2 = measure_floor(n, 2)
     floor_ms = floor_1["ms_per_job_per_slot"]
     with tempfile.TemporaryDirectory(prefix="gridpilot-throughput-") as tmp:
-        gridpilot = measure_gridpilot(Path(tmp), n, slots, floor_ms)
+        profile_file = None if profile is None else profile / f"throughput-{n}.raw"
+        gridpilot = measure_gridpilot(Path(tmp), n, slots, floor_ms, profile_file)
         slurm = measure_slurm(env, Path(tmp), n, floor_ms, slurm_budget_s) if env else None
     result: dict[str, Any] = {
         "jobs": n,
@@ -264,7 +270,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = arguments(__doc__.splitlines()[0], "N=20: show the script works", "throughput")
+    parser = arguments(
+        __doc__.splitlines()[0], "N=20: show the script works", "throughput", profile=True
+    )
     parser.add_argument("--jobs", type=int, nargs="+", default=[1000], help="N, one run each")
     parser.add_argument("--slots", type=int, default=2, help="cores the pilot fills")
     parser.add_argument("--no-slurm", action="store_true", help="skip the Slurm runs")
@@ -277,9 +285,12 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [20] if args.smoke else args.jobs
     env = None if args.no_slurm else slurm_env()
-    results = [measure(n, args.slots, env, args.slurm_budget_s) for n in sizes]
+    load_before = os.getloadavg()[0]
+    results = [measure(n, args.slots, env, args.slurm_budget_s, args.profile) for n in sizes]
     print_table(results)
-    document = {"machine": {"cores": os.cpu_count()}, "results": results}
+    load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    print(f"load average (1 minute) before and after: {load[0]} / {load[1]}")
+    document = {"machine": {"cores": os.cpu_count(), "load_average_1m": load}, "results": results}
     write_result(args.output, document)
 
 
