@@ -83,6 +83,15 @@ def each_way(
     return hot, slow
 
 
+def two_matched_jobs(coord: RunningCoordinator, vo: str) -> tuple[User, FakePilot, list[int]]:
+    """A user with two jobs, both matched to one pilot."""
+    user = User(coord, vo)
+    jobs = [*user.submit(), *user.submit()]
+    pilot = FakePilot(coord, vo)
+    assert sorted(pilot.match(n=2)) == sorted(jobs)
+    return user, pilot, jobs
+
+
 def same_but_ids(hot: requests.Response, slow: requests.Response, jobs: list[int]) -> bool:
     """Equal answers, but for the job they name (``jobs``: hot's, slow's) and the moment."""
     renamed = re.sub(rf"\b{jobs[1]}\b", str(jobs[0]), slow.text)
@@ -98,10 +107,7 @@ def test_reports_and_heartbeats_answer_the_same_both_ways(
     shared_coordinator: RunningCoordinator, vo: str
 ) -> None:
     coord = shared_coordinator
-    user = User(coord, vo)
-    jobs = [*user.submit(), *user.submit()]
-    pilot = FakePilot(coord, vo)
-    assert sorted(pilot.match(n=2)) == sorted(jobs)
+    user, pilot, jobs = two_matched_jobs(coord, vo)
     headers = pilot.job_headers()
     steps = [
         ("status", {"status": "Running", "minor_status": "Application"}, 200),
@@ -121,10 +127,7 @@ def test_batched_heartbeats_answer_the_same_both_ways(
     shared_coordinator: RunningCoordinator, vo: str
 ) -> None:
     coord = shared_coordinator
-    user = User(coord, vo)
-    jobs = [*user.submit(), *user.submit()]
-    pilot = FakePilot(coord, vo)
-    assert sorted(pilot.match(n=2)) == sorted(jobs)
+    _user, pilot, jobs = two_matched_jobs(coord, vo)
     batch = {"jobs": [{"job_id": job_id, "heartbeat": {"wall_s": 3.0}} for job_id in jobs]}
     batch["jobs"].append({"job_id": 10**12, "heartbeat": {}})
     before = served_by_hot_path(coord, "pilot_heartbeat")
@@ -255,10 +258,7 @@ def test_running_rides_the_pilot_heartbeat(shared_coordinator: RunningCoordinato
     """The payload starts at once; its start and first heartbeat are one entry of the
     pilot's next heartbeat, and the job is Running from then on."""
     coord = shared_coordinator
-    user = User(coord, vo)
-    jobs = [*user.submit(), *user.submit()]
-    pilot = FakePilot(coord, vo)
-    assert sorted(pilot.match(n=2)) == sorted(jobs)
+    user, pilot, jobs = two_matched_jobs(coord, vo)
     entries = [{"job_id": jobs[0], "started": True, "heartbeat": {"wall_s": 0.5}}]
     entries.append({"job_id": jobs[1], "heartbeat": {}})  # not started yet
     url = coord.api(f"/pilots/{pilot.pilot_id}/heartbeat")
