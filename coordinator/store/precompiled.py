@@ -33,18 +33,19 @@ statement's dict."""
 class Precompiled:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
 
     def _sql(self, conn: Connection) -> _Compiled:
         """The SQL text for this connection's dialect, with how to lay out parameters."""
         dialect = conn.dialect
-        found = self._compiled.get(dialect.name)
+        key = (dialect.name, dialect.driver)  # drivers of one database differ in style
+        found = self._compiled.get(key)
         if found is None:
             compiled: Any = self.statement.compile(dialect=dialect)  # an SQLCompiler
             names = tuple(compiled.positiontup or ()) if compiled.positional else None
             # Values SQLAlchemy bound itself (an OFFSET 0 it adds to a bound LIMIT, say).
             fixed = {k: v for k, v in compiled.params.items() if v is not None}
-            found = self._compiled[dialect.name] = _Compiled(compiled.string, names, fixed)
+            found = self._compiled[key] = _Compiled(compiled.string, names, fixed)
         return found
 
     def _cursor(self, conn: Connection) -> tuple[Any, _Compiled]:
