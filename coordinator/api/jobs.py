@@ -34,6 +34,7 @@ def submit_jobs(
 ) -> SubmitReply:
     check_message(body)
     job_ids = jobs.submit(context.db, context.settings, claims, body)
+    context.queue_index.forget(claims.vo)  # the next match of the VO reads its queues again
     return SubmitReply(job_ids=job_ids)
 
 

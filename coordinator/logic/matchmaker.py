@@ -15,7 +15,7 @@ One match, in one write transaction:
    to the owner's usage, and repeat until ``n`` jobs, no cores left, or nothing fits.
 
 A claim that comes back short tells the index those queues are dry; a match that finds
-nothing reloads the index once (new submissions) before answering "no job".
+nothing reads the VO's queues again once before answering "no job".
 """
 
 from __future__ import annotations
@@ -145,9 +145,10 @@ class MatchRound:
             got = self._claim_some(wanted - len(claimed))
             if got:
                 claimed += got
-            elif reloaded or not self.index.reload_if_stale(self.conn, self.offer.vo):
+            elif reloaded:
                 break
             else:
+                self.index.reload(self.conn, self.offer.vo)
                 reloaded = True
         self._finish()
         return claimed

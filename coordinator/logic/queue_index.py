@@ -8,9 +8,10 @@ and coordinators sharing one database each keep their own.
 
 Per VO it holds each queue's id, owner and decoded requirements, and the queues a claim
 found empty ("dry", skipped until the next load). A VO is (re)loaded from the database when
-first asked for (after a restart: the index starts empty), once its load is older than
-``REFRESH_S``, and when a match found nothing and its load is older than ``RETRY_AFTER_S``:
-a submission, or a job put back to Waiting, since the last load.
+first asked for (after a restart: the index starts empty), after a submission to this
+coordinator (``forget``), once its load is older than ``REFRESH_S``, and when a match
+found nothing (a submission to another coordinator, or a job put back to Waiting, since
+the last load): one read of the VO's queues, as every match did before the index.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from coordinator.store import taskqueues as tq_store
 REFRESH_S = 2.0
 """Longest a VO's index goes without a reload: how late a dry queue refilled by another
 coordinator (or a new one) is seen by a pilot that has other work to get meanwhile."""
-RETRY_AFTER_S = 0.1
-"""A match that found nothing reloads the VO if its load is older than this."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +65,14 @@ class QueueIndex:
         dry = entry.dry
         return [queue for queue in entry.queues if queue.task_queue_id not in dry]
 
-    def reload_if_stale(self, conn: Connection, vo: str) -> bool:
-        """Reload the VO if its load is older than ``RETRY_AFTER_S``; True if it was."""
-        with self._lock:
-            entry = self._vos.get(vo)
-        if entry is not None and self._clock() - entry.loaded_at < RETRY_AFTER_S:
-            return False
+    def reload(self, conn: Connection, vo: str) -> None:
+        """Read the VO's queues again (a match found nothing in the ones it knew)."""
         self._load(conn, vo)
-        return True
+
+    def forget(self, vo: str) -> None:
+        """Drop the VO: its next match reads its queues (new jobs were just submitted)."""
+        with self._lock:
+            self._vos.pop(vo, None)
 
     def mark_dry(self, vo: str, task_queue_ids: Iterable[int]) -> None:
         with self._lock:

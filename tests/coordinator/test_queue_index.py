@@ -13,7 +13,7 @@ from pathlib import Path
 
 from coordinator.logic import jobs, matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
-from coordinator.logic.queue_index import REFRESH_S, RETRY_AFTER_S, QueueIndex
+from coordinator.logic.queue_index import REFRESH_S, QueueIndex
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.store.database import Database
@@ -79,7 +79,6 @@ def test_a_queue_made_after_the_index_was_loaded_is_found(tmp_path: Path) -> Non
     at_a = world.pilot(site="SITE-A")
     assert world.match(at_a, index) == old[:1]  # the index holds the one queue now
     gpu = world.submit(2, Tags=["GPU"])  # a queue the index does not know
-    clock.now_s += RETRY_AFTER_S
     # Nothing the index knows fits this pilot: it reloads before answering "no job".
     at_b = world.pilot(site="SITE-B", tags=["GPU"])
     assert world.match(at_b, index) == gpu[:1]
