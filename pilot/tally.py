@@ -10,7 +10,6 @@ from pilot.reporting import RunningAnswer
 from pilot.slots import RunningJob
 from protocol import JobStatus
 
-
 STARTED = (None, RunningAnswer.CONFIRMED, RunningAnswer.IN_HEARTBEAT)
 """Running answers of a job whose payload was let start."""
 
