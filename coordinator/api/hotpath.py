@@ -241,11 +241,13 @@ def _plain_json(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
 
 
 _SANDBOXES = f"{API_PREFIX}/sandboxes/"
-_PLAIN_GET_SKIPS = (b"range", b"if-range", b"if-none-match", b"if-modified-since")
+_PLAIN_GET_SKIPS = (b"range", b"if-range", b"if-none-match", b"if-modified-since", b"cookie")
+"""Left to FastAPI: ranged and conditional reads, and the portal's sessions."""
 
 
 def _download(scope: Scope) -> Optional[str]:
-    """The digest a plain sandbox download names (no range, no conditions), else None."""
+    """The digest a plain sandbox download names (no range, no conditions, no cookie),
+    else None."""
     path: str = scope["path"]
     if scope["method"] != "GET" or not path.startswith(_SANDBOXES):
         return None

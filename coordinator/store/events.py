@@ -6,12 +6,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from sqlalchemy import Connection, RowMapping, delete, func, insert, select
+from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, select
 
+from coordinator.store.precompiled import Precompiled
 from coordinator.store.schema import job_events, jobs
 
 STATUS = "status"
 LOG = "log"
+_STATUS_COLUMNS = (
+    "job_id",
+    "kind",
+    "status",
+    "minor_status",
+    "application_status",
+    "stream",
+    "offset",
+    "size_bytes",
+    "at",
+)
+_STATUS_EVENT = Precompiled(
+    insert(job_events).values({name: bindparam(f"p_{name}") for name in _STATUS_COLUMNS})
+)
 
 
 def add_status_events(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
@@ -24,16 +39,19 @@ def add_status_events(conn: Connection, entries: Sequence[Mapping[str, Any]]) ->
     last = {entry["job_id"]: entry for entry in entries}
     rows = [
         {
-            "job_id": entry["job_id"],
-            "kind": STATUS,
-            "status": entry["status"],
-            "minor_status": entry.get("minor_status", ""),
-            "application_status": entry.get("application_status", ""),
-            "at": entry["at"],
+            "p_job_id": entry["job_id"],
+            "p_kind": STATUS,
+            "p_status": entry["status"],
+            "p_minor_status": entry.get("minor_status", ""),
+            "p_application_status": entry.get("application_status", ""),
+            "p_stream": "",
+            "p_offset": 0,
+            "p_size_bytes": 0,
+            "p_at": entry["at"],
         }
         for entry in last.values()
     ]
-    conn.execute(insert(job_events), rows)
+    _STATUS_EVENT.run_many(conn, rows)  # precompiled: every status change writes one
 
 
 def add_log_event(
