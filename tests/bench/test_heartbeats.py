@@ -11,7 +11,7 @@ from tests.bench.smoke import run_smoke
 
 def test_heartbeats_smoke(tmp_path: Path) -> None:
     stdout, result = run_smoke("heartbeats.py", tmp_path / "heartbeats.json")
-    assert "goal 100,000" in stdout
+    assert "goal 200,000" in stdout  # issue 14's goal
     levels = result["levels"]
     assert [level["running_jobs"] for level in levels] == [100, 300]
     for level in levels:
