@@ -38,6 +38,7 @@ from spython.main.base import Client
 from wrapper.container import (
     CONTAINER_WORKDIR,
     CVMFS,
+    HOST_ENV,
     REMOTE_IMAGE_MARKER,
     Bind,
     check_local_image,
@@ -47,7 +48,7 @@ from wrapper.container import (
     payload_argv,
 )
 from wrapper.errors import ContainerRuntimeFailed, ExecutableNotFound, RuntimeUnavailable
-from wrapper.plain import output_fds
+from wrapper.plain import identity, output_fds
 from wrapper.runtime import ContainerFault, RunningPayload, RunResult, RunSpec
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,6 @@ BINARIES = ("apptainer", "singularity")
 FATAL_EXIT_CODE = 255
 FATAL_PREFIX = "FATAL:"
 EXEC_FAILED_EXIT_CODE = 127
-_RUNTIME_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH of the runtime process itself (not the payload's)."""
 _EXEC_FAILURES = (
     re.compile(r"executable file not found"),
@@ -130,10 +130,11 @@ def runtime_options(workdir: Path, network: bool) -> list[str]:
 
 
 def runtime_env(binary: str, payload_env: Mapping[str, str], state_dir: Path) -> dict[str, str]:
-    """The runtime process's environment: its dirs and the payload's variables, prefixed."""
+    """The runtime process's environment: the fixed ``HOST_ENV``, its dirs and the payload's
+    variables, prefixed (Apptainer sets them inside the container only)."""
     prefix = "SINGULARITY" if os.path.basename(binary).startswith("singularity") else "APPTAINER"
     env = {
-        "PATH": _RUNTIME_PATH,
+        **HOST_ENV,
         f"{prefix}_CACHEDIR": str(state_dir / "apptainer" / "cache"),
         f"{prefix}_TMPDIR": str(state_dir / "apptainer" / "tmp"),
     }
@@ -197,6 +198,7 @@ class ApptainerRuntime:
                     stderr=stderr_fd,
                     start_new_session=True,
                     close_fds=True,
+                    **identity(spec),
                 )
             except OSError as exc:
                 raise ContainerRuntimeFailed(f"cannot start {binary}: {exc}") from exc

@@ -9,8 +9,15 @@ pilot's directory, so not its token. Every namespace is unshared (``--unshare-al
 network is shared back only when the job may use it. ``--die-with-parent`` ends the
 container if the wrapper dies; ``--new-session`` keeps the payload off any terminal.
 
-The environment is exactly the one the wrapper built: bwrap passes its own environment on
-and is started with nothing else (values never appear on its command line).
+Nothing the job controls reaches bwrap itself, which runs on the node as the pilot's user:
+bwrap is started with the fixed ``HOST_ENV`` and the payload's variables are set inside
+the container only (``--setenv``, after the namespaces are made), so a job's ``LD_PRELOAD``
+pointing at a library in its own sandbox loads into the payload, never into bwrap. Every
+option goes through ``--args FD`` (a memfd) rather than the command line: nothing of the
+job's environment is visible in ``ps`` on the node, and inside the container the init
+process's ``/proc/1/cmdline`` is ``bwrap --args N -- <payload argv>``, without the node
+paths of the image and the work dir. (``/proc/self/mountinfo`` still names the work dir's
+path on the node: the kernel shows bind mounts' sources and bwrap cannot hide them.)
 
 Telling bwrap's failures from the payload's: bwrap writes ``{"exit-code": N}`` to its
 ``--json-status-fd`` only when the payload really ran and exited. No such record means
@@ -21,6 +28,7 @@ anything else is the runtime's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,12 +36,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Optional
 
 from wrapper.container import (
     CONTAINER_WORKDIR,
     CVMFS,
+    HOST_ENV,
     Bind,
     check_local_image,
     container_env,
@@ -43,7 +53,7 @@ from wrapper.container import (
 )
 from wrapper.errors import ContainerRuntimeFailed, ExecutableNotFound, RuntimeUnavailable
 from wrapper.patterns import inside
-from wrapper.plain import output_fds
+from wrapper.plain import identity, output_fds
 from wrapper.runtime import ContainerFault, RunningPayload, RunResult, RunSpec
 
 logger = logging.getLogger(__name__)
@@ -80,23 +90,43 @@ def image_mounts(image: Path, skip: frozenset[str]) -> list[str]:
     return options
 
 
-def build_command(
-    binary: str, spec: RunSpec, image: Path, binds: list[Bind], argv: list[str], status_fd: int
+def build_options(
+    spec: RunSpec, image: Path, binds: list[Bind], status_fd: int, env: Mapping[str, str]
 ) -> list[str]:
-    """The whole bwrap command line for ``spec`` (what ``start`` runs)."""
+    """bwrap's options for ``spec`` (what ``start`` passes through ``--args``)."""
     # A bind onto a top-level path replaces the image's entry there; a deeper one needs its
     # mount point to exist in the (read-only) image, or bwrap fails: a runtime failure.
     top_levels = {b.destination.strip("/") for b in binds if "/" not in b.destination.strip("/")}
-    command = [binary, "--unshare-all"]
+    options = ["--unshare-all"]
     if spec.network:
-        command.append("--share-net")
-    command += ["--die-with-parent", "--new-session", "--json-status-fd", str(status_fd)]
-    command += image_mounts(image, _MOUNTED_BY_US | top_levels)
-    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    command += ["--bind", str(spec.cwd), CONTAINER_WORKDIR, "--chdir", CONTAINER_WORKDIR]
+        options.append("--share-net")
+    options += ["--die-with-parent", "--new-session", "--json-status-fd", str(status_fd)]
+    options += image_mounts(image, _MOUNTED_BY_US | top_levels)
+    options += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    options += ["--bind", str(spec.cwd), CONTAINER_WORKDIR, "--chdir", CONTAINER_WORKDIR]
     for bind in binds:
-        command += ["--ro-bind" if bind.read_only else "--bind", bind.source, bind.destination]
-    return [*command, "--", *argv]
+        options += ["--ro-bind" if bind.read_only else "--bind", bind.source, bind.destination]
+    return options + env_options(env)
+
+
+def env_options(env: Mapping[str, str]) -> list[str]:
+    """The payload's environment, set inside the container: bwrap's own (``HOST_ENV``)
+    replaced by exactly ``env``."""
+    options: list[str] = []
+    for name in sorted(set(HOST_ENV) - set(env)):
+        options += ["--unsetenv", name]
+    for name, value in sorted(env.items()):
+        options += ["--setenv", name, value]
+    return options
+
+
+def build_command(
+    binary: str, spec: RunSpec, image: Path, binds: list[Bind], argv: list[str], status_fd: int
+) -> list[str]:
+    """The bwrap command for ``spec`` as if every option were on the command line (what
+    ``start`` runs, but with the options passed through ``--args``)."""
+    env = container_env(spec.env, spec.cwd)
+    return [binary, *build_options(spec, image, binds, status_fd, env), "--", *argv]
 
 
 def resolve_in_image(argv0: str, image: Path, workdir: Path, path_env: str) -> None:
@@ -160,8 +190,10 @@ class BubblewrapRuntime:
         # dir, not /tmp: a pilot writes only inside its work dir (O_TMPFILE: never listed).
         status = tempfile.TemporaryFile(dir=spec.cwd)  # noqa: SIM115
         try:
-            command = build_command(binary, spec, image, binds, argv, status.fileno())
-            process = _popen(command, spec, env, status.fileno())
+            options = build_options(spec, image, binds, status.fileno(), env)
+            with _args_file(options, spec.cwd) as args_fd:
+                command = [BWRAP, "--args", str(args_fd), "--", *argv]
+                process = _popen(binary, command, spec, (status.fileno(), args_fd))
         except BaseException:
             status.close()
             raise
@@ -169,21 +201,43 @@ class BubblewrapRuntime:
         return BubblewrapPayload(process, status, spec.stderr_path)
 
 
+@contextlib.contextmanager
+def _args_file(options: list[str], workdir: Path) -> Iterator[int]:
+    """A descriptor holding ``options`` NUL-separated, for ``--args`` (closed on exit)."""
+    data = b"".join(option.encode() + b"\0" for option in options)
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        fd: int = memfd_create("bwrap-args", 0)
+    else:  # pragma: no cover - Linux < 3.17
+        fd = os.open(workdir, os.O_TMPFILE | os.O_RDWR, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def _popen(
-    command: list[str], spec: RunSpec, env: dict[str, str], status_fd: int
+    binary: str, command: list[str], spec: RunSpec, keep_fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
-    """Start bwrap with the payload's output files and the status file (same fd number)."""
+    """Start ``binary`` as ``command`` with the payload's output files and ``keep_fds`` (same
+    numbers), in the fixed host environment: nothing of the job's applies to bwrap itself."""
     with output_fds(spec) as (stdout_fd, stderr_fd):
         try:
             return subprocess.Popen(
                 command,
-                env=env,
+                executable=binary,
+                env=dict(HOST_ENV),
                 stdin=subprocess.DEVNULL,
                 stdout=stdout_fd,
                 stderr=stderr_fd,
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=(status_fd,),
+                pass_fds=keep_fds,
+                **identity(spec),
             )
         except OSError as exc:
             raise ContainerRuntimeFailed(f"cannot start bwrap: {exc}") from exc

@@ -38,6 +38,10 @@ class ContainerSettings:
     state_dir: Optional[Path] = None
     """Pilot directory for Apptainer's cache and tmp (default: the job dir's parent)."""
     cvmfs_root: str = CVMFS
+    allowed_images: tuple[str, ...] = (CVMFS,)
+    """Directories and image files where a job's ``Container`` may be (``wrapper.images``)."""
+    allow_remote_images: bool = True
+    """Jobs may name images Apptainer fetches from a registry (``docker://...``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,13 +69,22 @@ class WatchdogPolicy:
     """Also set hard limits in a job cgroup where cgroup v2 is delegated to us."""
 
 
+MAX_TREE_DEPTH = 256
+MAX_SCAN_ENTRIES = 1_000_000
+
+
 @dataclasses.dataclass(frozen=True)
 class SandboxLimits:
-    """What ``unpack`` accepts: archive size, member count and bytes written."""
+    """What ``unpack`` accepts (archive size, member count, bytes written, depth) and how
+    far ``pack`` walks a payload's tree looking for its output files."""
 
     max_bytes: int = 10 * GIB
     max_files: int = 100_000
     max_unpacked_bytes: int = 20 * GIB
+    max_depth: int = MAX_TREE_DEPTH
+    """Directory levels, in an input archive and in the tree an output pattern walks."""
+    max_scan_entries: int = MAX_SCAN_ENTRIES
+    """Entries one output pattern may walk past (``**/x`` over the whole work dir)."""
 
 
 @dataclasses.dataclass(frozen=True)

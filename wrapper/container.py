@@ -27,6 +27,10 @@ CONTAINER_WORKDIR = "/srv"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH inside a container unless the job sets its own: the node's PATH means nothing there."""
 
+HOST_ENV: Mapping[str, str] = {"PATH": CONTAINER_PATH}
+"""The whole environment of runtime processes on the node (bwrap, apptainer): fixed, so
+nothing the job sets (``LD_PRELOAD``, ``PYTHONPATH``, ...) and nothing of the pilot's own
+(its token) reaches a process running outside the container."""
 REMOTE_IMAGE_MARKER = "://"
 """``docker://...``, ``oras://...``: images Apptainer fetches itself (no local file)."""
 

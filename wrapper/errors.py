@@ -25,6 +25,11 @@ class UnsafeSandbox(SandboxError):
         self.reason = reason
 
 
+class OutputTreeTooLarge(SandboxError):
+    """The payload left a tree too deep or too big to walk for its output sandbox: the
+    job's fault."""
+
+
 class ChecksumMismatch(SandboxError):
     """Downloaded bytes do not hash to the digest they were asked for by."""
 
@@ -48,6 +53,16 @@ class ExecutableNotFound(PayloadStartError):
 
     def __init__(self, executable: str) -> None:
         super().__init__(executable, "not found in the work dir or on PATH")
+
+
+class ImageNotAllowed(WrapperError):
+    """The job named a container image outside the locations the site allows: the job's
+    fault (``wrapper.images``)."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(f"{image}: {reason}")
+        self.image = image
+        self.reason = reason
 
 
 class RuntimeFailure(WrapperError):

@@ -22,8 +22,9 @@ from protocol import JobAssignment, JobStatus
 from wrapper.config import ContainerSettings, WrapperConfig
 from wrapper.container import CONTAINER_PATH, CONTAINER_WORKDIR
 from wrapper.errors import SandboxError, WrapperError
+from wrapper.identity import hand_over
 from wrapper.outcome import CAUGHT, JobOutcome, MinorStatus, Step, Verdict, blame, judge
-from wrapper.patterns import path_inside
+from wrapper.patterns import ScanLimits, path_inside
 from wrapper.runtime import ContainerRuntime, RunningPayload, RunResult, RunSpec
 from wrapper.sandbox import PackResult, pack, unpack
 from wrapper.selection import (
@@ -104,6 +105,7 @@ class JobRun:
         *,
         on_running: Optional[Callable[[], None]] = None,
         on_payload_started: Optional[Callable[[], None]] = None,
+        payload_user: Optional[int] = None,
     ) -> None:
         self.assignment = assignment
         self.workdir = workdir
@@ -112,6 +114,8 @@ class JobRun:
         self._on_running = on_running
         # Called once the payload has opened its output files (live log shipping starts).
         self._on_payload_started = on_payload_started
+        # The job's own uid (``wrapper.identity``): its work dir is handed over before start.
+        self._payload_user = payload_user
         self._lock = threading.Lock()
         self._kill_requested = threading.Event()
         self._kill_reason = ""
@@ -172,6 +176,7 @@ class JobRun:
         self._check_kill()
         try:
             self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.workdir, 0o700)  # another job (another uid) may not look in
             for sha256 in self.assignment.input_sandboxes:
                 self._check_kill()
                 fd, name = tempfile.mkstemp(prefix=".gridpilot-input-", dir=self.workdir)
@@ -180,6 +185,8 @@ class JobRun:
                     self._fetch(sha256.lower(), Path(name))
                 finally:
                     Path(name).unlink(missing_ok=True)
+            if self._payload_user is not None:
+                hand_over(self.workdir, self._payload_user)
         except CAUGHT[Step.WORKDIR] as exc:  # _fetch turns its own errors into verdicts
             logger.error("job %d: work dir %s: %s", self.assignment.job_id, self.workdir, exc)
             raise _blamed(Step.WORKDIR, exc) from exc
@@ -228,7 +235,11 @@ class JobRun:
         job, config = self.assignment, self._config
         try:
             choice = choose_runtime(
-                job.container, job_wants_gpu(job), config.containers, config.allow_plain
+                job.container,
+                job_wants_gpu(job),
+                config.containers,
+                config.allow_plain,
+                protected=(str(self.workdir.parent),),
             )
         except CAUGHT[Step.RUNTIME] as exc:
             raise _blamed(Step.RUNTIME, exc) from exc
@@ -262,6 +273,7 @@ class JobRun:
             image=image,
             gpu=job_wants_gpu(job),
             network=job_network(job, self._config.containers),
+            user=self._payload_user,
         )
 
     def _notify(self, callback: Optional[Callable[[], None]]) -> None:
@@ -310,9 +322,14 @@ class JobRun:
         first = [p for p in job.output_sandbox if p in (job.stdout, job.stderr)]
         patterns = first + [p for p in job.output_sandbox if p not in first]
         archive = self.workdir / f".gridpilot-output-{job.job_id}.tar.gz"
+        limits = self._config.sandbox_limits
         try:
             packed = pack(
-                self.workdir, patterns, archive, max_bytes=self._config.max_output_sandbox_bytes
+                self.workdir,
+                patterns,
+                archive,
+                max_bytes=self._config.max_output_sandbox_bytes,
+                scan_limits=ScanLimits(limits.max_depth, limits.max_scan_entries),
             )
         except (OSError, SandboxError) as exc:
             logger.error("job %d: packing the output sandbox failed: %s", job.job_id, exc)
@@ -322,6 +339,9 @@ class JobRun:
                 return None, verdict.stage_out_failed(MinorStatus.OUTPUT_UPLOAD_FAILED)
         finally:
             archive.unlink(missing_ok=True)
+        if packed.refused:
+            minor = MinorStatus.OUTPUT_TREE_TOO_LARGE.with_detail(packed.refused_summary())
+            verdict = verdict.output_refused(minor)
         if packed.left_out and verdict.status == JobStatus.DONE:
             minor = MinorStatus.OUTPUT_OVER_LIMIT.with_detail(packed.left_out_summary())
             verdict = dataclasses.replace(verdict, minor_status=minor)

@@ -23,6 +23,7 @@ from wrapper.errors import (
     ContainerImageNotFound,
     ContainerRuntimeFailed,
     ExecutableNotFound,
+    ImageNotAllowed,
     PayloadStartError,
     RuntimeFailure,
     RuntimeUnavailable,
@@ -51,9 +52,11 @@ class MinorStatus(str, enum.Enum):
     RUNTIME_FAILURE = "Runtime Failure"
     CONTAINER_IMAGE_NOT_FOUND = "Container Image Not Found"
     CONTAINER_RUNTIME_FAILED = "Container Runtime Failed"
+    CONTAINER_IMAGE_NOT_ALLOWED = "Container Image Not Allowed"
     OUTPUT_OVER_LIMIT = "Output Sandbox Over Limit"
     OUTPUT_PACK_FAILED = "Output Sandbox Packing Failed"
     OUTPUT_UPLOAD_FAILED = "Output Sandbox Upload Failed"
+    OUTPUT_TREE_TOO_LARGE = "Output Sandbox Not Collected"
 
     def with_detail(self, detail: str) -> str:
         return f"{self.value}: {detail}" if detail else self.value
@@ -107,6 +110,15 @@ class Verdict:
     infrastructure_error: bool = False
     application_status: str = ""
     exit_code: Optional[int] = None
+
+    def output_refused(self, minor: str) -> Verdict:
+        """The payload's own output could not be collected: a job that had succeeded fails,
+        as the payload's fault (not rescheduled); other verdicts stand."""
+        if self.status != JobStatus.DONE:
+            return self
+        return dataclasses.replace(
+            self, status=JobStatus.FAILED, minor_status=minor, infrastructure_error=False
+        )
 
     def stage_out_failed(self, minor: MinorStatus) -> Verdict:
         """A failed stage-out fails a job that had succeeded; other verdicts stand."""
@@ -198,6 +210,7 @@ FAILURES: tuple[Failure, ...] = (
     Failure(Step.UNPACK, UnsafeSandbox, MinorStatus.INPUT_UNSAFE, False, str),
     Failure(Step.UNPACK, SandboxError, MinorStatus.INPUT_UNREADABLE, False),
     Failure(Step.UNPACK, OSError, MinorStatus.INPUT_UNPACK_FAILED, True),
+    Failure(Step.RUNTIME, ImageNotAllowed, MinorStatus.CONTAINER_IMAGE_NOT_ALLOWED, False, str),
     Failure(Step.RUNTIME, RuntimeUnavailable, MinorStatus.RUNTIME_UNAVAILABLE, True, str),
     Failure(
         Step.START,

@@ -22,6 +22,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from wrapper.errors import (
     ExecutableNotFound,
@@ -92,16 +93,28 @@ def make_executable(path: str) -> None:
     logger.info("made %s executable", path)
 
 
+def identity(spec: RunSpec) -> dict[str, Any]:
+    """``Popen`` arguments that start the child as the spec's user (nothing if none)."""
+    if spec.user is None:
+        return {}
+    return {"user": spec.user, "group": spec.user, "extra_groups": []}
+
+
 @contextlib.contextmanager
 def output_fds(spec: RunSpec) -> Iterator[tuple[int, int]]:
-    """Open stdout and stderr files for the child; the parent's copies close on exit."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+    """Open stdout and stderr files for the child; the parent's copies close on exit.
+
+    They belong to the payload's user, so the payload may also reopen them by name.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
     fds: list[int] = []
     try:
         try:
             for path in (spec.stdout_path, spec.stderr_path):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fds.append(os.open(path, flags, 0o644))
+                if spec.user is not None:
+                    os.fchown(fds[-1], spec.user, spec.user)
         except OSError as exc:
             raise RuntimeFailure(f"cannot open payload output files: {exc}") from exc
         # O_APPEND on both: if StdOutput and StdError name one file, both streams interleave
@@ -146,6 +159,7 @@ class PlainRuntime:
                     stderr=stderr_fd,
                     start_new_session=True,
                     close_fds=True,
+                    **identity(spec),
                 )
             except OSError as exc:
                 raise _start_error(spec.argv[0], exc) from exc

@@ -60,6 +60,9 @@ class RunSpec:
     """The job asked for a GPU (Apptainer adds ``--nv``)."""
     network: bool = True
     """Whether a container shares the node's network (plain execution always does)."""
+    user: Optional[int] = None
+    """Run the payload (and a container runtime) as this uid, with the same number as gid
+    and no other groups: a pilot running as root gives each job its own identity."""
 
 
 @dataclasses.dataclass(frozen=True)

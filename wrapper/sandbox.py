@@ -24,7 +24,7 @@ from typing import IO, BinaryIO, Optional
 from wrapper.config import SandboxLimits
 from wrapper.errors import ChecksumMismatch, SandboxError, UnsafeSandbox
 from wrapper.gzipstream import GzipStream, level_for
-from wrapper.patterns import inside, select
+from wrapper.patterns import ScanLimits, inside, select
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ class PackResult:
 
     ``included`` names the files stored (directories are stored too, so empty ones survive,
     but are not listed); ``missing`` names the patterns that matched nothing that could be
-    stored; ``left_out`` names the files that matched but did not fit under ``max_bytes``.
+    stored; ``left_out`` names the files that matched but did not fit under ``max_bytes``;
+    ``refused`` the patterns whose walk went past the scan limits, with why.
     """
 
     path: Path
@@ -46,6 +47,13 @@ class PackResult:
     included: list[str]
     missing: list[str]
     left_out: list[str]
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def refused_summary(self) -> str:
+        """``the work dir holds <why> for pattern <p>`` (the first refusal): a minor status."""
+        for pattern, why in self.refused.items():
+            return f"the work dir holds {why} for pattern {pattern}"
+        return ""
 
     def left_out_summary(self, shown: int = 3) -> str:
         """``a, b and c left out`` or ``a, b, c and 4 more left out``: fits a minor status."""
@@ -165,17 +173,25 @@ class _Packer:
 
 
 def pack(
-    base_dir: Path, patterns: Sequence[str], dest: Path, *, max_bytes: Optional[int] = None
+    base_dir: Path,
+    patterns: Sequence[str],
+    dest: Path,
+    *,
+    max_bytes: Optional[int] = None,
+    scan_limits: ScanLimits = ScanLimits(),
 ) -> PackResult:
     """Write the files ``patterns`` select under ``base_dir`` to the archive ``dest``.
 
     ``max_bytes`` caps the summed size of the stored files; files that would go over it are
-    skipped (in order) and listed in ``left_out``. ``dest`` itself is never packed.
+    skipped (in order) and listed in ``left_out``. ``dest`` itself is never packed. A
+    pattern whose walk goes beyond ``scan_limits`` selects nothing and is listed in
+    ``refused``; the other patterns are still packed.
     """
     base_real = os.path.realpath(base_dir)
     dest_real = os.path.realpath(dest)
     skip = os.path.relpath(dest_real, base_real) if inside(dest_real, base_real) else ""
-    chosen, per_pattern = select(base_real, patterns, skip.replace(os.sep, "/"))
+    selection = select(base_real, patterns, skip.replace(os.sep, "/"), scan_limits)
+    chosen, per_pattern = selection.chosen, selection.per_pattern
     with open(dest, "wb") as raw:
         sink = _HashingWriter(raw)
         gz = GzipStream(sink)
@@ -188,7 +204,11 @@ def pack(
                 packer.add(name, kind)
         gz.close()
     found = set(packer.stored) | set(packer.left_out)
-    missing = [p for p, names in per_pattern.items() if not found.intersection(names)]
+    missing = [
+        p
+        for p, names in per_pattern.items()
+        if not found.intersection(names) and p not in selection.refused
+    ]
     if packer.left_out:
         logger.warning("sandbox %s: %d file(s) over the cap left out", dest, len(packer.left_out))
     return PackResult(
@@ -198,6 +218,7 @@ def pack(
         included=packer.included,
         missing=missing,
         left_out=packer.left_out,
+        refused=dict(selection.refused),
     )
 
 
@@ -230,6 +251,8 @@ class _Extractor:
         if self.member_count > self.limits.max_files:
             raise UnsafeSandbox(member.name, f"more than {self.limits.max_files} members")
         name = _member_name(member.name)
+        if name.count("/") >= self.limits.max_depth:
+            raise UnsafeSandbox(name[:200], f"more than {self.limits.max_depth} directory levels")
         if not name:
             if member.isdir():
                 return

@@ -11,7 +11,8 @@
 "Can run it": bwrap runs directory images only and gives no GPU; Apptainer runs SIF
 files, directories and ``docker://``-style URIs. A runtime is usable when the site allows
 it and its binary is on the node. A missing image is found by the runtime chosen for it
-(Container Image Not Found, infrastructure).
+(Container Image Not Found, infrastructure). An image the job names must first be in a
+location the site allows (``wrapper.images``; the job's fault when it is not).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from wrapper.bubblewrap import BubblewrapRuntime, BubblewrapSettings
 from wrapper.config import ContainerSettings
 from wrapper.container import REMOTE_IMAGE_MARKER, wants_gpu
 from wrapper.errors import RuntimeUnavailable
+from wrapper.images import allowed_image
 from wrapper.plain import PlainRuntime
 from wrapper.runtime import ContainerRuntime
 
@@ -69,9 +71,24 @@ def _can_run(runtime: ContainerRuntime, image: str, gpu: bool) -> bool:
 
 
 def choose_runtime(
-    job_image: str, gpu: bool, settings: ContainerSettings, allow_plain: bool
+    job_image: str,
+    gpu: bool,
+    settings: ContainerSettings,
+    allow_plain: bool,
+    *,
+    protected: Sequence[str] = (),
 ) -> Choice:
-    """The runtime and image for a job, by the table above; raise ``RuntimeUnavailable``."""
+    """The runtime and image for a job, by the table above; raise ``RuntimeUnavailable``,
+    or ``ImageNotAllowed`` for a job image outside the site's locations (``protected``:
+    node paths no image may hold or lie in, the pilot's directory)."""
+    if job_image:
+        guarded = [*protected, str(settings.state_dir)] if settings.state_dir else protected
+        job_image = allowed_image(
+            job_image,
+            settings.allowed_images,
+            protected=guarded,
+            remote_ok=settings.allow_remote_images,
+        )
     image = job_image or settings.default_image
     if not image:
         if settings.required:

@@ -44,13 +44,14 @@ def tree_bytes(root: Path, stop_above: int = 0) -> int:
     return total
 
 
-def marked_processes(marker: Mapping[str, str]) -> list[psutil.Process]:
-    """Processes of this user whose environment holds every ``marker`` variable's value.
+def marked_processes(marker: Mapping[str, str], uid: Optional[int] = None) -> list[psutil.Process]:
+    """Processes of user ``uid`` (default: ours) whose environment holds every ``marker``
+    variable's value.
 
     Reads ``/proc`` directly: the scan runs at every job's start and end, and through
     psutil it took 4.4 ms with 88 processes on the node, against 0.9 ms now.
     """
-    uid, own = os.getuid(), os.getpid()
+    uid, own = os.getuid() if uid is None else uid, os.getpid()
     wanted = [f"{name}={value}".encode() for name, value in marker.items()]
     try:
         entries = [entry.name for entry in os.scandir(PROC) if entry.name.isdigit()]

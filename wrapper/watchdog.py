@@ -197,6 +197,7 @@ class Watchdog:
         workdir: Path,
         stdio_paths: Sequence[Path],
         marker: Mapping[str, str],
+        marker_uid: Optional[int] = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._payload = payload
@@ -212,7 +213,7 @@ class Watchdog:
         self._workdir_bytes = 0
         self.last: Optional[Sample] = None
         if marker:
-            payload.also_track(functools.partial(marked_processes, dict(marker)))
+            payload.also_track(functools.partial(marked_processes, dict(marker), marker_uid))
         self._cgroup: Optional[cgroups.JobCgroup] = None
         if policy.use_cgroups:
             self._cgroup = cgroups.for_payload(
@@ -249,6 +250,7 @@ class Watchdog:
             workdir=spec.cwd,
             stdio_paths=[spec.stdout_path, spec.stderr_path],
             marker=marker,
+            marker_uid=spec.user,
         )
 
     def poll(self) -> Optional[LimitHit]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Union
@@ -12,6 +14,9 @@ import pytest
 from protocol import JobAssignment
 from wrapper.errors import ChecksumMismatch
 from wrapper.sandbox import pack, sha256_file
+
+IMAGE_LOCATIONS = (os.path.realpath(tempfile.gettempdir()),)
+"""Where the tests' images are (pytest's tmp_path dirs): the tests' ``allowed_images``."""
 
 
 class DirectoryTransport:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from protocol import JobStatus
-from tests.wrapper.conftest import DirectoryTransport, assignment
+from tests.wrapper.conftest import IMAGE_LOCATIONS, DirectoryTransport, assignment
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.apptainer import ApptainerRuntime, build_invocation, find_binary
 from wrapper.container import Bind, node_binds
@@ -195,7 +195,9 @@ def stand_in(tmp_path: Path, behaviour: str) -> Path:
 def run_with(
     tmp_path: Path, transport: DirectoryTransport, binary: Path, image: str, **fields: object
 ) -> JobOutcome:
-    settings = ContainerSettings(runtimes=("apptainer",), apptainer_path=str(binary))
+    settings = ContainerSettings(
+        runtimes=("apptainer",), apptainer_path=str(binary), allowed_images=IMAGE_LOCATIONS
+    )
     config = WrapperConfig(allow_plain=False, containers=settings, kill_grace_s=0.5)
     run = JobRun(
         assignment(container=image, **fields), tmp_path / "pilot" / "job_7", transport, config
@@ -292,7 +294,7 @@ def test_real_apptainer_runs_a_directory_image(
     tmp_path: Path, transport: DirectoryTransport
 ) -> None:
     image = build_rootfs(tmp_path / "rootfs")
-    settings = ContainerSettings(runtimes=("apptainer",))
+    settings = ContainerSettings(runtimes=("apptainer",), allowed_images=IMAGE_LOCATIONS)
     config = WrapperConfig(allow_plain=False, containers=settings, kill_grace_s=0.5)
     script = "pwd; echo $HOME; env"
     run = JobRun(

@@ -15,14 +15,14 @@ import psutil
 import pytest
 
 from protocol import JobStatus
-from tests.wrapper.conftest import DirectoryTransport, SandboxMaker, assignment
+from tests.wrapper.conftest import IMAGE_LOCATIONS, DirectoryTransport, SandboxMaker, assignment
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.bubblewrap import BubblewrapRuntime, BubblewrapSettings, build_command
 from wrapper.container import Bind
 from wrapper.job import ContainerSettings, JobOutcome, JobRun, WrapperConfig
 from wrapper.runtime import RunSpec
 
-BWRAP_ONLY = ContainerSettings(runtimes=("bwrap",))
+BWRAP_ONLY = ContainerSettings(runtimes=("bwrap",), allowed_images=IMAGE_LOCATIONS)
 CONFIG = WrapperConfig(
     allow_plain=False, containers=BWRAP_ONLY, kill_grace_s=0.5, upload_backoff_s=0.01
 )
@@ -245,7 +245,7 @@ def test_failed_bind_is_a_container_runtime_failure(
     tmp_path: Path, transport: DirectoryTransport, rootfs: Path
 ) -> None:
     # /bin comes read-only from the image: bwrap cannot make a mount point inside it.
-    settings = ContainerSettings(runtimes=("bwrap",), binds=(f"{tmp_path}:/bin/extra",))
+    settings = dataclasses.replace(BWRAP_ONLY, binds=(f"{tmp_path}:/bin/extra",))
     config = WrapperConfig(allow_plain=False, containers=settings, kill_grace_s=0.5)
     outcome = run_job(
         tmp_path,
@@ -270,7 +270,7 @@ def test_site_binds_are_visible_read_only_and_missing_ones_are_dropped(
     (shared / "calib.txt").write_text("calibration\n")
     binds = (f"{shared}:/data:ro", str(tmp_path / "not-here"))
     config = WrapperConfig(
-        allow_plain=False, containers=ContainerSettings(runtimes=("bwrap",), binds=binds)
+        allow_plain=False, containers=dataclasses.replace(BWRAP_ONLY, binds=binds)
     )
     script = "cat /data/calib.txt; touch /data/new || echo refused"
     outcome = run_job(
@@ -293,7 +293,7 @@ def test_command_line_unshares_everything_and_shares_network_only_when_asked(
     spec = RunSpec(
         argv=["sh"],
         cwd=tmp_path,
-        env={},
+        env={"LD_PRELOAD": f"{tmp_path}/lib.so"},
         stdout_path=tmp_path / "o",
         stderr_path=tmp_path / "e",
         image=str(rootfs),
@@ -323,11 +323,28 @@ def test_command_line_unshares_everything_and_shares_network_only_when_asked(
         "/usr",
     ]  # fmt: skip  (the image's own /srv is replaced by the work dir)
     assert command[command.index("--proc") :] == [
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-        "--bind", str(tmp_path), "/srv", "--chdir", "/srv",
-        "--ro-bind", "/cvmfs", "/cvmfs",
-        "--", "sh",
-    ]  # fmt: skip
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        str(tmp_path),
+        "/srv",
+        "--chdir",
+        "/srv",
+        "--ro-bind",
+        "/cvmfs",
+        "/cvmfs",
+        "--unsetenv",
+        "PATH",
+        "--setenv",
+        "LD_PRELOAD",
+        "/srv/lib.so",
+        "--",
+        "sh",
+    ]  # fmt: skip  (the environment is set inside, work-dir paths as the container sees them)
     with_net = dataclasses.replace(spec, network=True)
     assert build_command("bwrap", with_net, rootfs, [], ["sh"], 9)[:3] == [
         "bwrap", "--unshare-all", "--share-net"
@@ -344,8 +361,23 @@ def test_image_holding_the_pilots_directory_is_refused(
 ) -> None:
     # "/" as the image would bind the pilot's directory, token included, into the container.
     outcome = run_job(tmp_path, transport, container="/", executable="true")
+    assert outcome.minor_status == "Container Image Not Allowed: /: it holds /proc"
+    assert not outcome.infrastructure_error
+
+
+def test_site_default_image_holding_the_work_dir_is_refused_too(
+    tmp_path: Path, transport: DirectoryTransport
+) -> None:
+    # The site's own default image is not checked against allowed_images; bwrap still
+    # refuses one that would show the pilot's directory (a site mistake: infrastructure).
+    config = dataclasses.replace(CONFIG, containers=replace_settings(default_image="/"))
+    outcome = run_job(tmp_path, transport, config, executable="true")
     assert outcome.minor_status.startswith("Runtime Unavailable: image / holds the job's work dir")
     assert outcome.infrastructure_error
+
+
+def replace_settings(**fields: object) -> ContainerSettings:
+    return dataclasses.replace(BWRAP_ONLY, **fields)  # type: ignore[arg-type]
 
 
 STARTER = """

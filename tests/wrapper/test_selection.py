@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import JobStatus
-from tests.wrapper.conftest import DirectoryTransport, assignment
+from tests.wrapper.conftest import IMAGE_LOCATIONS, DirectoryTransport, assignment
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.container import parse_bind
 from wrapper.errors import RuntimeFailure, RuntimeUnavailable
@@ -56,7 +56,7 @@ def sif(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def settings(**fields: object) -> ContainerSettings:
-    values: dict[str, object] = {"apptainer_path": NO_APPTAINER}
+    values: dict[str, object] = {"apptainer_path": NO_APPTAINER, "allowed_images": IMAGE_LOCATIONS}
     values.update(fields)
     return ContainerSettings(**values)  # type: ignore[arg-type]
 
@@ -75,8 +75,9 @@ def test_site_requiring_containers_never_runs_plain() -> None:
 def test_default_image_is_used_for_jobs_without_one(rootfs: Path) -> None:
     choice = choose_runtime("", False, settings(default_image=str(rootfs)), allow_plain=True)
     assert (choice.runtime.name, choice.image) == ("bwrap", str(rootfs))
-    job_image = choose_runtime("/other", False, settings(default_image=str(rootfs)), True)
-    assert job_image.image == "/other"
+    other = str(rootfs.parent / "other")
+    job_image = choose_runtime(other, False, settings(default_image=str(rootfs)), True)
+    assert job_image.image == other
 
 
 def test_preference_order_decides_between_usable_runtimes(rootfs: Path, apptainer: str) -> None:
@@ -121,7 +122,12 @@ def test_image_on_a_node_without_allowed_runtimes_is_unavailable(rootfs: Path) -
 def test_plain_is_chosen_exactly_when_no_image_applies_and_the_site_allows_it(
     job_image: str, default_image: str, required: bool, allow_plain: bool, runtimes: tuple[str, ...]
 ) -> None:
-    site = settings(default_image=default_image, required=required, runtimes=runtimes)
+    site = settings(
+        default_image=default_image,
+        required=required,
+        runtimes=runtimes,
+        allowed_images=("/images",),
+    )
     plain_expected = not job_image and not default_image and not required and allow_plain
     try:
         choice = choose_runtime(job_image, False, site, allow_plain)
