@@ -1,6 +1,7 @@
 """The sweeper: a background task of the coordinator app that expires leases and forgets
 live-stream events older than ``event_retention_s``; hourly it refreshes the query
-planner's statistics (``Database.analyze``).
+planner's statistics (``Database.analyze``). It also forgets pilots' old request ids
+(``coordinator.logic.pilot_requests``).
 
 Started and stopped with the app (``running_sweeper`` in the app's lifespan). Every
 ``sweep_interval_s`` it runs ``coordinator.logic.leases.sweep`` in a worker thread, so the
@@ -20,7 +21,7 @@ from typing import Callable
 
 import anyio.to_thread
 
-from coordinator.logic import events, leases
+from coordinator.logic import events, leases, pilot_requests
 from coordinator.settings import Settings
 from coordinator.store.database import Database
 
@@ -44,8 +45,10 @@ class Sweeper:
         self._analyzed_at = -STATISTICS_INTERVAL_S  # the first sweep refreshes them
 
     def sweep_once(self) -> list[leases.LeaseDecision]:
-        decisions = leases.sweep(self._db, self._settings, self._clock())
-        events.prune(self._db, self._settings.event_retention_s, self._clock())
+        now = self._clock()
+        decisions = leases.sweep(self._db, self._settings, now)
+        events.prune(self._db, self._settings.event_retention_s, now)
+        pilot_requests.forget_old(self._db, now)
         return decisions
 
     def refresh_statistics_if_due(self) -> None:

@@ -246,6 +246,10 @@ class RegistrationReply(Message):
     features: list[str] = dataclasses.field(default_factory=list)
     """``Feature`` values this coordinator offers (kept as strings: a pilot ignores the
     ones it does not know)."""
+    job_lease_s: float = 0.0
+    """How long a job whose pilot is silent stays that pilot's before the coordinator may
+    give it to another (heartbeat timeout + stalled grace); 0 when the coordinator does not
+    say. A pilot that cannot renew its jobs' leases for this long stops their payloads."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +264,9 @@ class MatchRequest(Message):
     platform: str = ""
     tags: list[str] = dataclasses.field(default_factory=list)
     container_runtimes: list[str] = dataclasses.field(default_factory=list)
+    request_id: str = ""
+    """Chosen by the pilot, the same for every retry of one request: a retried match whose
+    first reply was lost gets the jobs the first one claimed, and claims no others."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,6 +325,9 @@ class JobStatusUpdate(Message):
     log_offsets: dict[str, int] = dataclasses.field(default_factory=dict)
     """Bytes of each stream (``stdout``, ``stderr``) the pilot shipped in all: the final
     report says where each log ends, in the same request as the status and the output."""
+    request_id: str = ""
+    """Chosen by the pilot, the same for every retry of one report: a retry of a report
+    already applied changes nothing and is answered with the job as it is."""
 
     _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
 

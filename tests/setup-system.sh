@@ -19,6 +19,11 @@ command -v chromium >/dev/null || packages+=(chromium)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
 # curl is the plain-HTTP baseline of the sandbox bench (tests/bench/test_sandboxes.py).
 command -v curl >/dev/null || packages+=(curl)
+# /usr/bin/time measures tar's peak memory in the unpack bench (tests/bench/test_unpack.py).
+[ -x /usr/bin/time ] || packages+=(time)
+# A C compiler builds the LD_PRELOAD library of the job-environment attack test
+# (tests/wrapper/test_job_environment.py).
+command -v cc >/dev/null || packages+=(gcc libc6-dev)
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive

@@ -85,6 +85,10 @@ class SandboxLimits:
     """Directory levels, in an input archive and in the tree an output pattern walks."""
     max_scan_entries: int = MAX_SCAN_ENTRIES
     """Entries one output pattern may walk past (``**/x`` over the whole work dir)."""
+    max_ratio: float = 200.0
+    """Bytes written per compressed byte read, past ``ratio_floor_bytes`` (0: no limit)."""
+    ratio_floor_bytes: int = 64 * MIB
+    """Small archives may expand as much as they like: zeros compress 1,000 to 1."""
 
 
 @dataclasses.dataclass(frozen=True)

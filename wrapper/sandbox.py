@@ -1,28 +1,25 @@
 """Sandboxes: gzip-compressed tar archives named by the sha256 of their bytes.
 
 ``pack`` collects files by name, glob or directory from one base directory and never follows
-a symlink out of it. ``unpack`` validates every member itself (Python 3.9 patch releases do
-not all have tarfile's ``filter=``) and never writes outside the destination: absolute names,
-``..``, links leading out, devices, fifos and archives over the limits are refused with
-``UnsafeSandbox`` naming the member.
+a symlink out of it. ``unpack`` (``wrapper.extraction``, re-exported here) validates every
+member and never writes outside the destination, in bounded memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import logging
 import os
 import stat
 import tarfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, BinaryIO, Optional
+from typing import BinaryIO, Optional
 
 from wrapper.config import SandboxLimits
-from wrapper.errors import ChecksumMismatch, SandboxError, UnsafeSandbox
+from wrapper.errors import ChecksumMismatch
+from wrapper.extraction import unpack
 from wrapper.gzipstream import GzipStream, level_for
 from wrapper.patterns import ScanLimits, inside, select
 
@@ -222,157 +219,11 @@ def pack(
     )
 
 
-# --------------------------------------------------------------------------- unpacking
-
-
-def _member_name(raw: str) -> str:
-    """The member's name relative to the destination ("" for the root itself)."""
-    if raw.startswith("/"):
-        raise UnsafeSandbox(raw, "absolute path")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeSandbox(raw, "'..' in path")
-    return "/".join(parts)
-
-
-class _Extractor:
-    """Writes validated members under ``root`` while counting members and bytes."""
-
-    def __init__(self, root: str, limits: SandboxLimits) -> None:
-        self.root = root
-        self.limits = limits
-        self.names: list[str] = []
-        self.links: list[tuple[str, str]] = []
-        self.member_count = 0
-        self.unpacked_bytes = 0
-
-    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        self.member_count += 1
-        if self.member_count > self.limits.max_files:
-            raise UnsafeSandbox(member.name, f"more than {self.limits.max_files} members")
-        name = _member_name(member.name)
-        if name.count("/") >= self.limits.max_depth:
-            raise UnsafeSandbox(name[:200], f"more than {self.limits.max_depth} directory levels")
-        if not name:
-            if member.isdir():
-                return
-            raise UnsafeSandbox(member.name, "no file name")
-        if member.isdir():
-            path = self._directory(name.split("/"), name)
-            os.chmod(path, (stat.S_IMODE(member.mode) & 0o777) | 0o700)
-        elif member.issym():
-            self._symlink(name, member.linkname)
-        elif member.islnk():
-            self._hardlink(name, member.linkname)
-        elif member.isreg() and not member.issparse():
-            self._regular(tar, member, name)
-        else:
-            raise UnsafeSandbox(name, "device, fifo or other special file")
-        self.names.append(name)
-
-    def finish(self) -> None:
-        """Refuse links that a later member turned into a way out of the tree."""
-        for name, path in self.links:
-            if os.path.islink(path) and not inside(os.path.realpath(path), self.root):
-                os.unlink(path)
-                raise UnsafeSandbox(name, "link leads outside the work dir")
-
-    def _directory(self, parts: list[str], member: str) -> str:
-        """Create ``parts`` below the root one level at a time; return its real path."""
-        current = self.root
-        for part in parts:
-            candidate = os.path.join(current, part)
-            try:
-                mode = os.lstat(candidate).st_mode
-            except FileNotFoundError:
-                os.mkdir(candidate, 0o700)
-                current = candidate
-                continue
-            if stat.S_ISLNK(mode):
-                candidate = os.path.realpath(candidate)
-                if not inside(candidate, self.root) or not os.path.isdir(candidate):
-                    raise UnsafeSandbox(member, "path goes through a link leading outside")
-            elif not stat.S_ISDIR(mode):
-                raise UnsafeSandbox(member, f"{part!r} is not a directory")
-            current = candidate
-        return current
-
-    def _target(self, name: str) -> str:
-        """Real path for a new non-directory member, with whatever was there removed."""
-        parent_name, _, base = name.rpartition("/")
-        parent = self._directory(parent_name.split("/") if parent_name else [], name)
-        path = os.path.join(parent, base)
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return path
-        if stat.S_ISDIR(mode):
-            raise UnsafeSandbox(name, "would replace a directory")
-        os.unlink(path)
-        return path
-
-    def _symlink(self, name: str, link: str) -> None:
-        if not link or link.startswith("/"):
-            raise UnsafeSandbox(name, f"link to absolute path {link!r}")
-        path = self._target(name)
-        if not inside(os.path.realpath(os.path.join(os.path.dirname(path), link)), self.root):
-            raise UnsafeSandbox(name, f"link to {link!r} leads outside the work dir")
-        os.symlink(link, path)
-        self.links.append((name, path))
-
-    def _hardlink(self, name: str, link: str) -> None:
-        try:
-            source = os.path.realpath(os.path.join(self.root, _member_name(link)))
-        except UnsafeSandbox:
-            raise UnsafeSandbox(name, f"hard link to {link!r} outside the work dir") from None
-        if not inside(source, self.root) or not os.path.isfile(source):
-            raise UnsafeSandbox(name, f"hard link to {link!r}: not a file inside the work dir")
-        path = self._target(name)
-        try:
-            os.link(source, path)
-        except OSError:
-            with open(source, "rb") as handle:
-                self._write(handle, path, name, os.stat(source).st_mode)
-
-    def _regular(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
-        if self.unpacked_bytes + member.size > self.limits.max_unpacked_bytes:
-            raise UnsafeSandbox(name, f"more than {self.limits.max_unpacked_bytes} bytes")
-        source = tar.extractfile(member)
-        if source is None:
-            raise UnsafeSandbox(name, "unreadable member")
-        with source:
-            self._write(source, self._target(name), name, member.mode, member.mtime)
-
-    def _write(
-        self, source: IO[bytes], path: str, name: str, mode: int, mtime: Optional[float] = None
-    ) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(path, flags, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
-                self.unpacked_bytes += len(chunk)
-                if self.unpacked_bytes > self.limits.max_unpacked_bytes:
-                    raise UnsafeSandbox(name, f"more than {self.limits.max_unpacked_bytes} bytes")
-                out.write(chunk)
-            out.flush()
-            os.fchmod(fd, (stat.S_IMODE(mode) & 0o777) | 0o600)
-            if mtime is not None:
-                os.utime(fd, (mtime, mtime))
-
-
-def unpack(archive: Path, dest: Path, *, limits: SandboxLimits = SandboxLimits()) -> list[str]:
-    """Extract ``archive`` into ``dest`` safely; return the member names written."""
-    size_bytes = archive.stat().st_size
-    if size_bytes > limits.max_bytes:
-        raise UnsafeSandbox(archive.name, f"archive of {size_bytes} bytes over {limits.max_bytes}")
-    dest.mkdir(parents=True, exist_ok=True)
-    extractor = _Extractor(os.path.realpath(dest), limits)
-    try:
-        # A big read buffer: tarfile's default (10 KB) makes stream reading CPU-bound.
-        with tarfile.open(archive, mode="r|*", bufsize=CHUNK_BYTES) as tar:
-            for member in tar:
-                extractor.add(tar, member)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise SandboxError(f"unreadable sandbox archive {archive.name}: {exc}") from exc
-    extractor.finish()
-    return extractor.names
+__all__ = [
+    "PackResult",
+    "SandboxLimits",
+    "pack",
+    "sha256_file",
+    "unpack",
+    "verify_sha256",
+]

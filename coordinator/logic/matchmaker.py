@@ -16,6 +16,10 @@ One match, in one write transaction:
 
 A claim that comes back short tells the index those queues are dry; a match that finds
 nothing reads the VO's queues again once before answering "no job".
+
+A match is idempotent by the pilot's ``request_id``: the jobs it claimed are recorded in the
+same transaction, and a retry with that id (its first reply was cut or lost) is given the
+same jobs again, those still Matched to this pilot, and claims nothing new.
 """
 
 from __future__ import annotations
@@ -41,13 +45,14 @@ from coordinator.logic.matching import (
     cores_to_give,
     fits,
 )
-from coordinator.logic.pilots import own_pilot
+from coordinator.logic.pilots import check_request_id, own_pilot
 from coordinator.logic.queue_index import IndexedQueue, QueueIndex
 from coordinator.logic.taskqueues import remove_if_done
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
+from coordinator.store import requests as request_store
 from coordinator.store import taskqueues as tq_store
 from coordinator.store.database import Database
 from coordinator.store.precompiled import Row
@@ -77,21 +82,44 @@ def match(
     """
     if request.n < 1 or request.cores_free < 0 or request.memory_free_mb < 0:
         raise BadRequest("n must be at least 1; free cores and memory cannot be negative")
+    request_id = check_request_id(request.request_id)
     started_s = time.perf_counter()
     assignments: list[JobAssignment] = []
     with db.write() as conn:
         pilot = own_pilot(conn, claims, pilot_id)
         pilot_store.touch_pilot(conn, pilot_id)
-        if pilot["accepting_work"]:
+        earlier = request_store.recall(conn, pilot_id, request_id, request_store.MATCH)
+        if earlier is not None:
+            assignments = _replay(conn, pilot_id, earlier, settings.match_timeout_s)
+            logger.info("pilot %s: match %s retried, same jobs", pilot_id, request_id)
+        elif pilot["accepting_work"]:
             offer = pilot_offer(claims, pilot, request)
             round_ = MatchRound(conn, settings, pilot_id, offer, index)
             claimed = round_.claim(min(request.n, MAX_JOBS_PER_MATCH))
             assignments = _deliverable(conn, claimed, settings.match_timeout_s)
+        if request_id and earlier is None:
+            record = [[a.job_id, a.cores] for a in assignments]
+            request_store.remember(conn, pilot_id, request_id, request_store.MATCH, record)
     metrics.observe_match(time.perf_counter() - started_s, len(assignments))
     if not assignments:
         return MatchReply(retry_after_s=settings.match_retry_after_s)
     logger.info("pilot %s matched jobs %s", pilot_id, [a.job_id for a in assignments])
     return MatchReply(jobs=assignments)
+
+
+def _replay(
+    conn: Connection, pilot_id: str, record: list[list[int]], lease_s: float
+) -> list[JobAssignment]:
+    """The jobs an earlier match with the same request id claimed, those still Matched to
+    this pilot (one the sweeper took back meanwhile is not given again)."""
+    cores = {int(job_id): int(given) for job_id, given in record}
+    rows = job_store.get_jobs(conn, list(cores))
+    held = [row for row in rows if row["status"] == JobStatus.MATCHED.value]
+    return _deliverable(
+        conn,
+        [(row, cores[int(row["job_id"])]) for row in held if row["pilot_id"] == pilot_id],
+        lease_s,
+    )
 
 
 def pilot_offer(claims: TokenClaims, pilot: Row, request: MatchRequest) -> Offer:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from typing import Any
 
 from sqlalchemy import Connection
 
-from coordinator.errors import LeaseLost, NotFound, PilotTooOld
+from coordinator.errors import BadRequest, LeaseLost, NotFound, PilotTooOld
 from coordinator.logic import rescheduling, sandboxes, states
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import check_digest, job_info, visible_job
@@ -19,6 +20,7 @@ from coordinator.logic.matching import (
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
+from coordinator.store import requests as request_store
 from coordinator.store.database import Database
 from coordinator.store.precompiled import Row
 from coordinator.store.schema import utc_timestamp
@@ -41,6 +43,18 @@ FEATURES = (Feature.RUNNING_IN_HEARTBEAT,)
 """What this coordinator tells pilots at registration that it does (``protocol.Feature``)."""
 RUNNING_MINOR = "Application"
 """The minor status of a job whose payload runs (DIRAC's)."""
+REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+"""A pilot's request id: up to 64 letters, digits and ``_.:-`` (a uuid4 hex is 32)."""
+
+
+def check_request_id(request_id: str) -> str:
+    """``request_id`` if it is empty or well formed; ``BadRequest`` otherwise."""
+    if request_id and not REQUEST_ID.fullmatch(request_id):
+        raise BadRequest(
+            "request_id must be 1 to 64 letters, digits or _.:-",
+            details={"request_id": request_id[:80]},
+        )
+    return request_id
 
 
 def check_protocol(version: int, settings: Settings) -> None:
@@ -74,6 +88,7 @@ def register(
         heartbeat_interval_s=settings.heartbeat_interval_s,
         server_version=__version__,
         features=[feature.value for feature in FEATURES],
+        job_lease_s=settings.heartbeat_timeout_s + settings.stalled_grace_s,
     )
 
 
@@ -141,8 +156,25 @@ def update_status(
     job_id: int,
     update: JobStatusUpdate,
 ) -> JobInfo:
-    """Record a pilot's report; a report renews the lease like a heartbeat does."""
+    """Record a pilot's report; a report renews the lease like a heartbeat does.
+
+    A report whose ``request_id`` was already applied (its first reply was lost) changes
+    nothing: it is answered with the job as it is now, even if the job has moved on.
+    """
+    request_id = check_request_id(update.request_id)
     with db.write() as conn:
+        if request_id:
+            own_pilot(conn, claims, pilot_id)
+            earlier = request_store.recall(conn, pilot_id, request_id, request_store.STATUS)
+            if earlier is not None:
+                if job_id not in earlier:
+                    raise BadRequest(
+                        f"request_id {request_id} was used for another job",
+                        details={"request_id": request_id, "job_ids": earlier},
+                    )
+                logger.info("pilot %s: job %d report %s retried", pilot_id, job_id, request_id)
+                return job_info(visible_job(conn, claims, job_id))
+            request_store.remember(conn, pilot_id, request_id, request_store.STATUS, [job_id])
         row = leased_job(conn, claims, pilot_id, job_id)
         current = JobStatus(row["status"])
         if current is JobStatus.STALLED and not states.is_allowed(current, update.status):

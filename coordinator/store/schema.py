@@ -283,3 +283,17 @@ def _rollup_ddl() -> list[str]:
 job_counts.add_is_dependent_on(jobs)  # its triggers are on jobs: create that first
 for _statement in _rollup_ddl():
     event.listen(job_counts, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+
+# Requests a pilot already had applied, by the id it chose (``MatchRequest.request_id``,
+# ``JobStatusUpdate.request_id``): a retry whose first reply was lost is answered from here
+# instead of being applied twice. ``job_ids`` is JSON: [[job_id, cores], ...] for a match.
+pilot_requests = Table(
+    "pilot_requests",
+    metadata,
+    Column("pilot_id", String(64), primary_key=True),
+    Column("request_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("job_ids", Text, nullable=False, default="[]"),
+    Column("created_at", String(40), nullable=False),
+    Index("ix_pilot_requests_created", "created_at"),
+)
