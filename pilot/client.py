@@ -1,15 +1,22 @@
 """``CoordinatorClient``: every HTTP call to the coordinator, over an injected session.
 
-Connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff and
-full jitter until ``max_retry_s`` has passed; then ``CoordinatorUnreachable``. Other error
-answers become ``CoordinatorRejected`` carrying the server's ``{code, message, details}``.
-The clock and sleep are injected so the retry policy is testable without waiting.
+Every transport failure (``TRANSPORT_ERRORS``: a refused or reset connection, a timeout, a
+reply cut while its body is read, an unreadable JSON body), 429 and 5xx answers are retried
+with exponential backoff and full jitter until ``max_retry_s`` has passed; then
+``CoordinatorUnreachable``. A reply's body is read and decoded inside the retry loop, so a
+cut reply is retried like a refused connection; requests that change something carry the
+pilot's ``request_id`` and the coordinator answers a retry of an applied one as the first.
+Other error answers become ``CoordinatorRejected`` carrying the server's
+``{code, message, details}``. ``exit_by`` bounds every request from then on (the pilot is
+leaving its slot). The clock and sleep are injected so the retry policy is testable without
+waiting.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import logging
 import random
 import re
@@ -17,9 +24,10 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from pilot.errors import (
@@ -50,6 +58,18 @@ from protocol import (
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+)
+"""Every way an exchange can fail on the wire, a reply cut while its body is read included
+(``ChunkedEncodingError``, urllib3's ``ProtocolError``): all retried."""
+MIN_ATTEMPT_TIMEOUT_S = 0.5
+T = TypeVar("T")
 CHUNK_BYTES = 1024 * 1024
 GIVE_UP_POLL_S = 0.2
 LOG_CHUNK_BYTES = 256 * 1024
@@ -111,6 +131,7 @@ class CoordinatorClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        self._deadline_s: Optional[float] = None
 
     def close(self) -> None:
         self._session.close()
@@ -125,9 +146,21 @@ class CoordinatorClient:
         ``retry`` replaces the client's policy for this call (e.g. a heartbeat is worth
         less retrying than a final report).
         """
+        return self.exchange(method, path, lambda response: response, retry=retry, **kwargs)
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        read: Callable[[requests.Response], T],
+        *,
+        retry: Optional[RetryPolicy] = None,
+        **kwargs: Any,
+    ) -> T:
+        """``request``, with ``read(response)`` (reading and decoding the body) inside the
+        retry loop: a body cut or garbled on the way is retried like a failed connection."""
         url = f"{self.base_url}{API_PREFIX}{path}" if path.startswith("/") else path
         policy = retry or self._retry
-        kwargs.setdefault("timeout", self._timeout_s)
         kwargs.setdefault("verify", self._verify)
         started = self._clock()
         attempt = 0
@@ -135,30 +168,52 @@ class CoordinatorClient:
             body = kwargs.get("data")
             if body is not None and hasattr(body, "seek"):
                 body.seek(0)  # a retried upload must send the file from its start again
+            kwargs["timeout"] = self._attempt_timeout_s(method, url)
             try:
                 response = self._session.request(method, url, **kwargs)
+                if response.status_code not in RETRY_STATUSES:
+                    _raise_for_error(response)
+                    with response:
+                        return read(response)
+                failure = f"HTTP {response.status_code}"
+                retry_after = _retry_after_s(response)
             except requests.exceptions.SSLError as exc:
                 _raise_if_untrusted(exc, url)
-                failure = failure_reason(exc)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = failure_reason(exc)
-            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
+                failure, retry_after = failure_reason(exc), None
+            except (
+                requests.exceptions.InvalidURL,
+                requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema,
+            ) as exc:
                 raise CoordinatorUnreachable(
                     f"{url} is not a usable URL: {exc}", url=url, reason="not a usable URL"
                 ) from exc
-            else:
-                if response.status_code not in RETRY_STATUSES:
-                    _raise_for_error(response)
-                    return response
-                failure = f"HTTP {response.status_code}"
-                retry_after = _retry_after_s(response)
-                if retry_after is not None:
-                    self._wait(policy, retry_after, started, method, url, failure)
-                    attempt += 1
-                    continue
-            delay = policy.delay_s(attempt, self._rng)
+            except TRANSPORT_ERRORS as exc:
+                failure, retry_after = failure_reason(exc), None
+            except requests.exceptions.JSONDecodeError as exc:  # a 2xx body cut on the way
+                failure, retry_after = f"unreadable reply: {exc}", None
+            delay = retry_after if retry_after is not None else policy.delay_s(attempt, self._rng)
             self._wait(policy, delay, started, method, url, failure)
             attempt += 1
+
+    def exit_by(self, deadline_s: float) -> None:
+        """From now on every request ends by ``deadline_s`` (this client's clock), answered
+        or not: the pilot is leaving its batch slot. Any thread may call it."""
+        self._deadline_s = (
+            deadline_s if self._deadline_s is None else min(self._deadline_s, deadline_s)
+        )
+
+    def _attempt_timeout_s(self, method: str, url: str) -> float:
+        if self._deadline_s is None:
+            return self._timeout_s
+        left_s = self._deadline_s - self._clock()
+        if left_s <= 0:
+            raise CoordinatorUnreachable(
+                f"{method} {url}: not sent, the pilot is exiting",
+                url=url,
+                reason="not sent, the pilot is exiting",
+            )
+        return max(MIN_ATTEMPT_TIMEOUT_S, min(self._timeout_s, left_s))
 
     def _wait(
         self,
@@ -170,7 +225,8 @@ class CoordinatorClient:
         failure: str,
     ) -> None:
         elapsed = self._clock() - started
-        if elapsed + delay_s > policy.max_retry_s:
+        past_deadline = self._deadline_s is not None and self._clock() + delay_s > self._deadline_s
+        if elapsed + delay_s > policy.max_retry_s or past_deadline:
             raise CoordinatorUnreachable(
                 f"{method} {url} failed for {elapsed:.0f} s, last error: {failure}",
                 url=url,
@@ -201,7 +257,7 @@ class CoordinatorClient:
     ) -> Any:
         if body is not None:
             kwargs["json"] = body
-        return self.request(method, path, retry=retry, **kwargs).json()
+        return self.exchange(method, path, _json_body, retry=retry, **kwargs)
 
     # -- pilot calls -------------------------------------------------------------------
 
@@ -271,9 +327,10 @@ class CoordinatorClient:
                 log.seek(offset)
                 chunk = log.read(LOG_CHUNK_BYTES)
                 try:
-                    response = self.request(
+                    reply = self.exchange(
                         "PUT",
                         f"/pilots/{pilot_id}/log",
+                        _json_body,
                         retry=retry,
                         params={"offset": offset},
                         data=chunk,
@@ -285,7 +342,7 @@ class CoordinatorClient:
                         raise
                     offset = min(expected, size)
                     continue
-                next_offset = LogAppendReply.from_dict(response.json()).next_offset
+                next_offset = LogAppendReply.from_dict(reply).next_offset
                 if next_offset <= offset:
                     break  # the coordinator took nothing: do not loop on it
                 offset = next_offset
@@ -302,15 +359,16 @@ class CoordinatorClient:
         retry: Optional[RetryPolicy] = None,
     ) -> int:
         """Append bytes of a job's live log at ``offset``; the coordinator's next offset."""
-        response = self.request(
+        reply = self.exchange(
             "PUT",
             f"/jobs/{job_id}/logs/{stream}",
+            _json_body,
             retry=retry,
             params={"offset": offset},
             data=data,
             headers={PILOT_HEADER: pilot_id, "Content-Type": "application/octet-stream"},
         )
-        return LogAppendReply.from_dict(response.json()).next_offset
+        return LogAppendReply.from_dict(reply).next_offset
 
     # -- sandboxes (the wrapper's SandboxTransport) -----------------------------------
 
@@ -324,16 +382,27 @@ class CoordinatorClient:
             )
 
     def download_sandbox(self, sha256: str, dest: Path) -> None:
-        """Stream the archive to ``dest`` and refuse it unless its bytes hash to ``sha256``."""
-        response = self.request("GET", f"/sandboxes/{sha256}", stream=True)
-        digest = hashlib.sha256()
-        with response, open(dest, "wb") as out:
-            for chunk in response.iter_content(CHUNK_BYTES):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256.lower():
+        """Stream the archive to ``dest`` and refuse it unless its bytes hash to ``sha256``.
+
+        A download cut half-way is retried from the start (the file is rewritten)."""
+
+        def save(response: requests.Response) -> str:
+            digest = hashlib.sha256()
+            with open(dest, "wb") as out:
+                for chunk in response.iter_content(CHUNK_BYTES):
+                    digest.update(chunk)
+                    out.write(chunk)
+            return digest.hexdigest()
+
+        actual = self.exchange("GET", f"/sandboxes/{sha256}", save, stream=True)
+        if actual != sha256.lower():
             dest.unlink()
-            raise SandboxChecksumMismatch(sha256, digest.hexdigest())
+            raise SandboxChecksumMismatch(sha256, actual)
+
+
+def _json_body(response: requests.Response) -> Any:
+    """The reply's JSON; ValueError (retried) when it does not parse."""
+    return response.json()
 
 
 def _raise_if_untrusted(exc: requests.exceptions.SSLError, url: str) -> None:
