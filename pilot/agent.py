@@ -9,16 +9,25 @@ once and a signal handler never takes a lock.
 Stopping (``pilot.stopping``): a signal, a fatal check failing on a re-run, the black-hole
 guard and too little time left all mean "take no new work, let the running jobs finish, then
 exit", and the coordinator is told why (``PilotStateUpdate``). Only for signals is the drain
-bounded: a second signal, or ``drain_grace_s`` passing, kills the running payloads.
+bounded: a second signal, or ``drain_grace_s`` passing, kills the running payloads, and from
+then on (as at any exit) everything the pilot still sends has ``exit_grace_s`` to get
+through (``CoordinatorClient.exit_within``); what does not stays in the spool.
+
+Payloads die with the pilot (``wrapper.sentinel``), a root pilot gives each job a uid of
+its own (``wrapper.identity``), and a job whose lease the pilot could not renew for nearly
+the coordinator's ``job_lease_s`` is stopped before the coordinator gives it to another
+pilot (``_fence``): one running copy of a job at most, while this pilot lives.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Callable, Optional
 
 from checks.api import CheckSpec
@@ -41,7 +50,8 @@ from pilot.registration import (
     refuse_reason,
     slot_end_epoch_s,
 )
-from pilot.reporting import JobReporter, RunningAnswer, final_update
+from pilot.reporting import JobReporter, RunningAnswer, final_update, new_request_id
+from pilot.sandboxes import SandboxTransport
 from pilot.signals import DUMP_SIGNAL, SignalInbox, Waker, signal_name
 from pilot.slots import NodeCapacity, RunningJob, Slots, capacity_from_checks
 from pilot.spool import ResultSpool
@@ -55,7 +65,9 @@ from protocol import (
     PilotRegistration,
     PilotStateUpdate,
 )
+from wrapper.identity import UidPool, parse_uid_range
 from wrapper.job import JobRun
+from wrapper.sentinel import Sentinel
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +106,9 @@ class Agent:
         self._stop = StopState()
         self.pilot_id = ""
         self.tally = JobTally(
-            BlackHoleGuard(config.black_hole_failures, config.black_hole_window_s)
+            BlackHoleGuard(
+                config.black_hole_failures, config.black_hole_window_s, config.black_hole_owners
+            )
         )
         self._heartbeat_interval_s = 30.0
         self._running_in_heartbeat = False
@@ -109,8 +123,16 @@ class Agent:
         self._loop_retry = RetryPolicy(
             max_retry_s=config.max_retry_s, give_up=self.signals.stop_pending
         )
-        self._wrapper_config = config.wrapper
+        # The pilot's client retries transfers itself, for max_retry_s (or until the pilot's
+        # exit deadline): the wrapper retrying those retries would multiply that time.
+        self._wrapper_config = dataclasses.replace(config.wrapper, upload_retries=0)
         self._runtimes = RuntimeOffer(self._wrapper_config.containers)
+        self._transport = SandboxTransport(client)
+        self._sentinel: Optional[Sentinel] = None
+        self._uids = UidPool(parse_uid_range(config.payload_uids))
+        self._match_id: Optional[str] = None
+        """The match request whose reply has not arrived: its retry reuses the id."""
+        self._job_lease_s = 0.0
 
     @property
     def jobs_done(self) -> int:
@@ -121,6 +143,7 @@ class Agent:
     def run(self) -> PilotExit:
         """Run until a reason to exit; raises FatalCheckFailed / BlackHoleStop for those."""
         self.config.workdir.mkdir(parents=True, exist_ok=True)
+        self._sentinel = self._start_sentinel()
         if len(self.spool):
             left = self._reporter.resend_spooled()
             logger.info("final reports kept by an earlier pilot: %d still undelivered", left)
@@ -148,6 +171,7 @@ class Agent:
                 if len(self.spool):
                     self._reporter.resend_spooled()
             self._enforce_drain_deadline()
+            self._fence()
             self._check_time_left()
             if self._stop.stopping:
                 if not len(self._slots):
@@ -189,10 +213,23 @@ class Agent:
         return PilotExit.STOPPED
 
     def close(self) -> None:
-        """Last try for kept reports; then the pilot may exit."""
+        """Last try for kept reports, within ``exit_grace_s``; then the pilot may exit."""
+        self.client.exit_within(self.config.exit_grace_s)
         self._reporter.flush_at_exit()
+        if self._sentinel is not None:
+            self._sentinel.close()
         self.signals.restore()
         self.waker.close()
+
+    def _start_sentinel(self) -> Optional[Sentinel]:
+        if threading.current_thread() is not threading.main_thread():
+            logger.warning("not in the main thread: payloads will not die with this pilot")
+            return None
+        return Sentinel.start(self.config.workdir)
+
+    def _hurry(self) -> None:
+        """Payloads are being killed: the pilot's last words get ``exit_grace_s``."""
+        self.client.exit_within(self.config.exit_grace_s)
 
     # -- stopping ----------------------------------------------------------------------
 
@@ -212,6 +249,7 @@ class Agent:
         else:
             logger.warning("%s again: killing %d running job(s)", reason, running)
             self._stop.hard = True
+            self._hurry()
             self._slots.kill_all(f"pilot received {reason}")
 
     def _begin_stop(
@@ -239,6 +277,7 @@ class Agent:
                 self.config.drain_grace_s,
                 len(self._slots),
             )
+            self._hurry()
             self._slots.kill_all(f"pilot drain grace expired after {self._stop.reason}")
 
     def _check_time_left(self) -> None:
@@ -291,6 +330,7 @@ class Agent:
         self.pilot_id = reply.pilot_id
         self._heartbeat_interval_s = reply.heartbeat_interval_s
         self._running_in_heartbeat = Feature.RUNNING_IN_HEARTBEAT.value in reply.features
+        self._job_lease_s = reply.job_lease_s
         self._heartbeats = HeartbeatSender(self.client, self.pilot_id)
         logger.info(
             "registered as pilot %s at site %s (CE %r, batch %s %s): %d cores, %d MB, %s",
@@ -325,7 +365,14 @@ class Agent:
     def _match_and_start(self) -> tuple[bool, float]:
         assert self._registration is not None
         request = match_request(self._registration, self._slots.free(), self._time_left_s())
-        request = self._runtimes.apply(request)
+        if self._uids.enabled:  # one uid per job: no more jobs than free uids
+            request = dataclasses.replace(request, n=min(request.n, self._uids.free()))
+            if request.n < 1:
+                return False, self.config.poll_interval_s
+        # A match whose reply was lost is asked again with its id: the coordinator answers
+        # with the jobs it claimed then, instead of leaving them Matched to nobody.
+        self._match_id = self._match_id or new_request_id()
+        request = dataclasses.replace(self._runtimes.apply(request), request_id=self._match_id)
         asked_at = self._clock()
         try:
             reply = self.client.match(self.pilot_id, request, retry=self._loop_retry)
@@ -334,6 +381,7 @@ class Agent:
                 raise
             logger.warning("match failed (%s); running jobs go on, asking again later", exc)
             return False, self.config.poll_interval_s
+        self._match_id = None
         match_s = self._clock() - asked_at
         for assignment in reply.jobs:
             self._start(assignment, match_s)
@@ -343,20 +391,23 @@ class Agent:
         job_id = assignment.job_id
         workdir = self.config.workdir / f"job_{job_id}"
         logs = job_log_shipper(self.client, self.pilot_id, assignment, workdir)
+        uid = self._uids.take()
         job = RunningJob(
             assignment=assignment,
             run=JobRun(
                 assignment,
                 workdir,
-                self.client,
+                self._transport,
                 self._wrapper_config,
                 on_running=lambda: self._report_running(job),
-                on_payload_started=logs.start,
+                on_payload_started=lambda: self._payload_started(job),
+                payload_user=uid,
             ),
             logs=logs,
             match_s=match_s,
             started_at=self._clock(),
             next_heartbeat_at=self._clock() + self._heartbeat_interval_s,
+            uid=uid,
         )
         job.thread = threading.Thread(
             target=self._run_job, args=(job,), name=f"job-{job_id}", daemon=True
@@ -367,6 +418,13 @@ class Agent:
         )
         job.thread.start()
 
+    def _payload_started(self, job: RunningJob) -> None:
+        job.payload_pid = job.run.payload_pid
+        if self._sentinel is not None and job.payload_pid is not None:
+            self._sentinel.watch(job.payload_pid)
+        if job.logs is not None:
+            job.logs.start()
+
     def _report_running(self, job: RunningJob) -> None:
         if self._running_in_heartbeat:
             # No request: the start rides the next heartbeat, sent soon (pilot.heartbeats).
@@ -375,7 +433,9 @@ class Agent:
             self.waker.wake()
             return
         job.running_answer = self._reporter.report_running(self.pilot_id, job.assignment.job_id)
-        if job.running_answer is not RunningAnswer.CONFIRMED:
+        if job.running_answer is RunningAnswer.CONFIRMED:
+            job.renewed_at = self._clock()  # a report renews the lease as a heartbeat does
+        else:
             job.run.kill(f"Running {job.running_answer.value} by the coordinator")
 
     def _run_job(self, job: RunningJob) -> None:
@@ -388,9 +448,12 @@ class Agent:
             if job.logs is not None:
                 # The coordinator refuses log bytes after the final status.
                 offsets = job.logs.close()
-            update = final_update(job.outcome, job.match_s, job.running_answer, offsets)
+            update = final_update(job.outcome, job.match_s, job.running_answer, offsets, job.fenced)
+            pending = job.outcome.output_pending if job.outcome is not None else ""
             if update is not None:
-                self._reporter.report_final(self.pilot_id, job.assignment.job_id, update)
+                self._reporter.report_final(
+                    self.pilot_id, job.assignment.job_id, update, Path(pending) if pending else None
+                )
         except Exception:  # boundary: same; the loop must still see the job finish
             logger.exception("job %d: final report crashed", job.assignment.job_id)
         finally:
@@ -402,12 +465,47 @@ class Agent:
             self._account(job)
 
     def _account(self, job: RunningJob) -> None:
+        if self._sentinel is not None and job.payload_pid is not None:
+            self._sentinel.release(job.payload_pid)
+        self._uids.give_back(job.uid)
         if job.outcome is not None:
             self._wrapper_config = self._runtimes.record(job.outcome, self._wrapper_config)
         black_hole = self.tally.record(job, self._clock() - job.started_at)
         if black_hole:
             logger.error("%s; taking no more jobs", black_hole)
             self._begin_stop(StopCause.BLACK_HOLE, black_hole)
+
+    def _fence(self) -> None:
+        """Stop jobs whose lease this pilot could not renew for nearly its length: the
+        coordinator may give them to another pilot once it has passed."""
+        margin_s = max(self._wrapper_config.kill_grace_s, self._heartbeat_interval_s)
+        now = self._clock()
+        for job in self._slots.jobs():
+            lease_s = self._lease_of(job)
+            if lease_s <= 0 or job.fenced or job.finished:
+                continue
+            if now - job.renewed_at < lease_s - min(margin_s, lease_s / 2):
+                continue
+            job.fenced = True
+            reason = (
+                f"lease not renewed for {now - job.renewed_at:.0f} s (the coordinator gives "
+                f"it to another pilot after {lease_s:.0f} s)"
+            )
+            logger.error("job %d: %s; stopping it", job.assignment.job_id, reason)
+            job.run.kill(reason)
+
+    def _lease_of(self, job: RunningJob) -> float:
+        """How long the coordinator keeps ``job`` this pilot's with no word from it: the
+        match's lease (``JobAssignment.lease_s``) while it is Matched there, then the
+        registration's ``job_lease_s``; 0 when the coordinator did not say."""
+        matched = job.running_answer is None or (
+            job.running_answer is RunningAnswer.IN_HEARTBEAT and job.start_unreported
+        )
+        leases = [self._job_lease_s]
+        if matched:
+            leases.append(job.assignment.lease_s)
+        given = [lease_s for lease_s in leases if lease_s > 0]
+        return min(given) if given else 0.0
 
     def _send_heartbeats(self) -> None:
         if self._heartbeats is not None:

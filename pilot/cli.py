@@ -17,6 +17,7 @@ Exit codes (also in docs/pilot.md):
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from pilot.config import PilotConfig, environ, load_config
+from pilot.config import PilotConfig, environ, load_config, token_file_path
 from pilot.errors import (
     BlackHoleStop,
     ConfigError,
@@ -120,17 +121,9 @@ def pilot_command(
     except ConfigError as exc:
         typer.echo(f"gridpilot pilot: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from exc
-    try:
-        setup_logging(log_level, pilot_config.workdir / PILOT_LOG_NAME)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        typer.echo(
-            f"gridpilot pilot: cannot use work dir {pilot_config.workdir}: {reason}", err=True
-        )
-        raise typer.Exit(EXIT_CONFIG) from exc
-    except ValueError as exc:  # an unknown --log-level
-        typer.echo(f"gridpilot pilot: --log-level: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from exc
+    from pilot.hardening import harden
+
+    harden(pilot_config, token_file_path(cli_values, env), os.environ)
     raise typer.Exit(run_pilot(pilot_config, env))
 
 

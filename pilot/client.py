@@ -7,7 +7,7 @@ with exponential backoff and full jitter until ``max_retry_s`` has passed; then
 cut reply is retried like a refused connection; requests that change something carry the
 pilot's ``request_id`` and the coordinator answers a retry of an applied one as the first.
 Other error answers become ``CoordinatorRejected`` carrying the server's
-``{code, message, details}``. ``exit_by`` bounds every request from then on (the pilot is
+``{code, message, details}``. ``exit_within`` bounds every request from then on (the pilot is
 leaving its slot). The clock and sleep are injected so the retry policy is testable without
 waiting.
 """
@@ -196,12 +196,12 @@ class CoordinatorClient:
             self._wait(policy, delay, started, method, url, failure)
             attempt += 1
 
-    def exit_by(self, deadline_s: float) -> None:
-        """From now on every request ends by ``deadline_s`` (this client's clock), answered
-        or not: the pilot is leaving its batch slot. Any thread may call it."""
-        self._deadline_s = (
-            deadline_s if self._deadline_s is None else min(self._deadline_s, deadline_s)
-        )
+    def exit_within(self, seconds: float) -> None:
+        """From now on every request ends within ``seconds``, answered or not (an earlier
+        deadline stays): the pilot is leaving its batch slot. Any thread may call it."""
+        deadline_s = self._clock() + seconds
+        if self._deadline_s is None or deadline_s < self._deadline_s:
+            self._deadline_s = deadline_s
 
     def _attempt_timeout_s(self, method: str, url: str) -> float:
         if self._deadline_s is None:
@@ -372,11 +372,14 @@ class CoordinatorClient:
 
     # -- sandboxes (the wrapper's SandboxTransport) -----------------------------------
 
-    def upload_sandbox(self, path: Path, sha256: str) -> None:
+    def upload_sandbox(
+        self, path: Path, sha256: str, *, retry: Optional[RetryPolicy] = None
+    ) -> None:
         with open(path, "rb") as stream:
             self.request(
                 "POST",
                 "/sandboxes",
+                retry=retry,
                 data=stream,
                 headers={SHA256_HEADER: sha256, "Content-Type": "application/octet-stream"},
             )

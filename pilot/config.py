@@ -20,6 +20,8 @@ from checks.errors import ChecksError
 from pilot.errors import ConfigError
 from protocol import url_problem
 from wrapper.config import ContainerSettings, WatchdogPolicy, WrapperConfig
+from wrapper.errors import WrapperError
+from wrapper.identity import parse_uid_range
 
 ENV_PREFIX = "GRIDPILOT_"
 
@@ -60,6 +62,17 @@ class PilotConfig:
     """Stop after this many jobs in a row failed fast (0: never)."""
     black_hole_window_s: float = 60.0
     """A failure counts as fast when the job ran less than this."""
+    black_hole_owners: int = 2
+    """Fast payload failures count against the node only once the jobs of this many owners
+    failed (infrastructure failures always count): one user's broken jobs are no sign."""
+    exit_grace_s: float = 30.0
+    """Once payloads are killed (second signal, drain grace over) and at any exit, the last
+    words (output uploads, final reports, logs) get this long; the rest stays in the spool."""
+    payload_uids: str = ""
+    """``FIRST-LAST``: as root, run each job under a uid of its own from this range."""
+    remove_token_file: bool = False
+    """Delete the token file once read (a copy the batch system gave this pilot), so that
+    payloads running as the pilot's user cannot read it."""
     check_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     disabled_checks: tuple[str, ...] = ()
     checks: ChecksConfig = dataclasses.field(default_factory=ChecksConfig)
@@ -87,6 +100,8 @@ WRAPPER_SETTINGS: dict[str, tuple[str, ...]] = {
     "container_network": ("containers", "network"),
     "apptainer_path": ("containers", "apptainer_path"),
     "bwrap_path": ("containers", "bwrap_path"),
+    "allowed_images": ("containers", "allowed_images"),
+    "allow_remote_images": ("containers", "allow_remote_images"),
     **{f.name: ("watchdog", f.name) for f in dataclasses.fields(WatchdogPolicy)},
 }
 """The wrapper's settings by their flat, documented names (YAML key, ``GRIDPILOT_<NAME>``)
@@ -184,6 +199,13 @@ def _read_token(path: Any) -> str:
         raise ConfigError(f"cannot read token file {path}: {exc}") from exc
 
 
+def token_file_path(cli: Mapping[str, Any], env: Mapping[str, str]) -> Optional[Path]:
+    """The token file the configuration was read from (the CLI's, else the environment's),
+    for the pilot to check who else can read it."""
+    path = cli.get("token_file") or env.get("GRIDPILOT_TOKEN_FILE")
+    return Path(path).expanduser() if path else None
+
+
 def load_config(
     cli: Mapping[str, Any],
     env: Mapping[str, str],
@@ -222,11 +244,21 @@ def load_config(
     config = PilotConfig(**values)
     if config.idle_timeout_s < 0 or config.poll_interval_s <= 0:
         raise ConfigError("idle_timeout_s must be >= 0 and poll_interval_s > 0")
-    for name in ("min_time_left_s", "drain_grace_s", "report_retry_s", "max_retry_s"):
+    for name in (
+        "min_time_left_s",
+        "drain_grace_s",
+        "report_retry_s",
+        "max_retry_s",
+        "exit_grace_s",
+    ):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must be >= 0")
     if config.recheck_interval_s is not None and config.recheck_interval_s <= 0:
         raise ConfigError("recheck_interval_s must be > 0")
+    try:
+        parse_uid_range(config.payload_uids)
+    except WrapperError as exc:
+        raise ConfigError(str(exc)) from exc
     return config
 
 

@@ -76,13 +76,13 @@ class HeartbeatSender:
             JobHeartbeat(job.assignment.job_id, _heartbeat(job, now), job.start_unreported)
             for job in due
         ]
-        if self.batched and self._send_batch(due, beats, retry):
+        if self.batched and self._send_batch(due, beats, retry, now):
             return
         for job, entry in zip(due, beats):
-            self._send_one(job, entry.heartbeat, retry)
+            self._send_one(job, entry.heartbeat, retry, now)
 
     def _send_batch(
-        self, due: Sequence[RunningJob], beats: list[JobHeartbeat], retry: RetryPolicy
+        self, due: Sequence[RunningJob], beats: list[JobHeartbeat], retry: RetryPolicy, now: float
     ) -> bool:
         """True if the batch was answered (or could not be delivered: no point resending
         it job by job); False if refused as a whole."""
@@ -108,6 +108,7 @@ class HeartbeatSender:
             if result is None:
                 logger.warning("job %d: no heartbeat result in the reply", job.assignment.job_id)
             elif result.ok:
+                job.renewed_at = now
                 if beat.started:
                     job.start_unreported = False
                 _obey(job, result.commands)
@@ -115,7 +116,7 @@ class HeartbeatSender:
                 _refused(job, result.error.message if result.error else "refused")
         return True
 
-    def _send_one(self, job: RunningJob, beat: Heartbeat, retry: RetryPolicy) -> None:
+    def _send_one(self, job: RunningJob, beat: Heartbeat, retry: RetryPolicy, now: float) -> None:
         job_id = job.assignment.job_id
         try:
             reply = self.client.heartbeat(self.pilot_id, job_id, beat, retry=retry)
@@ -125,6 +126,7 @@ class HeartbeatSender:
         except CoordinatorUnreachable as exc:
             logger.warning("job %d: heartbeat not delivered (%s); the job goes on", job_id, exc)
             return
+        job.renewed_at = now
         _obey(job, reply.commands)
 
 

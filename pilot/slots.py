@@ -57,6 +57,16 @@ class RunningJob:
     """Ships the payload's stdout/stderr live; flushed before the final status."""
     start_unreported: bool = False
     """The payload started and no heartbeat has said so yet (``Feature.RUNNING_IN_HEARTBEAT``)."""
+    uid: Optional[int] = None
+    """The job's own uid (a root pilot with ``payload_uids``), given back when it ends."""
+    payload_pid: Optional[int] = None
+    renewed_at: float = 0.0
+    """When the coordinator last renewed the job's lease (its match, a heartbeat answered)."""
+    fenced: bool = False
+    """Stopped because its lease could not be renewed: reported as an infrastructure failure."""
+
+    def __post_init__(self) -> None:
+        self.renewed_at = self.renewed_at or self.started_at
 
 
 class Slots:

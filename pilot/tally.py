@@ -40,11 +40,15 @@ class JobTally:
             self.failed += 1
         else:
             self.done += 1
-        if not self.guard.record(failed, ran_s):
+        owner = str(job.assignment.description.get("Owner", ""))
+        infrastructure = job.outcome is None or job.outcome.infrastructure_error
+        if not self.guard.record(failed, ran_s, owner=owner, infrastructure=infrastructure):
             return None
+        guard = self.guard
         return (
-            f"black-hole guard: {self.guard.fast_failures_in_a_row} jobs in a row failed "
-            f"within {self.guard.fast_s:.0f} s of starting"
+            f"black-hole guard: {guard.fast_failures_in_a_row} jobs in a row failed within "
+            f"{guard.fast_s:.0f} s of starting ({guard.infrastructure_failures} infrastructure "
+            f"failures, {guard.owners} owner(s))"
         )
 
     def summary(self) -> str:

@@ -39,6 +39,11 @@ class ChecksumMismatch(SandboxError):
         self.actual_sha256 = actual_sha256
 
 
+class TransportUnreachable(WrapperError):
+    """The sandbox transport could not reach the other side after its own retries: an
+    output archive is kept to be sent later (``JobOutcome.output_pending``)."""
+
+
 class PayloadStartError(WrapperError):
     """The payload cannot be started for a reason that is the job's own fault."""
 

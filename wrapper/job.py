@@ -21,7 +21,7 @@ from typing import Callable, Optional, Protocol
 from protocol import JobAssignment, JobStatus
 from wrapper.config import ContainerSettings, WrapperConfig
 from wrapper.container import CONTAINER_PATH, CONTAINER_WORKDIR
-from wrapper.errors import SandboxError, WrapperError
+from wrapper.errors import SandboxError, TransportUnreachable, WrapperError
 from wrapper.identity import hand_over
 from wrapper.outcome import CAUGHT, JobOutcome, MinorStatus, Step, Verdict, blame, judge
 from wrapper.patterns import ScanLimits, path_inside
@@ -124,6 +124,8 @@ class JobRun:
         self._limit_hit: Optional[LimitHit] = None
         self._runtime_name = ""
         self._timings_s: dict[str, float] = {}
+        self._output_pending: Optional[Path] = None
+        self._id = assignment.job_id
 
     def kill(self, reason: str) -> None:
         """Ask for the job to be killed; ``run`` then ends it as KILLED. Any thread."""
@@ -132,6 +134,12 @@ class JobRun:
                 self._kill_reason = reason or "no reason given"
                 self._kill_requested.set()
         logger.info("job %d: kill requested (%s)", self.assignment.job_id, reason)
+
+    @property
+    def payload_pid(self) -> Optional[int]:
+        """The payload's root pid (its session and group) once started; None before."""
+        with self._lock:
+            return self._payload.pid if self._payload is not None else None
 
     def usage(self) -> tuple[float, int]:
         """CPU seconds and resident bytes of the payload's process tree, for heartbeats."""
@@ -334,11 +342,16 @@ class JobRun:
         except (OSError, SandboxError) as exc:
             logger.error("job %d: packing the output sandbox failed: %s", job.job_id, exc)
             return None, verdict.stage_out_failed(MinorStatus.OUTPUT_PACK_FAILED)
+        delivered = "yes"
         try:
-            if packed.included and not self._upload(packed):
+            delivered = self._upload(packed) if packed.included else "yes"
+            if delivered == "no":
                 return None, verdict.stage_out_failed(MinorStatus.OUTPUT_UPLOAD_FAILED)
         finally:
-            archive.unlink(missing_ok=True)
+            if delivered != "later":
+                archive.unlink(missing_ok=True)
+        if delivered == "later":
+            self._output_pending = archive
         if packed.refused:
             minor = MinorStatus.OUTPUT_TREE_TOO_LARGE.with_detail(packed.refused_summary())
             verdict = verdict.output_refused(minor)
@@ -347,13 +360,18 @@ class JobRun:
             verdict = dataclasses.replace(verdict, minor_status=minor)
         return packed, verdict
 
-    def _upload(self, packed: PackResult) -> bool:
+    def _upload(self, packed: PackResult) -> str:
+        """``yes``; ``no`` (failed for good); ``later``: the other side could not be reached
+        (the transport retried on its own), so the archive is kept for the pilot to send."""
         attempts = 1 + max(0, self._config.upload_retries)
         delay_s = self._config.upload_backoff_s
         for attempt in range(1, attempts + 1):
             try:
                 self._transport.upload_sandbox(packed.path, packed.sha256)
-                return True
+                return "yes"
+            except TransportUnreachable as exc:
+                logger.warning("job %d: output sandbox kept to send later: %s", self._id, exc)
+                return "later"
             except Exception:  # boundary: the transport is the pilot's code
                 logger.warning(
                     "job %d: output sandbox upload %d/%d failed",
@@ -365,7 +383,7 @@ class JobRun:
             if attempt < attempts:
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, MAX_UPLOAD_BACKOFF_S)
-        return False
+        return "no"
 
     def _broken_runtime(self, verdict: Verdict) -> str:
         failed = verdict.minor_status.startswith(MinorStatus.CONTAINER_RUNTIME_FAILED.value)
@@ -387,6 +405,7 @@ class JobRun:
             output_missing=list(packed.missing) if packed is not None else [],
             output_left_out=list(packed.left_out) if packed is not None else [],
             broken_runtime=self._broken_runtime(verdict),
+            output_pending=str(self._output_pending or ""),
         )
         logger.info(
             "job %d: %s (%s) %s",

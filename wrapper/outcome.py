@@ -82,6 +82,9 @@ class JobOutcome:
     broken_runtime: str = ""
     """The container runtime that failed on its own (Container Runtime Failed): the pilot
     stops offering it."""
+    output_pending: str = ""
+    """Path of the output archive (``output_sandbox`` names its sha256) the transport could
+    not deliver: the pilot sends it before the final report, or keeps both in its spool."""
 
     def to_status_update(self, match_s: Optional[float] = None) -> JobStatusUpdate:
         """The final report; ``match_s`` (the pilot's match request) joins the timings."""

@@ -32,7 +32,9 @@ def test_container_job_runs_in_bwrap_without_the_pilots_token(
     token = pilot.token_file.read_text()
     script = f"pwd; env; cat {pilot.token_file} || echo token-file-not-visible"
     (job_id,) = user.submit(container_jdl(rootfs, script))
-    config = pilot.write_config("container_runtimes: [bwrap]\nallow_plain: false\n")
+    config = pilot.write_config(
+        f"container_runtimes: [bwrap]\nallow_plain: false\nallowed_images: ['{rootfs.parent}']\n"
+    )
     # The pilot's own environment carries the token too: the payload must not see it.
     finished = pilot.run(extra=["--config", str(config)], env={"GRIDPILOT_TOKEN": token})
     assert finished.returncode == 0, finished.stderr
@@ -53,6 +55,7 @@ def test_broken_runtime_reschedules_the_job_and_is_no_longer_offered(
     # A site bind whose mount point cannot be made in the read-only image: bwrap fails.
     config = pilot.write_config(
         "container_runtimes: [bwrap]\nallow_plain: false\ncontainer_binds: ['/tmp:/bin/extra']\n"
+        f"allowed_images: ['{rootfs.parent}']\n"
     )
     finished = pilot.run(extra=["--config", str(config)])
     assert finished.returncode == 0, finished.stderr
@@ -64,3 +67,25 @@ def test_broken_runtime_reschedules_the_job_and_is_no_longer_offered(
     assert user.status(job_id)["status"] == "Waiting", history
     assert history.count("Matched") == 1
     assert "container runtime bwrap failed on this node: no longer offering it" in pilot.log()
+
+
+def test_a_job_naming_the_pilots_directory_as_image_fails_as_its_own_fault(
+    user: User, pilot: Pilot, rootfs: Path
+) -> None:
+    """Issue 12, item 2, through a real pilot: ``Container = <the pilot's token dir>`` and
+    ``Container = "/proc"`` are refused; the jobs fail for good, nothing is rescheduled."""
+    jobs = [
+        user.submit(container_jdl(image, "cat pilot.token"))[0]
+        for image in (pilot.root, Path("/proc"))
+    ]
+    allowed = pilot.root.parent
+    config = pilot.write_config(
+        f"container_runtimes: [bwrap]\nallow_plain: false\nallowed_images: ['{allowed}']\n"
+    )
+    finished = pilot.run(extra=["--config", str(config)])
+    assert finished.returncode == 0, finished.stderr
+    for job_id, why in zip(jobs, ("it holds the pilot's directory", "/proc is never an image")):
+        info = user.status(job_id)
+        assert info["status"] == "Failed" and info["reschedule_count"] == 0
+        assert info["minor_status"].startswith("Container Image Not Allowed: ")
+        assert why in info["minor_status"]

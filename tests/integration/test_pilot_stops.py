@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import Callable
 
 import pytest
 import requests
@@ -99,19 +100,41 @@ def test_site_probe_turning_critical_at_its_own_interval_drains_and_exits_10(
 
 
 @pytest.mark.slow
-def test_black_hole_guard_stops_after_five_fast_failures_and_exits_13(
-    user: User, pilot: Pilot, coordinator: RunningCoordinator
+def test_black_hole_guard_stops_after_five_fast_failures_of_several_owners_and_exits_13(
+    make_user: Callable[..., User], pilot: Pilot, coordinator: RunningCoordinator
 ) -> None:
-    job_ids = [user.submit('Executable = "/bin/false";')[0] for _ in range(7)]
+    users = [make_user("alice"), make_user("bob")]
+    submitted = [
+        (users[i % 2], users[i % 2].submit('Executable = "/bin/false";')[0]) for i in range(7)
+    ]
     finished = pilot.run(idle_timeout_s=30, extra=["--cores", "1"])
     assert finished.returncode == EXIT_BLACK_HOLE, finished.stderr
-    assert "black-hole guard: 5 jobs in a row failed within 60 s of starting" in finished.stderr
-    statuses = [user.status(job_id)["status"] for job_id in job_ids]
+    assert (
+        "black-hole guard: 5 jobs in a row failed within 60 s of starting "
+        "(0 infrastructure failures, 2 owner(s))"
+    ) in finished.stderr
+    statuses = [owner.status(job_id)["status"] for owner, job_id in submitted]
     assert statuses.count("Failed") == 5
     assert statuses.count("Waiting") == 2
     record = pilot_record(coordinator, pilot_id_from(finished.stderr))
     assert record["accepting_work"] is False
     assert "black-hole guard" in record["refuse_reason"]
+
+
+@pytest.mark.slow
+def test_one_users_failing_jobs_do_not_stop_the_pilot_for_the_others(
+    make_user: Callable[..., User], pilot: Pilot, coordinator: RunningCoordinator
+) -> None:
+    """Issue 12, item 9: ten fast failures of one owner are that owner's, not the node's."""
+    broken, other = make_user("carol"), make_user("dave")
+    failing = [broken.submit('Executable = "/bin/false";')[0] for _ in range(10)]
+    finished = pilot.run(idle_timeout_s=3, extra=["--cores", "1"])
+    assert finished.returncode == 0, finished.stderr
+    assert "black-hole" not in finished.stderr
+    assert {broken.status(job_id)["status"] for job_id in failing} == {"Failed"}
+    (fine,) = other.submit('Executable = "/bin/true";')
+    assert pilot.run(idle_timeout_s=2, extra=["--cores", "1"]).returncode == 0
+    assert other.status(fine)["status"] == "Done"
 
 
 def test_the_pilot_log_is_uploaded_at_exit(pilot: Pilot, coordinator: RunningCoordinator) -> None:

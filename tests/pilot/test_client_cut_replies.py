@@ -134,6 +134,7 @@ def test_exit_deadline_bounds_every_request(server: tuple[str, Script]) -> None:
     bounded = CoordinatorClient(
         url, "tok", retry=RetryPolicy(max_retry_s=300), clock=lambda: now[0]
     )
-    bounded.exit_by(99.0)  # already past: nothing is sent any more
+    bounded.exit_within(5.0)
+    now[0] += 6.0  # the deadline has passed: nothing is sent any more
     with pytest.raises(CoordinatorUnreachable, match="the pilot is exiting"):
         bounded.match("p1", MatchRequest())

@@ -5,16 +5,40 @@ from pilot.slots import capacity_from_checks
 from protocol import CheckReport, CheckStatus
 
 
-def test_black_hole_guard_trips_after_k_fast_failures_in_a_row() -> None:
+def test_black_hole_guard_trips_after_k_fast_failures_of_several_owners() -> None:
     guard = BlackHoleGuard(max_fast_failures=3, fast_s=60)
-    assert not guard.record(True, 1.0)
-    assert not guard.record(True, 2.0)
-    assert not guard.record(False, 1.0)  # a success resets the count
-    assert not guard.record(True, 1.0)
-    assert not guard.record(True, 120.0)  # a slow failure is not the node's fault
-    assert not guard.record(True, 1.0)
-    assert not guard.record(True, 1.0)
-    assert guard.record(True, 1.0)
+    assert not guard.record(True, 1.0, owner="alice")
+    assert not guard.record(True, 2.0, owner="bob")
+    assert not guard.record(False, 1.0, owner="alice")  # a success resets the count
+    assert not guard.record(True, 1.0, owner="alice")
+    assert not guard.record(True, 120.0, owner="bob")  # a slow failure is not the node's fault
+    assert not guard.record(True, 1.0, owner="alice")
+    assert not guard.record(True, 1.0, owner="bob")
+    assert guard.record(True, 1.0, owner="alice")
+    assert (guard.fast_failures_in_a_row, guard.owners) == (3, 2)
+
+
+def test_one_owners_broken_jobs_never_trip_it() -> None:
+    guard = BlackHoleGuard(max_fast_failures=3, fast_s=60)
+    assert not any(guard.record(True, 1.0, owner="alice") for _ in range(50))
+    assert guard.fast_failures_in_a_row == 50 and guard.owners == 1
+
+
+def test_infrastructure_failures_count_whoever_owns_the_jobs() -> None:
+    guard = BlackHoleGuard(max_fast_failures=3, fast_s=60)
+    assert not guard.record(True, 1.0, owner="alice", infrastructure=True)
+    assert not guard.record(True, 1.0, owner="alice", infrastructure=True)
+    assert guard.record(True, 1.0, owner="alice", infrastructure=True)
+    mixed = BlackHoleGuard(max_fast_failures=3, fast_s=60)
+    assert not mixed.record(True, 1.0, owner="alice")
+    assert not mixed.record(True, 1.0, owner="alice")
+    assert mixed.record(True, 1.0, owner="alice", infrastructure=True)  # one more "owner"
+
+
+def test_min_owners_of_one_counts_every_fast_failure() -> None:
+    guard = BlackHoleGuard(max_fast_failures=2, fast_s=60, min_owners=1)
+    assert not guard.record(True, 1.0, owner="alice")
+    assert guard.record(True, 1.0, owner="alice")
 
 
 def test_black_hole_guard_can_be_disabled() -> None:

@@ -40,8 +40,23 @@ def test_spool_keeps_reports_across_instances_and_sets_bad_files_aside(tmp_path:
     pending = again.pending()
     assert pending == [SpooledReport("p1", 7, update)]
     assert (tmp_path / "spool" / "job_8.bad").exists()
-    again.remove(7)
+    again.remove(pending[0])
     assert len(again) == 0 and again.pending() == []
+
+
+def test_spool_keeps_an_undelivered_output_archive_with_its_report(tmp_path: Path) -> None:
+    archive = tmp_path / "job_9" / ".gridpilot-output-9.tar.gz"
+    archive.parent.mkdir()
+    archive.write_bytes(b"archive bytes")
+    update = JobStatusUpdate(status=JobStatus.DONE, output_sandbox="ab" * 32)
+    kept = ResultSpool(tmp_path).save(SpooledReport("p1", 9, update, str(archive)))
+    assert not archive.exists()
+    moved = tmp_path / "spool" / "outputs" / f"{'ab' * 32}.tar.gz"
+    assert kept.output_archive == str(moved) and moved.read_bytes() == b"archive bytes"
+    (pending,) = ResultSpool(tmp_path).pending()
+    assert pending == kept
+    ResultSpool(tmp_path).remove(pending)
+    assert not moved.exists()
 
 
 def _spec(name: str, interval_s: float | None) -> CheckSpec:
