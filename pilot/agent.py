@@ -133,6 +133,7 @@ class Agent:
         self._match_id: Optional[str] = None
         """The match request whose reply has not arrived: its retry reuses the id."""
         self._job_lease_s = 0.0
+        self._state_report: Optional[threading.Thread] = None
 
     @property
     def jobs_done(self) -> int:
@@ -215,6 +216,8 @@ class Agent:
     def close(self) -> None:
         """Last try for kept reports, within ``exit_grace_s``; then the pilot may exit."""
         self.client.exit_within(self.config.exit_grace_s)
+        if self._state_report is not None:
+            self._state_report.join(timeout=self.config.exit_grace_s)
         self._reporter.flush_at_exit()
         if self._sentinel is not None:
             self._sentinel.close()
@@ -258,6 +261,14 @@ class Agent:
         if not self._stop.begin(cause, reason) or not self.pilot_id:
             return
         update = PilotStateUpdate(accepting_work=False, reason=reason, checks=list(checks))
+        # In a thread of its own: a coordinator that does not answer must not hold up the
+        # drain (its deadline, the kill) for the state report's retries.
+        self._state_report = threading.Thread(
+            target=self._send_state, args=(update,), name="pilot-state", daemon=True
+        )
+        self._state_report.start()
+
+    def _send_state(self, update: PilotStateUpdate) -> None:
         try:
             self.client.update_pilot_state(self.pilot_id, update, retry=STATE_REPORT_RETRY)
         except PilotError as exc:

@@ -33,6 +33,7 @@ from requests.adapters import HTTPAdapter
 from pilot.errors import (
     CoordinatorRejected,
     CoordinatorUnreachable,
+    PilotExiting,
     PilotOutdated,
     SandboxChecksumMismatch,
 )
@@ -208,7 +209,7 @@ class CoordinatorClient:
             return self._timeout_s
         left_s = self._deadline_s - self._clock()
         if left_s <= 0:
-            raise CoordinatorUnreachable(
+            raise PilotExiting(
                 f"{method} {url}: not sent, the pilot is exiting",
                 url=url,
                 reason="not sent, the pilot is exiting",
@@ -225,8 +226,13 @@ class CoordinatorClient:
         failure: str,
     ) -> None:
         elapsed = self._clock() - started
-        past_deadline = self._deadline_s is not None and self._clock() + delay_s > self._deadline_s
-        if elapsed + delay_s > policy.max_retry_s or past_deadline:
+        if self._deadline_s is not None and self._clock() + delay_s > self._deadline_s:
+            raise PilotExiting(
+                f"{method} {url}: given up, the pilot is exiting ({failure})",
+                url=url,
+                reason=failure,
+            )
+        if elapsed + delay_s > policy.max_retry_s:
             raise CoordinatorUnreachable(
                 f"{method} {url} failed for {elapsed:.0f} s, last error: {failure}",
                 url=url,

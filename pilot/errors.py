@@ -28,6 +28,10 @@ class CoordinatorUnreachable(PilotError):
         self.reason = reason or message
 
 
+class PilotExiting(CoordinatorUnreachable):
+    """Not sent, or no longer retried: the pilot's exit deadline has passed."""
+
+
 class CoordinatorRejected(PilotError):
     """The coordinator answered with an error status and an ``ErrorBody``."""
 

@@ -10,9 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pilot.client import CoordinatorClient, RetryPolicy
-from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
+from pilot.errors import CoordinatorRejected, CoordinatorUnreachable, PilotExiting
 from protocol import ErrorCode, JobAssignment
-from wrapper.logstream import LogGap, LogRefused, LogShipper, LogUnreachable, stream_files
+from wrapper.logstream import (
+    LogGap,
+    LogGiveUp,
+    LogRefused,
+    LogShipper,
+    LogUnreachable,
+    stream_files,
+)
 
 CHUNK_RETRY = RetryPolicy(max_retry_s=0.0)
 """One attempt per chunk: the shipper's next interval is the retry."""
@@ -31,6 +38,8 @@ class JobLogSender:
             return self._client.append_job_log(
                 self._pilot_id, self._job_id, stream, offset, data, retry=CHUNK_RETRY
             )
+        except PilotExiting as exc:
+            raise LogGiveUp(str(exc)) from exc
         except CoordinatorUnreachable as exc:
             raise LogUnreachable(str(exc)) from exc
         except CoordinatorRejected as exc:

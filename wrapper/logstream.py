@@ -58,6 +58,10 @@ class LogUnreachable(LogShippingError):
     """The coordinator did not answer; try again next interval."""
 
 
+class LogGiveUp(LogShippingError):
+    """Stop shipping now (the pilot is leaving its slot): the rest stays in the files."""
+
+
 Sender = Callable[[str, int, bytes], int]
 """``send(stream, offset, data) -> next_offset`` as the coordinator acknowledged it."""
 
@@ -199,6 +203,10 @@ class LogShipper:
             next_offset = gap.expected_offset
         except LogRefused as exc:
             logger.warning("%s: coordinator takes no more log (%s); files kept", self._label, exc)
+            self._refused = True
+            return False
+        except LogGiveUp as exc:
+            logger.warning("%s: log shipping given up (%s); files kept", self._label, exc)
             self._refused = True
             return False
         except LogUnreachable as exc:
