@@ -25,6 +25,7 @@ same jobs again, those still Matched to this pilot, and claims nothing new.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -113,7 +114,8 @@ def _replay(
     """The jobs an earlier match with the same request id claimed, those still Matched to
     this pilot (one the sweeper took back meanwhile is not given again)."""
     cores = {int(job_id): int(given) for job_id, given in record}
-    rows = job_store.get_jobs(conn, list(cores))
+    # Whole rows (descriptions included, a reply needs them); a match has at most 64.
+    rows = [row for row in map(functools.partial(job_store.get_job, conn), cores) if row]
     held = [row for row in rows if row["status"] == JobStatus.MATCHED.value]
     return _deliverable(
         conn,

@@ -151,7 +151,10 @@ def test_runs_every_job_then_exits_when_idle(world: World) -> None:
 
 def test_a_node_failing_every_job_fast_stops_taking_work(world: World) -> None:
     failing = world.submit("/bin/false", count=4)
-    result = Pilot(world.agent(black_hole_failures=2, black_hole_window_s=60)).start().finish()
+    # One owner's jobs only: a node failing them all is told from one user's broken jobs
+    # by their owners (tests/pilot/test_guard_and_node.py); here every failure counts.
+    agent = world.agent(black_hole_failures=2, black_hole_window_s=60, black_hole_owners=1)
+    result = Pilot(agent).start().finish()
     assert isinstance(result, BlackHoleStop)
     statuses = world.statuses(failing)
     assert statuses.count(JobStatus.FAILED) == 2

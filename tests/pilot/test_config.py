@@ -111,6 +111,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "bool": ("no", False),
     "tuple[str, ...]": ("a, b", ("a", "b")),
 }
+NAMED_SAMPLES: dict[str, tuple[str, object]] = {"payload_uids": ("61000-61009", "61000-61009")}
+"""Settings whose text is checked beyond its type."""
 REQUIRED = ("url", "token", "workdir")
 
 
@@ -125,6 +127,8 @@ def _setting(config: PilotConfig, name: str) -> object:
 
 
 def _sample(name: str) -> tuple[str, object]:
+    if name in NAMED_SAMPLES:
+        return NAMED_SAMPLES[name]
     kind = _field_type(name)
     assert kind in SAMPLES, f"no sample value for {name} ({kind}): add one"
     return SAMPLES[kind]
