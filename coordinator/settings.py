@@ -50,13 +50,17 @@ class Settings:
     """Known site names; when given, jobs naming another Site or BannedSites are refused.
     From ``GRIDPILOT_SITES`` or ``serve --sites`` as a comma-separated list."""
     # Leases (coordinator/logic/leases.py, run by coordinator/sweeper.py).
-    match_timeout_s: float = 600.0
-    """A Matched job with no Running report nor heartbeat for this long is rescheduled."""
+    match_timeout_s: float = 180.0
+    """A Matched job with no Running report nor heartbeat for this long is rescheduled.
+    Pilots heartbeat a job from its match on, and retry a lost match reply with its request
+    id: a Matched job silent for six heartbeat intervals has no pilot any more."""
     heartbeat_timeout_s: float = 0.0
     """A Running/Completing job silent for this long becomes Stalled; 0 means
     3 x ``heartbeat_interval_s``."""
-    stalled_grace_s: float = 600.0
-    """How long a Stalled job may wait for its pilot to come back before it is rescheduled."""
+    stalled_grace_s: float = 300.0
+    """How long a Stalled job may wait for its pilot to come back before it is rescheduled.
+    A pilot that cannot renew a lease for heartbeat timeout + this grace stops the payload
+    itself before that (docs/reliability.md "Lease timings")."""
     max_reschedules: int = 3
     sweep_interval_s: float = 10.0
     """How often the sweeper looks for expired leases."""

@@ -46,7 +46,8 @@ def try_runtime(command: Sequence[str]) -> tuple[bool, str]:
 def containers_result(
     tried: Mapping[str, tuple[bool, str]], required: Sequence[str]
 ) -> CheckResult:
-    """OK when a runtime works; WARN when none does (only plain execution is left);
+    """OK when a runtime works; WARN when none does (only plain execution is left, which
+    cannot hide the pilot user's files from payloads);
     FAIL when a runtime the site requires (option ``required``) does not work."""
     working = [name for name, (ok, _) in tried.items() if ok]
     facts: dict[str, Any] = {"container_runtimes": working}
@@ -66,7 +67,12 @@ def containers_result(
         )
     if not working:
         found = ", ".join(f"{n} ({d})" for n, (_, d) in tried.items()) or "none installed"
-        return CheckResult(CheckStatus.WARN, f"no working container runtime: {found}", facts)
+        return CheckResult(
+            CheckStatus.WARN,
+            f"no working container runtime, payloads can only run without isolation "
+            f"(plain, see docs/reliability.md): {found}",
+            facts,
+        )
     return CheckResult(CheckStatus.OK, "working: " + ", ".join(working), facts, tuple(working))
 
 

@@ -8,7 +8,9 @@ and middle boxes do:
   the reply starts coming back (the pilot never hears the answer);
 - ``cut``: the reply is forwarded part of the way, then the connection is reset (the pilot
   reads a body that ends too early);
-- ``delay``: the reply waits a moment before it is forwarded.
+- ``delay``: the reply waits a moment before it is forwarded;
+- ``partition(True)``: nothing gets through either way, new connections hang unanswered,
+  until ``partition(False)`` (a cut cable, a firewall dropping packets).
 
 Faults apply to whole connections and replies, never to bytes in the middle of a request
 body, so whatever reaches the coordinator is what the pilot sent.
@@ -51,12 +53,25 @@ class FaultyProxy:
         self.port: int = self._listener.getsockname()[1]
         self._sockets: set[socket.socket] = set()
         self._stopping = threading.Event()
+        self._partitioned = threading.Event()
+        self._held: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, name="faulty-proxy", daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def partition(self, cut: bool) -> None:
+        """Cut the network (everything is dropped) or mend it (held connections reset)."""
+        if cut:
+            self._partitioned.set()
+            return
+        self._partitioned.clear()
+        with self._lock:
+            held, self._held = self._held, []
+        for sock in held:
+            _reset(sock)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -80,6 +95,10 @@ class FaultyProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._partitioned.is_set():
+                with self._lock:
+                    self._held.append(client)  # no answer at all, as behind a black hole
+                continue
             if self._roll("reset"):
                 _reset(client)
                 continue
@@ -102,6 +121,8 @@ class FaultyProxy:
                 if not data:
                     dest.shutdown(socket.SHUT_WR)
                     return
+                if self._partitioned.is_set():
+                    continue  # dropped on the floor
                 cut = False
                 if replies and not reply_started:
                     reply_started = True

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from tests.chaos.conftest import ChaosRun, Execution
+from tests.chaos.proxy import Faults, FaultyProxy
 
 LEASES = {
     "heartbeat_interval_s": 0.5,
@@ -62,3 +63,42 @@ def test_killed_pilots_payload_dies_and_the_job_runs_once_elsewhere(chaos: Chaos
     assert finished.started_at > orphan_gone_at  # never two copies at once
     job = chaos.jobs([job_id])[job_id]
     assert job["reschedule_count"] == 1
+
+
+PARTITION_LEASES = {
+    "heartbeat_interval_s": 0.5,
+    "heartbeat_timeout_s": 2,
+    "stalled_grace_s": 3,
+    "sweep_interval_s": 0.3,
+}
+
+
+@pytest.mark.parametrize("chaos", [PARTITION_LEASES], indirect=True)
+def test_a_cut_off_pilot_stops_its_payload_before_the_job_is_given_to_another(
+    chaos: ChaosRun,
+) -> None:
+    """At most one running copy while the pilot lives, across a network partition: the
+    coordinator gives the job away after job_lease_s (heartbeat timeout + stalled grace,
+    5 s here); the pilot, unable to renew the lease, stops its payload before that."""
+    proxy = FaultyProxy(chaos.coordinator.port, Faults(reset=0, lost=0, cut=0, delay=0))
+    try:
+        (job_id,) = chaos.submit(1, lines=10, pause_s=10)
+        cut_off = chaos.pilot("cut-off", url=proxy.url)
+        chaos.start_pilot(
+            cut_off,
+            idle_timeout_s=60,
+            cores=1,
+            env={"GRIDPILOT_REQUEST_TIMEOUT_S": "1", "GRIDPILOT_KILL_GRACE_S": "1"},
+        )
+        (first,) = wait_for_execution(chaos, 1)
+        proxy.partition(True)
+        first_gone_at = gone_by(first.pid, timeout_s=15)
+        chaos.start_pilot(chaos.pilot("other"), idle_timeout_s=3, cores=1)
+        chaos.check_exactly_once_and_byte_exact([job_id], timeout_s=60, interrupted=1)
+        stopped, finished = chaos.executions()
+        assert stopped.pid == first.pid and stopped.ended_at is None
+        assert finished.started_at > first_gone_at  # never two copies at once
+        assert "lease not renewed" in cut_off.log()
+    finally:
+        proxy.partition(False)
+        proxy.stop()

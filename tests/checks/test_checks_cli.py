@@ -178,3 +178,22 @@ def test_url_lets_the_coordinator_and_clock_checks_reach_it(
     assert abs(checks["clock"]["facts"]["clock_offset_s"]) < 2
     skipped = json.loads(_gridpilot(*args, cwd=tmp_path).stdout)["checks"]
     assert [c["status"] for c in skipped] == ["skip", "skip"]
+
+
+def test_checks_run_warns_when_plain_is_the_only_runtime(tmp_path: Path) -> None:
+    """Issue 12, item 4: a node where no container runtime is found (here: none on PATH)
+    is told that payloads would run without isolation."""
+    python = Path(sys.executable)
+    result = subprocess.run(
+        [str(python), "-m", "pilot", "checks", "run", "--only", "containers", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={"PATH": str(tmp_path)},  # neither bwrap nor apptainer can be found
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr  # Nagios WARNING
+    (containers,) = json.loads(result.stdout)["checks"]
+    assert containers["status"] == "warn"
+    assert "payloads can only run without isolation (plain" in containers["message"]

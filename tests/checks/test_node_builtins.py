@@ -102,7 +102,10 @@ def test_container_decision() -> None:
     assert containers_result(broken, ["apptainer"]).status is CheckStatus.FAIL
     nothing = containers_result({}, [])
     assert nothing.status is CheckStatus.WARN
-    assert nothing.message == "no working container runtime: none installed"
+    assert nothing.message == (
+        "no working container runtime, payloads can only run without isolation "
+        "(plain, see docs/reliability.md): none installed"
+    )
 
 
 def test_cvmfs_repositories_on_a_real_tree(tmp_path: Path) -> None:

@@ -1,0 +1,64 @@
+"""What the pilot does at start so its payloads cannot take its identity (issue 12, item 4):
+the token out of the environment, the pilot not dumpable, the token file removed or warned
+about. Real files and the real prctl; the configuration as a site writes it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from pilot.config import load_config
+from pilot.hardening import harden, payloads_share_pilot_uid
+from wrapper.prctl import is_dumpable, set_dumpable
+
+
+def config_for(tmp_path: Path, **settings: object) -> object:
+    values = {"url": "http://127.0.0.1:1", "token": "t", "workdir": str(tmp_path / "work")}
+    return load_config({**values, **settings}, {})
+
+
+@pytest.fixture(autouse=True)
+def dumpable_again() -> object:
+    yield None
+    set_dumpable(True)  # this test process goes on being the test runner
+
+
+def test_the_token_leaves_the_environment_and_the_pilot_is_not_dumpable(tmp_path: Path) -> None:
+    environ = {"GRIDPILOT_TOKEN": "secret", "PATH": "/bin"}
+    harden(config_for(tmp_path), None, environ)  # type: ignore[arg-type]
+    assert environ == {"PATH": "/bin"}
+    assert is_dumpable() is False
+
+
+def test_a_token_file_the_site_lets_go_is_removed_once_read(tmp_path: Path) -> None:
+    token_file = tmp_path / "pilot.token"
+    token_file.write_text("secret")
+    harden(config_for(tmp_path, remove_token_file=True), token_file, {})  # type: ignore[arg-type]
+    assert not token_file.exists()
+
+
+def test_a_token_file_plain_payloads_could_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token_file = tmp_path / "pilot.token"
+    token_file.write_text("secret")
+    with caplog.at_level(logging.WARNING, logger="pilot.hardening"):
+        harden(config_for(tmp_path), token_file, {})  # type: ignore[arg-type]
+    assert token_file.exists()
+    assert f"token file {token_file} stays readable to payloads" in caplog.text
+    caplog.clear()
+    containers_only = config_for(tmp_path, container_required=True)
+    with caplog.at_level(logging.WARNING, logger="pilot.hardening"):
+        harden(containers_only, token_file, {})  # type: ignore[arg-type]
+    assert "stays readable" not in caplog.text
+
+
+def test_plain_payloads_share_the_pilots_uid_unless_root_gives_them_their_own(
+    tmp_path: Path,
+) -> None:
+    assert payloads_share_pilot_uid(config_for(tmp_path))  # type: ignore[arg-type]
+    own_uids = config_for(tmp_path, payload_uids="61000-61009")
+    assert payloads_share_pilot_uid(own_uids) is (os.geteuid() != 0)  # type: ignore[arg-type]
