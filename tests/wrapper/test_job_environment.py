@@ -75,10 +75,23 @@ def stealer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return library
 
 
-def run_job(
-    tmp_path: Path, transport: DirectoryTransport, rootfs: Path, sandbox: str, **fields: object
+def run_script(
+    tmp_path: Path,
+    transport: DirectoryTransport,
+    rootfs: Path,
+    files: Path,
+    script: str,
+    environment: list[str],
 ) -> JobOutcome:
-    job = assignment(container=str(rootfs), input_sandboxes=[sandbox], **fields)
+    """``sh -c script`` in the image, with ``files`` as its input sandbox."""
+    sandbox = transport.put(pack(files, ["."], tmp_path / "in.tar.gz").path)
+    job = assignment(
+        container=str(rootfs),
+        input_sandboxes=[sandbox],
+        executable="sh",
+        arguments=["-c", script],
+        description={"ExecutionEnvironment": environment},
+    )
     return JobRun(job, tmp_path / "pilot" / "job_7", transport, CONFIG).run()
 
 
@@ -92,22 +105,14 @@ def test_ld_preload_from_the_jobs_sandbox_never_runs_on_the_node(
     staging = tmp_path / "staging"
     staging.mkdir()
     shutil.copy(stealer, staging / "libhelper.so")
-    sandbox = transport.put(pack(staging, ["."], tmp_path / "in.tar.gz").path)
     host_dir = f"/{tmp_path}/pilot/job_7"  # "//tmp/...": the job dir's node path, unrewritten
     environment = [
         f"LD_PRELOAD={host_dir}/libhelper.so",
         f"STEAL_FROM={token_file}",
         f"STEAL_TO={host_dir}/stolen",
     ]
-    outcome = run_job(
-        tmp_path,
-        transport,
-        rootfs,
-        sandbox,
-        executable="sh",
-        arguments=["-c", 'echo "inside: $LD_PRELOAD"'],
-        description={"ExecutionEnvironment": environment},
-    )
+    script = 'echo "inside: $LD_PRELOAD"'
+    outcome = run_script(tmp_path, transport, rootfs, staging, script, environment)
     work = tmp_path / "pilot" / "job_7"
     assert outcome.status == JobStatus.DONE, outcome.minor_status
     assert not (work / "stolen").exists(), "the job's library ran on the node"
@@ -117,22 +122,14 @@ def test_ld_preload_from_the_jobs_sandbox_never_runs_on_the_node(
 
 
 def test_container_init_command_line_does_not_show_node_paths(
-    tmp_path: Path, transport: DirectoryTransport, rootfs: Path, stealer: Path
+    tmp_path: Path, transport: DirectoryTransport, rootfs: Path
 ) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "data.txt").write_text("x\n")
-    sandbox = transport.put(pack(staging, ["."], tmp_path / "in.tar.gz").path)
     secret = "value-" + uuid.uuid4().hex
-    outcome = run_job(
-        tmp_path,
-        transport,
-        rootfs,
-        sandbox,
-        executable="sh",
-        arguments=["-c", "cat /proc/1/cmdline; echo; cat /proc/1/environ"],
-        description={"ExecutionEnvironment": [f"MY_SECRET={secret}"]},
-    )
+    script = "cat /proc/1/cmdline; echo; cat /proc/1/environ"
+    outcome = run_script(tmp_path, transport, rootfs, staging, script, [f"MY_SECRET={secret}"])
     assert outcome.status == JobStatus.DONE, outcome.minor_status
     seen = (tmp_path / "pilot" / "job_7" / "std.out").read_bytes().replace(b"\0", b" ").decode()
     assert seen.startswith("bwrap --args ")
