@@ -263,7 +263,7 @@ class CoordinatorClient:
     ) -> Any:
         if body is not None:
             kwargs["json"] = body
-        return self.exchange(method, path, _json_body, retry=retry, **kwargs)
+        return self.exchange(method, path, json_body, retry=retry, **kwargs)
 
     # -- pilot calls -------------------------------------------------------------------
 
@@ -336,7 +336,7 @@ class CoordinatorClient:
                     reply = self.exchange(
                         "PUT",
                         f"/pilots/{pilot_id}/log",
-                        _json_body,
+                        json_body,
                         retry=retry,
                         params={"offset": offset},
                         data=chunk,
@@ -368,7 +368,7 @@ class CoordinatorClient:
         reply = self.exchange(
             "PUT",
             f"/jobs/{job_id}/logs/{stream}",
-            _json_body,
+            json_body,
             retry=retry,
             params={"offset": offset},
             data=data,
@@ -409,7 +409,7 @@ class CoordinatorClient:
             raise SandboxChecksumMismatch(sha256, actual)
 
 
-def _json_body(response: requests.Response) -> Any:
+def json_body(response: requests.Response) -> Any:
     """The reply's JSON; ValueError (retried) when it does not parse."""
     return response.json()
 

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-import requests
-
-from pilot.client import CoordinatorClient, RetryPolicy
+from pilot.client import CoordinatorClient, RetryPolicy, json_body
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
 from pilot.slots import RunningJob
 from protocol import (
@@ -90,7 +87,7 @@ class HeartbeatSender:
             path = f"/pilots/{self.pilot_id}/heartbeat"
             body = PilotHeartbeat(beats).to_dict()
             reply = PilotHeartbeatReply.from_dict(
-                self.client.exchange("POST", path, _json_body, retry=retry, json=body)
+                self.client.exchange("POST", path, json_body, retry=retry, json=body)
             )
         except CoordinatorUnreachable as exc:
             logger.warning("%d heartbeat(s) not delivered (%s); the jobs go on", len(due), exc)
@@ -134,10 +131,6 @@ def start_reported_soon(job: RunningJob, now: float) -> None:
     """Make a job whose payload just started due for a heartbeat soon (its start rides it)."""
     job.start_unreported = True
     job.next_heartbeat_at = min(job.next_heartbeat_at, now + START_REPORT_DELAY_S)
-
-
-def _json_body(response: requests.Response) -> Any:
-    return response.json()
 
 
 def _heartbeat(job: RunningJob, now: float) -> Heartbeat:
