@@ -132,3 +132,14 @@ def test_unreachable_coordinator_gives_up_after_max_retry_s() -> None:
         _client(f"http://127.0.0.1:{port}", fake, max_retry_s=30).match("p1", MatchRequest())
     assert 0 < sum(fake.sleeps) <= 30
     assert len(fake.sleeps) >= 3
+
+
+@pytest.mark.parametrize("url", ["http://", "ftp://127.0.0.1:1", "127.0.0.1:8080"])
+def test_an_unusable_url_is_refused_at_once_not_retried(url: str) -> None:
+    """requests' URL errors are ValueErrors, like a reply whose JSON is cut (retried): a
+    pilot given a bad URL must say so at once, not retry it for max_retry_s."""
+    fake = FakeTime()
+    with pytest.raises(CoordinatorUnreachable) as caught:
+        _client(url, fake).match("p1", MatchRequest())
+    assert caught.value.reason == "not a usable URL"
+    assert fake.sleeps == []
