@@ -121,6 +121,17 @@ def pilot_command(
     except ConfigError as exc:
         typer.echo(f"gridpilot pilot: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from exc
+    try:
+        setup_logging(log_level, pilot_config.workdir / PILOT_LOG_NAME)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        typer.echo(
+            f"gridpilot pilot: cannot use work dir {pilot_config.workdir}: {reason}", err=True
+        )
+        raise typer.Exit(EXIT_CONFIG) from exc
+    except ValueError as exc:  # an unknown --log-level
+        typer.echo(f"gridpilot pilot: --log-level: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
     from pilot.hardening import harden
 
     harden(pilot_config, token_file_path(cli_values, env), os.environ)

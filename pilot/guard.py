@@ -5,7 +5,8 @@ would otherwise drain the whole queue into Failed. But one user's broken payload
 fast, on every node: stopping pilots for them would leave every other user's jobs waiting.
 So the guard counts only failures that point at the node: after ``max_fast_failures`` jobs
 in a row failed within ``fast_s`` of starting, it trips when they are infrastructure
-failures (the wrapper or runtime failed, not the payload), or when they are the jobs of at
+failures (the wrapper or runtime failed, not the payload; ``pilot.tally`` counts a failure
+about an image the job named itself as its owner's), or when they are the jobs of at
 least ``min_owners`` owners (infrastructure failures counting as one more). A job that
 succeeds, or fails slowly, ends the run.
 """

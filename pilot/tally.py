@@ -9,6 +9,7 @@ from pilot.guard import BlackHoleGuard
 from pilot.reporting import RunningAnswer
 from pilot.slots import RunningJob
 from protocol import JobStatus
+from wrapper.outcome import MinorStatus
 
 STARTED = (None, RunningAnswer.CONFIRMED, RunningAnswer.IN_HEARTBEAT)
 """Running answers of a job whose payload was let start."""
@@ -41,7 +42,7 @@ class JobTally:
         else:
             self.done += 1
         owner = str(job.assignment.description.get("Owner", ""))
-        infrastructure = job.outcome is None or job.outcome.infrastructure_error
+        infrastructure = points_at_the_node(job)
         if not self.guard.record(failed, ran_s, owner=owner, infrastructure=infrastructure):
             return None
         guard = self.guard
@@ -57,3 +58,28 @@ class JobTally:
             f"not started={self.not_started}, "
             f"fast failures in a row={self.guard.fast_failures_in_a_row}"
         )
+
+
+IMAGE_FAILURES = (
+    MinorStatus.CONTAINER_IMAGE_NOT_FOUND,
+    MinorStatus.RUNTIME_UNAVAILABLE,
+    MinorStatus.CONTAINER_RUNTIME_FAILED,
+)
+"""Infrastructure failures an image can cause: no runtime here for it, missing, refused."""
+
+
+def points_at_the_node(job: RunningJob) -> bool:
+    """Whether a job's failure is the node's whoever owns the job: an infrastructure failure
+    (rescheduled), unless the job's own choice explains it. An image the job named that is
+    missing, or that no runtime here runs, is rescheduled (another node may have it or run
+    it) but says nothing sure about this node: it counts as its owner's failure, so one user
+    naming a bad image cannot stop every pilot, while a node whose CVMFS or runtime is
+    broken fails several owners' jobs and still trips the guard.
+    """
+    outcome = job.outcome
+    if outcome is None:
+        return True  # the wrapper itself crashed
+    if not outcome.infrastructure_error:
+        return False
+    about_image = outcome.minor_status.startswith(tuple(m.value for m in IMAGE_FAILURES))
+    return not (about_image and bool(job.assignment.container))

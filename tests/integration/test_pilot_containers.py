@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -89,3 +90,26 @@ def test_a_job_naming_the_pilots_directory_as_image_fails_as_its_own_fault(
         assert info["status"] == "Failed" and info["reschedule_count"] == 0
         assert info["minor_status"].startswith("Container Image Not Allowed: ")
         assert why in info["minor_status"]
+
+
+def test_one_users_missing_images_do_not_stop_the_pilot_for_the_others(
+    make_user: Callable[..., User], pilot: Pilot, rootfs: Path
+) -> None:
+    """Issue 12, item 9, through images: a missing image the job named is an infrastructure
+    failure (rescheduled: another node's CVMFS may have it), but six of one user's jobs
+    failing so must not trip the black-hole guard and leave the next user's job waiting."""
+    carol, dave = make_user("carol"), make_user("dave")
+    missing = [
+        carol.submit(container_jdl(rootfs.parent / "no-such-image", "true"))[0] for _ in range(6)
+    ]
+    (fine,) = dave.submit(container_jdl(rootfs, "echo fine"))
+    config = pilot.write_config(
+        f"container_runtimes: [bwrap]\nallow_plain: false\nallowed_images: ['{rootfs.parent}']\n"
+    )
+    finished = pilot.run(idle_timeout_s=3, extra=["--config", str(config), "--cores", "1"])
+    assert finished.returncode == 0, finished.stderr
+    assert "black-hole" not in finished.stderr
+    assert dave.status(fine)["status"] == "Done"
+    for job_id in missing:
+        assert carol.status(job_id)["status"] == "Failed"
+        assert "Container Image Not Found" in carol.run("logging-info", str(job_id)).stdout

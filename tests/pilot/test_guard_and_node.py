@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
 from pilot.guard import BlackHoleGuard
-from pilot.slots import capacity_from_checks
-from protocol import CheckReport, CheckStatus
+from pilot.slots import RunningJob, capacity_from_checks
+from pilot.tally import points_at_the_node
+from protocol import CheckReport, CheckStatus, JobAssignment, JobStatus
+from wrapper.job import JobRun, WrapperConfig
+from wrapper.outcome import JobOutcome
 
 
 def test_black_hole_guard_trips_after_k_fast_failures_of_several_owners() -> None:
@@ -56,3 +64,41 @@ def test_capacity_comes_from_checks_unless_configured() -> None:
     configured = capacity_from_checks(reports, configured_cores=2, configured_memory_mb=4000)
     assert (configured.cores, configured.memory_mb) == (2, 4000)
     assert capacity_from_checks([]).cores == 1
+
+
+def _failed_job(tmp_path: Path, container: str, minor: Optional[str], infra: bool) -> RunningJob:
+    assignment = JobAssignment(job_id=1, executable="/bin/true", container=container)
+    job = RunningJob(
+        assignment=assignment,
+        run=JobRun(assignment, tmp_path / "job_1", None, WrapperConfig()),  # type: ignore[arg-type]
+        match_s=0.0,
+        started_at=0.0,
+        next_heartbeat_at=0.0,
+    )
+    if minor is not None:
+        job.outcome = JobOutcome(
+            JobStatus.FAILED, minor, "", None, "", {}, 0.0, 0, infrastructure_error=infra
+        )
+    return job
+
+
+@pytest.mark.parametrize(
+    ("container", "minor", "infra", "node"),
+    [
+        # The job's own image: missing, no runtime here for it, or its runtime failing on it.
+        ("/cvmfs/x/gone", "Container Image Not Found: /cvmfs/x/gone: does not exist", 1, 0),
+        ("/cvmfs/x/img.sif", "Runtime Unavailable: no runtime for a container", 1, 0),
+        ("/cvmfs/x/img", "Container Runtime Failed: bwrap: Can't mkdir /x", 1, 0),
+        # The site's default image missing, or any other infrastructure failure: the node's.
+        ("", "Container Image Not Found: /site/default: does not exist", 1, 1),
+        ("/cvmfs/x/img", "Input Sandbox Download Failed", 1, 1),
+        ("", None, 1, 1),  # the wrapper crashed: no outcome at all
+        # A payload's own failure is never the node's.
+        ("", "Application Finished With Errors", 0, 0),
+    ],
+)
+def test_only_failures_the_jobs_own_choices_cannot_explain_point_at_the_node(
+    tmp_path: Path, container: str, minor: Optional[str], infra: int, node: int
+) -> None:
+    job = _failed_job(tmp_path, container, minor, bool(infra))
+    assert points_at_the_node(job) is bool(node)
