@@ -5,9 +5,11 @@
 - ``GRIDPILOT_TOKEN`` leaves the pilot's environment once read, so no process the pilot
   starts (a community check script, a runtime) inherits it; payloads get an allow-listed
   environment anyway (``wrapper.job``).
-- The token file: read once into memory. A payload running as the pilot's user without a
-  container (plain execution) can read any file the pilot can; unless the site lets the
-  pilot delete its copy (``remove_token_file``), gives jobs their own uids
+- The token file: read once into memory, and made the pilot's alone (0600) when others
+  could read it and it is the pilot's to change (else a warning): payloads running under
+  their own uids (``payload_uids``) must not read it. A payload running as the pilot's user
+  without a container (plain execution) can read any file the pilot can; unless the site
+  lets the pilot delete its copy (``remove_token_file``), gives jobs their own uids
   (``payload_uids``, as root) or requires containers, the pilot says so at start.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Optional
@@ -54,6 +57,7 @@ def _protect_token_file(config: PilotConfig, token_file: Path) -> None:
         else:
             logger.info("token file %s removed once read (remove_token_file)", token_file)
         return
+    _make_private(token_file)
     if payloads_share_pilot_uid(config):
         logger.warning(
             "token file %s stays readable to payloads run without a container as this "
@@ -61,3 +65,22 @@ def _protect_token_file(config: PilotConfig, token_file: Path) -> None:
             "container_required (docs/reliability.md)",
             token_file,
         )
+
+
+def _make_private(token_file: Path) -> None:
+    """Take group and other permissions off the token file, or say why it stays open."""
+    try:
+        info = token_file.stat()
+    except OSError as exc:
+        logger.warning("token file %s: %s", token_file, exc)
+        return
+    if not info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return
+    try:
+        if info.st_uid != os.geteuid():
+            raise PermissionError("it belongs to another user")
+        os.chmod(token_file, stat.S_IMODE(info.st_mode) & 0o700)
+    except OSError as exc:
+        logger.warning("token file %s stays readable to other users: %s", token_file, exc)
+    else:
+        logger.info("token file %s made readable to this user only", token_file)

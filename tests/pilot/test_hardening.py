@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,13 @@ def test_plain_payloads_share_the_pilots_uid_unless_root_gives_them_their_own(
     assert payloads_share_pilot_uid(config_for(tmp_path))  # type: ignore[arg-type]
     own_uids = config_for(tmp_path, payload_uids="61000-61009")
     assert payloads_share_pilot_uid(own_uids) is (os.geteuid() != 0)  # type: ignore[arg-type]
+
+
+def test_a_token_file_others_could_read_becomes_the_pilots_alone(tmp_path: Path) -> None:
+    """Jobs under their own uids (payload_uids) must not read a token file left 0644."""
+    token_file = tmp_path / "pilot.token"
+    token_file.write_text("secret")
+    token_file.chmod(0o644)
+    harden(config_for(tmp_path), token_file, {})  # type: ignore[arg-type]
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert token_file.read_text() == "secret"
