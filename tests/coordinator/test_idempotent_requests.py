@@ -2,34 +2,71 @@
 
 A reply cut on its way back makes the pilot send the same request again with the same
 ``request_id``: a retried match gets the very jobs the first one claimed (and claims no
-others), a retried report changes nothing. Real coordinator, plain HTTP.
+others), a retried report changes nothing. Real coordinator, plain HTTP; every test runs
+twice, once through the hot path (``coordinator.api.hotpath``, what a pilot's requests
+take) and once through FastAPI (a chunked body, which the hot path hands on), and checks
+from ``/metrics`` that the lane it meant served it.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import requests
 
 from tests.conftest import RunningCoordinator
 from tests.coordinator.pilot_calls import FakePilot, User
+from tests.coordinator.test_hotpath import chunked, served_by_hot_path
+
+LANES = ("hot", "fastapi")
 
 
-def match(pilot: FakePilot, request_id: str, n: int = 2) -> list[dict[str, Any]]:
-    reply = requests.post(
-        pilot.coord.api(f"/pilots/{pilot.pilot_id}/match"),
-        json={"n": n, "cores_free": n, "request_id": request_id},
-        headers=pilot.headers(),
-    )
+@pytest.fixture(params=LANES)
+def lane(request: pytest.FixtureRequest, shared_coordinator: RunningCoordinator) -> Iterator[str]:
+    """Which lane the pilot's requests take; checked at the end by the hot path's count."""
+    before = served_by_hot_path(shared_coordinator, "match")
+    before += served_by_hot_path(shared_coordinator, "job_status")
+    yield str(request.param)
+    after = served_by_hot_path(shared_coordinator, "match")
+    after += served_by_hot_path(shared_coordinator, "job_status")
+    assert (after > before) == (request.param == "hot")
+
+
+def post(lane: str, url: str, body: Any, headers: dict[str, str]) -> requests.Response:
+    """POST ``body`` as a pilot does (the hot path serves it) or chunked (FastAPI does)."""
+    json_headers = {**headers, "Content-Type": "application/json"}
+    data = json.dumps(body).encode() if lane == "hot" else chunked(body)
+    return requests.post(url, data=data, headers=json_headers, timeout=30)
+
+
+class Pilot(FakePilot):
+    """A hand-driven pilot whose match and reports take one lane."""
+
+    def __init__(self, coord: RunningCoordinator, vo: str, lane: str) -> None:
+        super().__init__(coord, vo)
+        self.lane = lane
+
+    def report(self, job_id: int, status: str, **update: Any) -> requests.Response:
+        url = self.coord.api(f"/jobs/{job_id}/status")
+        return post(self.lane, url, {"status": status, **update}, self.job_headers())
+
+
+def match(pilot: Pilot, request_id: str, n: int = 2) -> list[dict[str, Any]]:
+    url = pilot.coord.api(f"/pilots/{pilot.pilot_id}/match")
+    body = {"n": n, "cores_free": n, "request_id": request_id}
+    reply = post(pilot.lane, url, body, pilot.headers())
     assert reply.status_code == 200, reply.text
     jobs: list[dict[str, Any]] = reply.json()["jobs"]
     return jobs
 
 
 def test_retried_match_gets_the_same_jobs_and_claims_no_more(
-    shared_coordinator: RunningCoordinator, vo: str
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
 ) -> None:
-    user, pilot = User(shared_coordinator, vo), FakePilot(shared_coordinator, vo)
+    user, pilot = User(shared_coordinator, vo), Pilot(shared_coordinator, vo, lane)
     submitted = user.submit(Parameters=5)
     first = match(pilot, "match-1")
     again = match(pilot, "match-1")
@@ -45,9 +82,9 @@ def test_retried_match_gets_the_same_jobs_and_claims_no_more(
 
 
 def test_retried_match_leaves_out_jobs_that_moved_on(
-    shared_coordinator: RunningCoordinator, vo: str
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
 ) -> None:
-    user, pilot = User(shared_coordinator, vo), FakePilot(shared_coordinator, vo)
+    user, pilot = User(shared_coordinator, vo), Pilot(shared_coordinator, vo, lane)
     user.submit(Parameters=2)
     first = match(pilot, "match-a")
     assert pilot.report(first[0]["job_id"], "Running").status_code == 200
@@ -55,16 +92,20 @@ def test_retried_match_leaves_out_jobs_that_moved_on(
     assert [job["job_id"] for job in again] == [first[1]["job_id"]]
 
 
-def test_empty_match_is_remembered_too(shared_coordinator: RunningCoordinator, vo: str) -> None:
-    user, pilot = User(shared_coordinator, vo), FakePilot(shared_coordinator, vo)
+def test_empty_match_is_remembered_too(
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
+) -> None:
+    user, pilot = User(shared_coordinator, vo), Pilot(shared_coordinator, vo, lane)
     assert match(pilot, "nothing-yet") == []
     user.submit()
     assert match(pilot, "nothing-yet") == []  # a retry of the empty answer claims nothing
     assert len(match(pilot, "next-request")) == 1
 
 
-def test_retried_report_is_a_no_op(shared_coordinator: RunningCoordinator, vo: str) -> None:
-    user, pilot = User(shared_coordinator, vo), FakePilot(shared_coordinator, vo)
+def test_retried_report_is_a_no_op(
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
+) -> None:
+    user, pilot = User(shared_coordinator, vo), Pilot(shared_coordinator, vo, lane)
     (job_id,) = user.submit()
     (job,) = match(pilot, "m")
     for _ in range(2):
@@ -80,11 +121,11 @@ def test_retried_report_is_a_no_op(shared_coordinator: RunningCoordinator, vo: s
 
 
 def test_retried_infrastructure_failure_is_not_refused_after_the_reschedule(
-    shared_coordinator: RunningCoordinator, vo: str
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
 ) -> None:
     """The first report rescheduled the job (it is nobody's now): its retry is answered
     with the job as it is, not with a lease-lost refusal."""
-    user, pilot = User(shared_coordinator, vo), FakePilot(shared_coordinator, vo)
+    user, pilot = User(shared_coordinator, vo), Pilot(shared_coordinator, vo, lane)
     (job_id,) = user.submit()
     match(pilot, "m")
     failed = {"infrastructure_error": True, "minor_status": "Runtime Failure", "request_id": "f"}
@@ -96,14 +137,13 @@ def test_retried_infrastructure_failure_is_not_refused_after_the_reschedule(
     assert without_id.status_code == 409  # as before: the job is not this pilot's any more
 
 
-def test_request_ids_are_checked(shared_coordinator: RunningCoordinator, vo: str) -> None:
-    user, pilot = User(shared_coordinator, vo), FakePilot(shared_coordinator, vo)
+def test_request_ids_are_checked(
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
+) -> None:
+    user, pilot = User(shared_coordinator, vo), Pilot(shared_coordinator, vo, lane)
     (job_id,) = user.submit(Parameters=2)[:1]
-    reply = requests.post(
-        pilot.coord.api(f"/pilots/{pilot.pilot_id}/match"),
-        json={"n": 1, "cores_free": 1, "request_id": "x" * 65},
-        headers=pilot.headers(),
-    )
+    url = pilot.coord.api(f"/pilots/{pilot.pilot_id}/match")
+    reply = post(lane, url, {"n": 1, "cores_free": 1, "request_id": "x" * 65}, pilot.headers())
     assert reply.status_code == 400
     assert reply.json()["code"] == "bad_request"
     first, second = (job["job_id"] for job in match(pilot, "two"))
@@ -116,12 +156,34 @@ def test_request_ids_are_checked(shared_coordinator: RunningCoordinator, vo: str
 
 
 def test_other_pilots_cannot_replay_a_pilots_match(
-    shared_coordinator: RunningCoordinator, vo: str
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
 ) -> None:
     user = User(shared_coordinator, vo)
-    owner, other = FakePilot(shared_coordinator, vo), FakePilot(shared_coordinator, vo)
+    owner, other = Pilot(shared_coordinator, vo, lane), Pilot(shared_coordinator, vo, lane)
     user.submit(Parameters=2)
     taken = match(owner, "shared-id", n=1)
     assert [job["job_id"] for job in match(other, "shared-id", n=1)] != [
         job["job_id"] for job in taken
     ]  # ids are per pilot: the same id from another pilot is its own request
+
+
+def test_a_final_report_carrying_the_start_is_applied_once(
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
+) -> None:
+    """``running_in_heartbeat``: a job of a k-job match whose payload ended before its
+    start rode a heartbeat; its final report (``started``) is retried after a lost reply:
+    Running and Done once each, the other jobs of the match untouched."""
+    user, pilot = User(shared_coordinator, vo), Pilot(shared_coordinator, vo, lane)
+    user.submit(Parameters=3)
+    first = match(pilot, "k3", n=3)
+    assert len(first) == 3 and match(pilot, "k3", n=3) == first
+    job_id = first[1]["job_id"]
+    done = {"exit_code": 0, "started": True, "request_id": "final-k"}
+    replies = [pilot.report(job_id, "Done", **done) for _ in range(3)]
+    assert [reply.status_code for reply in replies] == [200, 200, 200], replies[-1].text
+    assert {reply.json()["status"] for reply in replies} == {"Done"}
+    statuses = [entry[0] for entry in user.history(job_id)]
+    assert statuses.count("Running") == 1 and statuses.count("Done") == 1
+    assert [user.job(job["job_id"])["status"] for job in first] == ["Matched", "Done", "Matched"]
+    again = match(pilot, "k3", n=3)  # the replay leaves out the job that moved on
+    assert [job["job_id"] for job in again] == [first[0]["job_id"], first[2]["job_id"]]
