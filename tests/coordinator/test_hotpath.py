@@ -246,12 +246,14 @@ def test_registration_lists_the_features_and_assignments_carry_a_lease(
     body = {"hostname": "wn01", "pilot_version": "0.1.0"}
     reply = requests.post(coord.api("/pilots"), json=body, headers=coord.headers(token))
     assert reply.json()["features"] == ["running_in_heartbeat"]
+    # Once Running: heartbeat timeout (3 x 30 s) + stalled grace (300 s).
+    assert reply.json()["job_lease_s"] == 390.0
     pilot_id = reply.json()["pilot_id"]
     matched = requests.post(
         coord.api(f"/pilots/{pilot_id}/match"), json={"n": 1}, headers=coord.headers(token)
     )
     (job,) = matched.json()["jobs"]
-    assert (job["job_id"], job["lease_s"]) == (job_id, 600.0)  # the match timeout
+    assert (job["job_id"], job["lease_s"]) == (job_id, 180.0)  # the match timeout
 
 
 def test_running_rides_the_pilot_heartbeat(shared_coordinator: RunningCoordinator, vo: str) -> None:
