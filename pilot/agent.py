@@ -439,8 +439,8 @@ class Agent:
     def _report_running(self, job: RunningJob) -> None:
         if self._running_in_heartbeat:
             # No request: the start rides the next heartbeat, sent soon (pilot.heartbeats).
+            start_reported_soon(job, self._clock())  # first: still Matched for _fence
             job.running_answer = RunningAnswer.IN_HEARTBEAT
-            start_reported_soon(job, self._clock())
             self.waker.wake()
             return
         job.running_answer = self._reporter.report_running(self.pilot_id, job.assignment.job_id)
@@ -492,7 +492,7 @@ class Agent:
         margin_s = max(self._wrapper_config.kill_grace_s, self._heartbeat_interval_s)
         now = self._clock()
         for job in self._slots.jobs():
-            lease_s = self._lease_of(job)
+            lease_s = job.lease_s(self._job_lease_s)
             if lease_s <= 0 or job.fenced or job.finished:
                 continue
             if now - job.renewed_at < lease_s - min(margin_s, lease_s / 2):
@@ -504,19 +504,6 @@ class Agent:
             )
             logger.error("job %d: %s; stopping it", job.assignment.job_id, reason)
             job.run.kill(reason)
-
-    def _lease_of(self, job: RunningJob) -> float:
-        """How long the coordinator keeps ``job`` this pilot's with no word from it: the
-        match's lease (``JobAssignment.lease_s``) while it is Matched there, then the
-        registration's ``job_lease_s``; 0 when the coordinator did not say."""
-        matched = job.running_answer is None or (
-            job.running_answer is RunningAnswer.IN_HEARTBEAT and job.start_unreported
-        )
-        leases = [self._job_lease_s]
-        if matched:
-            leases.append(job.assignment.lease_s)
-        given = [lease_s for lease_s in leases if lease_s > 0]
-        return min(given) if given else 0.0
 
     def _send_heartbeats(self) -> None:
         if self._heartbeats is not None:

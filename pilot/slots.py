@@ -68,6 +68,19 @@ class RunningJob:
     def __post_init__(self) -> None:
         self.renewed_at = self.renewed_at or self.started_at
 
+    def lease_s(self, job_lease_s: float) -> float:
+        """How long the coordinator keeps this job the pilot's with no word from it: the
+        match's lease (``JobAssignment.lease_s``, the match timeout) while the job is still
+        Matched there (its start not confirmed, nor ridden on a heartbeat yet), else
+        ``job_lease_s`` (the registration's: heartbeat timeout + stalled grace). The shorter
+        when both apply; 0 when the coordinator said neither."""
+        matched = self.running_answer is None or (
+            self.running_answer is RunningAnswer.IN_HEARTBEAT and self.start_unreported
+        )
+        leases = (job_lease_s, self.assignment.lease_s if matched else 0.0)
+        given = [lease for lease in leases if lease > 0]
+        return min(given) if given else 0.0
+
 
 class Slots:
     """The jobs running now, shared by the loop and the job threads (one lock)."""

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from hypothesis import given
@@ -21,10 +22,11 @@ from pilot.errors import CoordinatorUnreachable
 from pilot.node import ce_from_env
 from pilot.rechecks import RecheckSchedule
 from pilot.registration import build_registration, site_and_ce
+from pilot.reporting import RunningAnswer
 from pilot.signals import SignalInbox, Waker
-from pilot.slots import NodeCapacity
+from pilot.slots import NodeCapacity, RunningJob
 from pilot.spool import ResultSpool, SpooledReport
-from protocol import CheckReport, CheckStatus, JobStatus, JobStatusUpdate
+from protocol import CheckReport, CheckStatus, JobAssignment, JobStatus, JobStatusUpdate
 
 
 def _config(tmp_path: Path, **values: object) -> PilotConfig:
@@ -148,3 +150,37 @@ def test_retrying_stops_at_once_when_told_to_give_up() -> None:
         client.request("GET", "/jobs/1", retry=policy)
     assert slept == []
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "start_unreported", "match_lease_s", "job_lease_s", "expected_s"),
+    [
+        (None, False, 180.0, 390.0, 180.0),  # matched, payload not started: the match's
+        (RunningAnswer.IN_HEARTBEAT, True, 180.0, 390.0, 180.0),  # start not ridden yet
+        (RunningAnswer.IN_HEARTBEAT, False, 180.0, 390.0, 390.0),  # Running there now
+        (RunningAnswer.CONFIRMED, False, 180.0, 390.0, 390.0),
+        (None, False, 600.0, 390.0, 390.0),  # the shorter of the two while Matched
+        (None, False, 0.0, 390.0, 390.0),  # an older coordinator: no lease in the match
+        (None, False, 180.0, 0.0, 180.0),  # no job_lease_s at registration
+        (RunningAnswer.CONFIRMED, False, 180.0, 0.0, 0.0),  # nothing said: never fenced
+    ],
+)
+def test_a_jobs_lease_is_the_matchs_until_its_start_is_confirmed(
+    answer: Optional[RunningAnswer],
+    start_unreported: bool,
+    match_lease_s: float,
+    job_lease_s: float,
+    expected_s: float,
+) -> None:
+    """What the pilot's fencing (``Agent._fence``) waits for: a job the coordinator still
+    has Matched goes back to Waiting after the match timeout, sooner than a Running one."""
+    job = RunningJob(
+        assignment=JobAssignment(job_id=1, executable="true", lease_s=match_lease_s),
+        run=None,  # type: ignore[arg-type]  # never started: only the lease is asked
+        match_s=0.0,
+        started_at=100.0,
+        next_heartbeat_at=100.0,
+        running_answer=answer,
+        start_unreported=start_unreported,
+    )
+    assert job.lease_s(job_lease_s) == expected_s
