@@ -40,6 +40,7 @@ from pilot.config import PilotConfig
 from pilot.containers import RuntimeOffer
 from pilot.errors import BlackHoleStop, CoordinatorUnreachable, FatalCheckFailed, PilotError
 from pilot.guard import BlackHoleGuard
+from pilot.hardening import prepare_workdir
 from pilot.heartbeats import HeartbeatSender, start_reported_soon
 from pilot.joblogs import job_log_shipper
 from pilot.rechecks import RecheckSchedule
@@ -143,7 +144,8 @@ class Agent:
 
     def run(self) -> PilotExit:
         """Run until a reason to exit; raises FatalCheckFailed / BlackHoleStop for those."""
-        self.config.workdir.mkdir(parents=True, exist_ok=True)
+        prepare_workdir(self.config)
+        self.spool.prepare()
         self._sentinel = self._start_sentinel()
         if len(self.spool):
             left = self._reporter.resend_spooled()

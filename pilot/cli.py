@@ -61,6 +61,9 @@ def setup_logging(level: str, logfile: Optional[Path] = None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile is not None:
         logfile.parent.mkdir(parents=True, exist_ok=True)
+        from pilot.hardening import open_private
+
+        open_private(logfile)  # job uids may pass through the work dir, not read the log
         handlers.append(logging.FileHandler(logfile, encoding="utf-8"))
     logging.basicConfig(
         level=level.upper(),
@@ -121,7 +124,10 @@ def pilot_command(
     except ConfigError as exc:
         typer.echo(f"gridpilot pilot: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from exc
+    from pilot.hardening import harden, prepare_workdir
+
     try:
+        prepare_workdir(pilot_config)
         setup_logging(log_level, pilot_config.workdir / PILOT_LOG_NAME)
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -132,8 +138,6 @@ def pilot_command(
     except ValueError as exc:  # an unknown --log-level
         typer.echo(f"gridpilot pilot: --log-level: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from exc
-    from pilot.hardening import harden
-
     harden(pilot_config, token_file_path(cli_values, env), os.environ)
     raise typer.Exit(run_pilot(pilot_config, env))
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,21 @@ class ResultSpool:
     def __init__(self, workdir: Path) -> None:
         self.directory = workdir / SPOOL_DIR_NAME
 
+    def prepare(self) -> None:
+        """Make the spool this user's alone, if there is one (an older pilot's)."""
+        if self.directory.is_dir():
+            _private_dir(self.directory)
+
     def _path(self, job_id: int) -> Path:
         return self.directory / f"job_{job_id}.json"
 
     def save(self, report: SpooledReport) -> SpooledReport:
         """Keep ``report`` (and move its output archive into the spool); what was kept."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.directory)
         if report.output_archive:
             kept = self.directory / OUTPUTS_DIR_NAME / f"{report.update.output_sandbox}.tar.gz"
             if Path(report.output_archive) != kept:
-                kept.parent.mkdir(exist_ok=True)
+                _private_dir(kept.parent)
                 os.replace(report.output_archive, kept)
             report = dataclasses.replace(report, output_archive=str(kept))
         record: dict[str, Any] = {
@@ -100,3 +106,11 @@ class ResultSpool:
         if not self.directory.is_dir():
             return 0
         return sum(1 for _ in self.directory.glob("job_*.json"))
+
+
+def _private_dir(path: Path) -> None:
+    """Make ``path`` this user's alone (also one an older pilot made): jobs' reports and
+    output archives, which a job running under a uid of its own must not read."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        os.chmod(path, 0o700)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pilot.config import load_config
-from pilot.hardening import harden, payloads_share_pilot_uid
+from pilot.hardening import harden, open_private, payloads_share_pilot_uid, prepare_workdir
 from wrapper.prctl import is_dumpable, set_dumpable
 
 
@@ -73,3 +73,28 @@ def test_a_token_file_others_could_read_becomes_the_pilots_alone(tmp_path: Path)
     harden(config_for(tmp_path), token_file, {})  # type: ignore[arg-type]
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert token_file.read_text() == "secret"
+
+
+def test_the_work_dir_is_the_pilots_alone_or_passable_by_job_uids(tmp_path: Path) -> None:
+    """0700 for a pilot whose jobs share its uid (an older pilot's 0755 one too); 0711 for a
+    root pilot with payload_uids, whose jobs pass through to their own dirs."""
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o755)
+    workdir.chmod(0o755)
+    prepare_workdir(config_for(tmp_path))  # type: ignore[arg-type]
+    assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
+    prepare_workdir(config_for(tmp_path, payload_uids="61000-61009"))  # type: ignore[arg-type]
+    expected = 0o711 if os.geteuid() == 0 else 0o700
+    assert stat.S_IMODE(workdir.stat().st_mode) == expected
+
+
+def test_a_log_file_is_made_private_even_when_it_was_there_before(tmp_path: Path) -> None:
+    log = tmp_path / "pilot.log"
+    log.write_text("an older pilot's lines\n")
+    log.chmod(0o644)
+    open_private(log)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert log.read_text() == "an older pilot's lines\n"  # appended to, never truncated
+    fresh = tmp_path / "fresh.log"
+    open_private(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
