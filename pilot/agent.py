@@ -344,7 +344,13 @@ class Agent:
         self._heartbeat_interval_s = reply.heartbeat_interval_s
         self._running_in_heartbeat = Feature.RUNNING_IN_HEARTBEAT.value in reply.features
         self._job_lease_s = reply.job_lease_s
-        self._heartbeats = HeartbeatSender(self.client, self.pilot_id)
+        # Once stopping, one attempt per heartbeat: the loop must see the next signal and
+        # the end of the drain in time (a coordinator gone would hold it half an interval).
+        self._heartbeats = HeartbeatSender(
+            self.client,
+            self.pilot_id,
+            give_up=lambda: self._stop.stopping or self.signals.stop_pending(),
+        )
         logger.info(
             "registered as pilot %s at site %s (CE %r, batch %s %s): %d cores, %d MB, %s",
             *(self.pilot_id, registration.site, registration.ce),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Callable, Optional
 
 from pilot.client import CoordinatorClient, RetryPolicy, json_body
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
@@ -38,9 +39,11 @@ START_REPORT_DELAY_S = 0.5
 """How soon a payload's start is told: the starts of that half second share a request."""
 
 
-def heartbeat_retry(interval_s: float) -> RetryPolicy:
-    """A heartbeat is worth retrying for half an interval: the next one comes anyway."""
-    return RetryPolicy(max_retry_s=max(1.0, interval_s / 2))
+def heartbeat_retry(interval_s: float, give_up: Optional[Callable[[], bool]] = None) -> RetryPolicy:
+    """A heartbeat is worth retrying for half an interval: the next one comes anyway.
+    ``give_up``: stop retrying at once (the pilot is stopping: its loop must see signals
+    and the end of its drain, not wait on a coordinator that is gone)."""
+    return RetryPolicy(max_retry_s=max(1.0, interval_s / 2), give_up=give_up)
 
 
 def due_jobs(jobs: Iterable[RunningJob], now: float, interval_s: float) -> list[RunningJob]:
@@ -56,9 +59,15 @@ def due_jobs(jobs: Iterable[RunningJob], now: float, interval_s: float) -> list[
 class HeartbeatSender:
     """Sends the due heartbeats of one pilot's jobs; remembers whether batching works."""
 
-    def __init__(self, client: CoordinatorClient, pilot_id: str) -> None:
+    def __init__(
+        self,
+        client: CoordinatorClient,
+        pilot_id: str,
+        give_up: Optional[Callable[[], bool]] = None,
+    ) -> None:
         self.client = client
         self.pilot_id = pilot_id
+        self.give_up = give_up
         self.batched = True
         """False once the coordinator turned out not to have the batched endpoint."""
 
@@ -68,7 +77,7 @@ class HeartbeatSender:
             job.next_heartbeat_at = now + interval_s
         if not due:
             return
-        retry = heartbeat_retry(interval_s)
+        retry = heartbeat_retry(interval_s, self.give_up)
         beats = [
             JobHeartbeat(job.assignment.job_id, _heartbeat(job, now), job.start_unreported)
             for job in due

@@ -18,8 +18,12 @@ LEASES = {
     "heartbeat_interval_s": 0.5,
     "heartbeat_timeout_s": 2,
     "stalled_grace_s": 1,
+    "match_timeout_s": 3,
     "sweep_interval_s": 0.3,
 }
+"""Short leases. The match timeout counts too: the coordinator offers
+``running_in_heartbeat``, so a pilot killed within half a second of its payload's start
+(before the start rode a heartbeat) leaves the job Matched, given back after it."""
 
 
 def wait_for_execution(chaos: ChaosRun, count: int, timeout_s: float = 30.0) -> list[Execution]:
@@ -68,9 +72,12 @@ def test_killed_pilots_payload_dies_and_the_job_runs_once_elsewhere(chaos: Chaos
 PARTITION_LEASES = {
     "heartbeat_interval_s": 0.5,
     "heartbeat_timeout_s": 2,
-    "stalled_grace_s": 3,
+    "stalled_grace_s": 4,
+    "match_timeout_s": 3,
     "sweep_interval_s": 0.3,
 }
+"""A Running job is given away after 6 s of silence, a Matched one after 3 s: the pilot
+fences by the lease of the state the job has at the coordinator when the cut comes."""
 
 
 @pytest.mark.parametrize("chaos", [PARTITION_LEASES], indirect=True)
@@ -78,8 +85,9 @@ def test_a_cut_off_pilot_stops_its_payload_before_the_job_is_given_to_another(
     chaos: ChaosRun,
 ) -> None:
     """At most one running copy while the pilot lives, across a network partition: the
-    coordinator gives the job away after job_lease_s (heartbeat timeout + stalled grace,
-    5 s here); the pilot, unable to renew the lease, stops its payload before that."""
+    coordinator gives the job away after its lease (6 s here once Running: heartbeat timeout +
+    stalled grace; 3 s while still Matched, if the cut came before the payload's start rode a
+    heartbeat); the pilot, unable to renew the lease, stops its payload before that."""
     proxy = FaultyProxy(chaos.coordinator.port, Faults(reset=0, lost=0, cut=0, delay=0))
     try:
         (job_id,) = chaos.submit(1, lines=10, pause_s=10)
