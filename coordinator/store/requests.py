@@ -1,4 +1,8 @@
-"""Requests pilots already had applied, remembered by the id the pilot chose."""
+"""Requests pilots already had applied, remembered by the id the pilot chose.
+
+Read and written on the hot path (every match and report that carries an id), so both are
+``Precompiled``: one indexed look-up and one insert in the request's own transaction.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,43 @@ import json
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
+from coordinator.store.precompiled import Precompiled
 from coordinator.store.schema import pilot_requests, utc_timestamp
 
 MATCH = "match"
 STATUS = "status"
 
+_RECALL = Precompiled(
+    select(pilot_requests.c.job_ids).where(
+        pilot_requests.c.pilot_id == bindparam("p_pilot"),
+        pilot_requests.c.request_id == bindparam("p_request"),
+        pilot_requests.c.kind == bindparam("p_kind"),
+    )
+)
+_COLUMNS = ("pilot_id", "request_id", "kind", "job_ids", "created_at")
+_REMEMBER = Precompiled(
+    insert(pilot_requests).values({name: bindparam(f"p_{name}") for name in _COLUMNS})
+)
+
 
 def recall(conn: Connection, pilot_id: str, request_id: str, kind: str) -> Optional[Any]:
     """What the first request with this id recorded (decoded JSON), or None if there was none."""
-    query = select(pilot_requests.c.job_ids).where(
-        pilot_requests.c.pilot_id == pilot_id,
-        pilot_requests.c.request_id == request_id,
-        pilot_requests.c.kind == kind,
-    )
-    found = conn.execute(query).scalar()
-    return None if found is None else json.loads(found)
+    found = _RECALL.first(conn, p_pilot=pilot_id, p_request=request_id, p_kind=kind)
+    return None if found is None else json.loads(found["job_ids"])
 
 
 def remember(
     conn: Connection, pilot_id: str, request_id: str, kind: str, record: Sequence[Any]
 ) -> None:
-    conn.execute(
-        insert(pilot_requests).values(
-            pilot_id=pilot_id,
-            request_id=request_id,
-            kind=kind,
-            job_ids=json.dumps(list(record)),
-            created_at=utc_timestamp(),
-        )
+    _REMEMBER.run(
+        conn,
+        p_pilot_id=pilot_id,
+        p_request_id=request_id,
+        p_kind=kind,
+        p_job_ids=json.dumps(list(record)),
+        p_created_at=utc_timestamp(),
     )
 
 
