@@ -26,6 +26,7 @@ from coordinator.logic.matchmaker import MatchRound, pilot_offer
 from coordinator.settings import Settings
 from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
+from coordinator.store import revisions
 from coordinator.store.database import Database
 from coordinator.store.schema import utc_timestamp
 from protocol import JobStatus, MatchRequest, PilotRegistration, Role, SubmitRequest
@@ -89,17 +90,20 @@ def claims(subject: str, role: Role) -> TokenClaims:
     return TokenClaims(subject, VO, role, "", expires, f"seed-{subject}")
 
 
-def open_database(data_dir: Path) -> tuple[Database, Settings]:
-    settings = Settings(data_dir=data_dir)
+def open_database(data_dir: Path, database_url: str = "") -> tuple[Database, Settings]:
+    settings = Settings(data_dir=data_dir, database_url=database_url)
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
-    db.create_schema()
+    revisions.check(db)
     return db, settings
 
 
-def seed_waiting(data_dir: Path, total_jobs: int, group_count: int = GROUPS) -> float:
-    """Submit ``total_jobs`` Waiting jobs spread evenly over the groups; returns seconds."""
-    db, settings = open_database(data_dir)
+def seed_waiting(
+    data_dir: Path, total_jobs: int, group_count: int = GROUPS, database_url: str = ""
+) -> float:
+    """Submit ``total_jobs`` Waiting jobs spread evenly over the groups; returns seconds.
+    ``database_url``: another database than the data dir's SQLite file."""
+    db, settings = open_database(data_dir, database_url)
     started = time.perf_counter()
     try:
         for position, group in enumerate(groups(group_count)):
@@ -131,10 +135,12 @@ def pilot_registration(index: int, cores: int = 8) -> PilotRegistration:
     )
 
 
-def seed_running(data_dir: Path, jobs_per_pilot: list[int]) -> list[tuple[str, list[int]]]:
+def seed_running(
+    data_dir: Path, jobs_per_pilot: list[int], database_url: str = ""
+) -> list[tuple[str, list[int]]]:
     """Register one pilot per entry, give each that many Waiting jobs through the
     matchmaker and mark them Running with a fresh heartbeat; returns ``(pilot id, job ids)``."""
-    db, settings = open_database(data_dir)
+    db, settings = open_database(data_dir, database_url)
     pilot_claims = claims("bench-pilot", Role.PILOT)
     held: list[tuple[str, list[int]]] = []
     try:

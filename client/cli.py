@@ -57,6 +57,7 @@ class RootGroup(LazyGroup):
         "pilot": "client.cli:pilot_command",
         "checks": "client.cli:checks_command",
         "certs": "coordinator.cli:certs_command",
+        "db": "coordinator.cli:db_command",
     }
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from coordinator.api import (
@@ -41,6 +43,8 @@ from coordinator.logic.sandboxes import SandboxFiles
 from coordinator.logic.tokens import RevocationList
 from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.settings import Settings
+from coordinator.storage import open_store
+from coordinator.store import revisions
 from coordinator.store.database import Database
 from coordinator.sweeper import running_sweeper
 from coordinator.web import forms as web_forms
@@ -70,7 +74,10 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (*routers, tokens, events, accounting, outputs, web_pages, web_forms):
         app.include_router(module.router)
     app.mount("/web/static", CachedStaticFiles(directory=STATIC_DIR), name="static")
-    for exc_class in (CoordinatorError, RequestValidationError, HTTPException, Exception):
+    # Database disconnects have handlers of their own: starlette re-raises (and logs as a
+    # crash) whatever reaches the catch-all ``Exception`` handler, even after our reply.
+    handled = (CoordinatorError, RequestValidationError, HTTPException)
+    for exc_class in (*handled, OperationalError, InterfaceError, Exception):
         app.add_exception_handler(exc_class, error_response)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_openapi(app)
@@ -80,11 +87,12 @@ def create_app(settings: Settings) -> FastAPI:
 def build_context(settings: Settings) -> AppContext:
     """Create the data directory, key, database schema and sandbox store."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    signing_key = load_or_create_signing_key(settings.data_dir)
     db = Database(settings.database_url)
-    db.create_schema()
-    files = SandboxFiles(settings.sandbox_dir, settings.tmp_dir)
-    files.prepare()
+    revisions.check(db)
+    key_file = Path(settings.signing_key_file) if settings.signing_key_file else None
+    signing_key = load_or_create_signing_key(settings.data_dir, key_file)
+    store = open_store(settings.sandbox_store, settings.data_dir)
+    logger.info("sandboxes and logs in %s; database %s", store.describe(), db.describe())
     return AppContext(
         revocations=RevocationList(db, settings.revocation_refresh_s),
         rate_limits=TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
@@ -93,7 +101,8 @@ def build_context(settings: Settings) -> AppContext:
         signing_key=signing_key,
         public_key=signing_key.public_key(),
         verified_tokens=VerifiedTokens(signing_key.public_key()),
-        sandbox_files=files,
+        sandbox_files=SandboxFiles(store),
+        store=store,
     )
 
 

@@ -1,5 +1,6 @@
 """The server's commands: ``gridpilot serve``, ``gridpilot token create`` (signed with the
-key in the data dir, so run next to it) and ``gridpilot certs dev``.
+key in the data dir, so run next to it), ``gridpilot certs dev`` and ``gridpilot db``
+(``db_cli.py``).
 
 ``gridpilot`` (``client.cli``) loads them only when one is named; ``python -m coordinator``
 runs them alone. Errors are one line on stderr and exit code 2.
@@ -98,9 +99,21 @@ def serve(
     login_token_ttl_s: Optional[int] = typer.Option(
         None, help="Lifetime of the tokens 'gridpilot login' gets [43200, 12 h]"
     ),
+    database_url: Optional[str] = typer.Option(
+        None,
+        envvar="GRIDPILOT_DATABASE_URL",
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://gridpilot@db/gridpilot [the data dir's SQLite]",
+    ),
+    sandbox_store: Optional[str] = typer.Option(
+        None, help="Sandboxes and logs: a directory or s3://BUCKET/PREFIX [the data dir]"
+    ),
+    signing_key_file: Optional[Path] = typer.Option(
+        None, help="The token signing key replicas share [DATA_DIR/signing-key.pem]"
+    ),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING, ERROR"),
 ) -> None:
-    """Run the coordinator (SQLite database and sandboxes in the data dir).
+    """Run the coordinator (SQLite database and sandboxes in the data dir, or PostgreSQL
+    and a sandbox store shared by replicas: docs/scale-out.md).
 
     Every setting can also come from a GRIDPILOT_<SETTING> environment variable.
     """
@@ -136,6 +149,9 @@ def serve(
             sites=sites,
             default_site=default_site,
             login_token_ttl_s=login_token_ttl_s,
+            database_url=database_url,
+            sandbox_store=sandbox_store,
+            signing_key_file=str(signing_key_file.resolve()) if signing_key_file else None,
         )
         if settings.tls_cert_file:
             check_server_files(settings.tls_cert_file, settings.tls_key_file)
@@ -163,6 +179,11 @@ def token_create(
     init: bool = typer.Option(
         False, "--init", help="Create the data dir and its signing key if there is none yet"
     ),
+    signing_key_file: Optional[Path] = typer.Option(
+        None,
+        envvar="GRIDPILOT_SIGNING_KEY_FILE",
+        help="The key replicas share, instead of the data dir's (docs/scale-out.md)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON output"),
 ) -> None:
     """Print a token signed with the coordinator's key (run next to its data dir).
@@ -174,16 +195,23 @@ def token_create(
     from coordinator.logic.auth import SIGNING_KEY_FILE, load_or_create_signing_key
     from coordinator.logic.tokens import issue
 
-    if not init and not (data_dir / SIGNING_KEY_FILE).is_file():
+    if signing_key_file is not None:
+        try:
+            key = load_or_create_signing_key(data_dir, signing_key_file)
+        except CoordinatorError as exc:
+            raise fail(exc.message) from exc
+    elif not init and not (data_dir / SIGNING_KEY_FILE).is_file():
         raise fail(
             f"{data_dir} holds no coordinator (no {SIGNING_KEY_FILE}): give the --data-dir "
             "'gridpilot serve' uses, or --init to start a new one there"
         )
-    root = usable_dir(data_dir, "data dir", create=init)
+    else:
+        key = None
     days = ttl_days if ttl_days is not None else (LOGIN_TTL_DAYS if login else ACCESS_TTL_DAYS)
     kind = TokenKind.LOGIN if login else TokenKind.ACCESS
     try:
-        key = load_or_create_signing_key(root)
+        if key is None:
+            key = load_or_create_signing_key(usable_dir(data_dir, "data dir", create=init))
         issued = issue(
             key,
             subject=subject,
@@ -254,6 +282,12 @@ def certs_command() -> Any:
     return typer.main.get_command(certs_app)
 
 
+def db_command() -> Any:
+    from coordinator.db_cli import db_app
+
+    return typer.main.get_command(db_app)
+
+
 def server_app() -> typer.Typer:
     """``python -m coordinator``: the server's commands alone."""
     app = typer.Typer(help="gridpilot coordinator (server side)", no_args_is_help=True)
@@ -262,6 +296,9 @@ def server_app() -> typer.Typer:
     token_app.command("create")(token_create)
     app.add_typer(token_app, name="token")
     app.add_typer(certs_app, name="certs")
+    from coordinator.db_cli import db_app
+
+    app.add_typer(db_app, name="db")
     return app
 
 

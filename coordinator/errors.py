@@ -151,3 +151,14 @@ class WriterBusy(CoordinatorError):
     thread instead."""
 
     http_status = 503
+
+
+class Unavailable(CoordinatorError):
+    """What the coordinator stands on (the database, the sandbox store) cannot be reached
+    just now: 503, which clients retry."""
+
+    http_status = 503
+    code = ErrorCode.UNAVAILABLE
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}

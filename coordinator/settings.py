@@ -69,7 +69,16 @@ class Settings:
     max_log_bytes: int = 100 * MIB
     """Total bytes kept per job (all streams together) and per pilot log."""
     database_url: str = ""
-    """SQLAlchemy URL; empty means the SQLite file ``data_dir/gridpilot.db``."""
+    """SQLAlchemy URL; empty means the SQLite file ``data_dir/gridpilot.db``. PostgreSQL:
+    ``postgresql+psycopg://USER:PASSWORD@HOST/NAME`` (what several replicas share)."""
+    sandbox_store: str = ""
+    """Where sandboxes and logs live: empty means ``data_dir`` (``sandboxes/``, ``logs/``),
+    a path means that directory, ``s3://BUCKET/PREFIX`` an S3 bucket (endpoint and
+    credentials from the usual ``AWS_*`` environment variables)."""
+    signing_key_file: str = ""
+    """The Ed25519 key that signs tokens; empty means ``data_dir/signing-key.pem``, created
+    on first use. Replicas share one: name a file holding the same key on each, which is
+    then never created (a replica with a key of its own would refuse the others' tokens)."""
     rate_limit_per_s: float = 200.0
     """Requests per second per token (per pilot for pilot tokens); 0 turns the limit off."""
     rate_limit_burst: int = 1000
@@ -127,18 +136,6 @@ class Settings:
         _check_matching_settings(self)
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("TLS needs both a certificate and a key file")
-
-    @property
-    def sandbox_dir(self) -> Path:
-        return self.data_dir / "sandboxes"
-
-    @property
-    def tmp_dir(self) -> Path:
-        return self.data_dir / "tmp"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.data_dir / "logs"
 
     @classmethod
     def from_env(

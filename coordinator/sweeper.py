@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 import anyio.to_thread
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from coordinator.logic import events, leases, pilot_requests
 from coordinator.settings import Settings
@@ -63,6 +64,9 @@ class Sweeper:
             try:
                 await anyio.to_thread.run_sync(self.sweep_once)
                 await anyio.to_thread.run_sync(self.refresh_statistics_if_due)
+            except (OperationalError, InterfaceError) as exc:
+                # The database is restarting or failing over: the next sweep will do.
+                logger.warning("lease sweep: database unavailable (%s); retrying", exc.orig)
             except Exception:
                 # The sweeper's boundary: a failed sweep (database locked for too long, disk
                 # full) is logged and retried at the next interval instead of ending the task.

@@ -120,6 +120,8 @@ class ErrorCode(str, enum.Enum):
     HTTP_ERROR = "http_error"
     """Any other HTTP error status."""
     INTERNAL = "internal"
+    UNAVAILABLE = "unavailable"
+    """503: the database or the sandbox store cannot be reached just now; retry later."""
 
 
 class Feature(str, enum.Enum):

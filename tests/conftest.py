@@ -18,9 +18,44 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
 from protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION, Role
+from tests.services.databases import CHOICES, TestDatabases, default_mode
+from tests.services.postgres import PostgresCluster
+from tests.services.s3 import S3Server, running_s3
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30.0
+DATABASES = TestDatabases(default_mode())
+"""The session's choice of database for every coordinator it starts (``--database``)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=CHOICES,
+        default=default_mode(),
+        help="database of the coordinators the tests start: sqlite (default) or postgresql "
+        "(one throw-away cluster for the session, a fresh database per coordinator)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global DATABASES
+    DATABASES = TestDatabases(config.getoption("--database"))
+    config.addinivalue_line(
+        "markers", "sqlite_only: reads or writes the SQLite file itself; skipped on PostgreSQL"
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    DATABASES.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if DATABASES.is_postgresql:
+        skip = pytest.mark.skip(reason="looks into the SQLite file; run without --database")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
 
 
 @dataclasses.dataclass
@@ -32,6 +67,7 @@ class RunningCoordinator:
     process: subprocess.Popen[bytes]
     signing_key: Ed25519PrivateKey
     log_path: Path
+    database_url: str = ""
 
     def token(
         self,
@@ -59,6 +95,21 @@ class RunningCoordinator:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        """Run one SQL statement on the coordinator's database, as an operator (or an
+        older release) could; returns the rows of a query."""
+        from sqlalchemy import text
+
+        from coordinator.store.database import Database
+
+        db = Database(self.database_url)
+        try:
+            with db.write() as conn:
+                result = conn.execute(text(statement), params)
+                return list(result.all()) if result.returns_rows else []
+        finally:
+            db.dispose()
 
 
 def _free_port() -> int:
@@ -100,24 +151,42 @@ def _stop_and_check(running: RunningCoordinator) -> None:
     assert "Traceback" not in log, f"the coordinator logged an unhandled error:\n{log}"
 
 
-def launch_coordinator(data_dir: Path, port: int | None = None, **flags: Any) -> RunningCoordinator:
+def launch_coordinator(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    key_dir: Path | None = None,
+    **flags: Any,
+) -> RunningCoordinator:
     """Start ``gridpilot serve`` on a free port and wait until it is healthy.
 
     ``flags`` become command-line options: ``max_sandbox_bytes=1024`` is
     ``--max-sandbox-bytes 1024``. The caller stops ``.process``. Give ``port`` (and the
     same ``data_dir``) to restart a stopped coordinator where its clients expect it.
+    ``env`` adds environment variables (an S3 store's endpoint and keys); ``key_dir``: a
+    directory whose ``signing-key.pem`` this coordinator shares (replicas).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = load_or_create_signing_key(data_dir)
+    key = load_or_create_signing_key(key_dir or data_dir)
+    if key_dir is not None:
+        flags = {**flags, "signing_key_file": key_dir / "signing-key.pem"}
     port = port or _free_port()
     args = [sys.executable, "-m", "coordinator", "serve", "--data-dir", str(data_dir)]
     args += ["--host", "127.0.0.1", "--port", str(port)]
+    database_url = DATABASES.url_for(data_dir)
+    if database_url is not None and "database_url" not in flags:
+        flags = {**flags, "database_url": database_url}
     for name, value in flags.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     log_path = data_dir / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+            args,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -125,7 +194,8 @@ def launch_coordinator(data_dir: Path, port: int | None = None, **flags: Any) ->
     except BaseException:
         _stop(process)
         raise
-    return RunningCoordinator(url, data_dir, process, key, log_path)
+    database = str(flags.get("database_url") or f"sqlite:///{data_dir / 'gridpilot.db'}")
+    return RunningCoordinator(url, data_dir, process, key, log_path, database)
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +256,26 @@ def shared_coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
     running = launch_coordinator(tmp_path_factory.mktemp("shared-coordinator"))
     yield running
     _stop_and_check(running)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """The database URL of this test's in-process coordinator: an SQLite file in
+    ``tmp_path``, or a fresh PostgreSQL database with ``--database postgresql``."""
+    return DATABASES.url_for(tmp_path) or f"sqlite:///{tmp_path / 'gridpilot.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> PostgresCluster:
+    """The session's PostgreSQL cluster, whatever ``--database`` says (replica tests)."""
+    return DATABASES.cluster()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3 server (SeaweedFS) for the session; tests keep apart by their key prefix."""
+    with running_s3() as server:
+        yield server
 
 
 @pytest.fixture

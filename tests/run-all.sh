@@ -18,6 +18,13 @@ echo "== pytest"
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
+if [ "$status" = 0 ] && [ "$#" = 0 ]; then
+    # The coordinator's tests again, on PostgreSQL (one throw-away cluster, a database per
+    # coordinator): the same code must pass on both databases (docs/development.md).
+    echo "== pytest on PostgreSQL"
+    .venv/bin/python -m pytest tests/coordinator tests/migrations --database postgresql
+    status=$?
+fi
 set -e
 if [ "$status" = 5 ]; then
     echo "pytest collected no tests: failing" >&2

@@ -24,11 +24,24 @@ command -v curl >/dev/null || packages+=(curl)
 # A C compiler builds the LD_PRELOAD library of the job-environment attack test
 # (tests/wrapper/test_job_environment.py).
 command -v cc >/dev/null || packages+=(gcc libc6-dev)
+# PostgreSQL 15 for the coordinator's PostgreSQL test pass and the scale-out tests: the
+# tests run throw-away clusters of their own (tests/services/postgres.py), never the
+# package's own cluster.
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    packages+=(postgresql-15)
+    # The package would create and start a cluster of its own ("main"): none is needed.
+    if [ "$(id -u)" = 0 ] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+        mkdir -p /etc/postgresql-common
+        echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+    fi
+fi
+# haproxy in front of coordinator replicas (tests/scaleout/, packaging/scaleout/haproxy.cfg).
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || packages+=(haproxy)
 if [ "${#packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq "${packages[@]}" >/dev/null
+        apt-get install -y -qq -o Dpkg::Options::=--force-confold "${packages[@]}" >/dev/null
     else
         echo "setup-system: please install: ${packages[*]}" >&2
     fi

@@ -23,6 +23,7 @@ from coordinator.logic.tokens import RevocationList
 from coordinator.logic.verified_tokens import VerifiedTokens
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
+from coordinator.storage import Store
 from coordinator.store.database import Database
 from protocol import PILOT_HEADER, PROTOCOL_HEADER, Role, TokenKind
 
@@ -45,6 +46,7 @@ class AppContext:
     signing_key: Ed25519PrivateKey
     public_key: Ed25519PublicKey
     sandbox_files: SandboxFiles
+    store: Store
     revocations: RevocationList
     rate_limits: TokenBuckets
     verified_tokens: VerifiedTokens

@@ -10,9 +10,10 @@ import logging
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
-from coordinator.errors import CoordinatorError
+from coordinator.errors import CoordinatorError, Unavailable
 from protocol import ErrorBody, ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ def error_answer(exc: Exception, where: str) -> tuple[int, ErrorBody, dict[str, 
         status = exc.status_code
         body = ErrorBody(HTTP_CODES.get(status, ErrorCode.HTTP_ERROR), str(exc.detail), {})
         headers.update(exc.headers or {})
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        # The database went away (a restart, a failover): the client retries on 503.
+        logger.warning("database unavailable in %s: %s", where, exc)
+        unavailable = Unavailable("the database cannot be reached just now; retry later")
+        status = unavailable.http_status
+        body = ErrorBody(unavailable.code, unavailable.message, {})
+        headers.update(unavailable.response_headers())
     else:
         logger.error("unhandled error in %s", where, exc_info=exc)
         status, body = (

@@ -118,15 +118,19 @@ class HotPath:
         self.app = app
         self.context: AppContext = app.state.context
         self.max_body_bytes = self.context.settings.max_request_bytes
+        self.sendfile_downloads = self.context.store.local_files
+        """Downloads by sendfile only from a store of local files; an S3 store's are
+        streamed by FastAPI's route (``coordinator.api.sandboxes``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = self._call(scope) if scope["type"] == "http" else None
         if call is None:
-            digest = _download(scope) if scope["type"] == "http" else None
+            lane = scope["type"] == "http" and self.sendfile_downloads
+            digest = _download(scope) if lane else None
             if digest is None:
                 await self.app(scope, receive, send)
             else:
-                await self._download(digest, scope, send)
+                await self._download(digest, scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:
@@ -184,7 +188,7 @@ class HotPath:
         context.metrics.count_hot_request(call.route.name, thread)
         return reply
 
-    async def _download(self, digest: str, scope: Scope, send: Send) -> None:
+    async def _download(self, digest: str, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /api/v1/sandboxes/{sha256}``: FastAPI's checks, then ``sendfile``."""
         context = self.context
         try:
@@ -201,6 +205,9 @@ class HotPath:
         except Exception as exc:  # noqa: BLE001 - boundary: error_answer logs the unexpected
             status, error, extra = error_answer(exc, f"GET {scope['path']}")
             await _send_json(send, status, error, extra)
+            return
+        if stored.path is None:  # not a local file after all: FastAPI streams it
+            await self.app(scope, receive, send)
             return
         answer = [
             (b"content-type", b"application/octet-stream"),

@@ -59,7 +59,7 @@ async def _chunk(request: Request, settings: Settings, offset: int) -> bytes:
 
 
 def _files(context: AppContext) -> logs.LogFiles:
-    return logs.LogFiles(context.settings.log_dir)
+    return logs.LogFiles(context.store)
 
 
 def _raw(piece: logs.LogSlice) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -53,8 +53,12 @@ async def upload_sandbox(
             f"sandbox of {length} bytes is larger than the limit of {limit} bytes",
             details={"max_bytes": limit, "size_bytes": int(length)},
         )
+    files = context.sandbox_files
+    # Bytes the store has already are checked (they must hash to the digest: that is how
+    # an uploader proves they hold them) but not stored a second time.
+    present = await run_in_threadpool(files.is_stored, sha256)
     try:
-        stored = await context.sandbox_files.receive(request.stream(), sha256, limit)
+        stored = await files.receive(request.stream(), sha256, limit, keep=not present)
     except ClientDisconnect as exc:
         logger.warning("sandbox upload %s from %s was interrupted", sha256, claims.subject)
         raise BadRequest("the upload was interrupted before its end") from exc
@@ -73,11 +77,19 @@ def download_sandbox(
     sha256: str,
     claims: TokenClaims = Depends(get_claims),
     context: AppContext = Depends(get_context),
-) -> FileResponse:
+) -> Response:
     digest = check_digest(sha256)
     stored = sandboxes.readable(context.db, context.sandbox_files, claims, digest)
-    return SandboxFileResponse(
-        stored.path,
+    headers = {SHA256_HEADER: stored.sha256}
+    if stored.path is not None:
+        return SandboxFileResponse(
+            stored.path, media_type="application/octet-stream", headers=headers
+        )
+    # Not a local file (S3): streamed through this process in 1 MiB blocks, read in a
+    # worker thread (see docs/scale-out.md for why not a redirect to a presigned URL).
+    headers["Content-Length"] = str(stored.size_bytes)
+    return StreamingResponse(
+        context.sandbox_files.iter_bytes(stored),
         media_type="application/octet-stream",
-        headers={SHA256_HEADER: stored.sha256},
+        headers=headers,
     )

@@ -54,9 +54,16 @@ class TokenClaims:
     """The id of the login credential this access token was exchanged from, if any."""
 
 
-def load_or_create_signing_key(data_dir: Path) -> Ed25519PrivateKey:
-    """Read ``data_dir/signing-key.pem``, creating it (mode 0600, atomically) if missing."""
-    path = Path(data_dir) / SIGNING_KEY_FILE
+def load_or_create_signing_key(data_dir: Path, key_file: Path | None = None) -> Ed25519PrivateKey:
+    """Read ``data_dir/signing-key.pem``, creating it (mode 0600, atomically) if missing.
+
+    With ``key_file`` (replicas sharing one key), read that file and never create it."""
+    path = Path(data_dir) / SIGNING_KEY_FILE if key_file is None else Path(key_file)
+    if key_file is not None and not path.is_file():
+        raise SigningKeyError(
+            f"no signing key at {path}: give every coordinator replica a copy of the same key "
+            f"(e.g. the {SIGNING_KEY_FILE} of the first one)"
+        )
     if not path.exists():
         _create_key_file(path)
     try:

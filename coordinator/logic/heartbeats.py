@@ -76,7 +76,8 @@ def renew(
     ``NotFound`` (for the whole call) if the pilot is not this token's.
     """
     own_pilot(conn, claims, pilot_id)
-    rows = {int(row["job_id"]): row for row in job_store.get_jobs(conn, _job_ids(entries))}
+    found = job_store.get_jobs(conn, _job_ids(entries), lock=True)
+    rows = {int(row["job_id"]): row for row in found}
     now = utc_timestamp()
     renewals: list[Renewal] = []
     changes: list[dict[str, Any]] = []

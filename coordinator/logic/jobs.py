@@ -210,9 +210,10 @@ def can_see(claims: TokenClaims, row: Row) -> bool:
     return bool(row["owner"] == claims.subject and row["vo"] == claims.vo)
 
 
-def visible_job(conn: Connection, claims: TokenClaims, job_id: int) -> Row:
-    """The job row, or ``NotFound`` also when it exists but is not the caller's to see."""
-    row = job_store.get_job(conn, job_id)
+def visible_job(conn: Connection, claims: TokenClaims, job_id: int, *, lock: bool = False) -> Row:
+    """The job row, or ``NotFound`` also when it exists but is not the caller's to see.
+    ``lock`` when the caller writes from what it read (see ``job_store.get_job``)."""
+    row = job_store.get_job(conn, job_id, lock=lock)
     if row is None or not can_see(claims, row):
         raise NotFound(f"no job {job_id}", details={"job_id": job_id})
     return row
@@ -263,7 +264,7 @@ def kill(db: Database, claims: TokenClaims, job_id: int) -> JobInfo:
     Completed, Killed, Deleted) is left as it is, and so is one whose kill is already on its
     way; neither is an error. The answer's status tells which happened."""
     with db.write() as conn:
-        row = visible_job(conn, claims, job_id)
+        row = visible_job(conn, claims, job_id, lock=True)
         current = JobStatus(row["status"])
         if not states.can_be_killed(current) or row["kill_requested"]:
             return job_info(row)
@@ -286,7 +287,7 @@ def kill(db: Database, claims: TokenClaims, job_id: int) -> JobInfo:
 
 def delete(db: Database, claims: TokenClaims, job_id: int) -> JobInfo:
     with db.write() as conn:
-        row = visible_job(conn, claims, job_id)
+        row = visible_job(conn, claims, job_id, lock=True)
         current = JobStatus(row["status"])
         states.check_transition(current, JobStatus.DELETED)
         job_store.change_status(

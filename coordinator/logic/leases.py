@@ -189,7 +189,8 @@ def _sweep_batch(
 ) -> list[LeaseDecision]:
     decisions = []
     with db.write() as conn:
-        for row in lease_store.quiet_jobs(conn, statuses, before=before, limit=SWEEP_BATCH):
+        quiet = lease_store.quiet_jobs(conn, statuses, before=before, limit=SWEEP_BATCH, lock=True)
+        for row in quiet:
             decision = decide(moment, LeaseView.of_row(row), policy)
             if decision is not None:
                 _apply(conn, row, decision, settings)

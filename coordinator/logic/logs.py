@@ -1,7 +1,8 @@
 """Live job logs and pilots' own logs: appended by offset, read by offset.
 
-The bytes live in files under ``<data_dir>/logs/`` (``<job_id>/stdout``, ``<job_id>/stderr``,
-``pilots/<pilot_id>``); the ``logs`` table holds how many of them count. An append runs in
+The bytes live in the store (``coordinator.storage``: files under ``<data_dir>/logs/`` by
+default, ``<job_id>/stdout``, ``<job_id>/stderr``, ``pilots/<pilot_id>``); the ``logs``
+table holds how many of them count. An append runs in
 one write transaction (on SQLite ``BEGIN IMMEDIATE``, so appends are serialised): read the
 stored length, compare the bytes a retried chunk repeats, truncate the file to the stored
 length (dropping whatever a crashed append left past it), write the new bytes, store the new
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -23,6 +22,7 @@ from coordinator.logic.auth import TokenClaims
 from coordinator.logic.jobs import visible_job
 from coordinator.logic.pilots import leased_job, own_pilot
 from coordinator.settings import Settings
+from coordinator.storage import Store
 from coordinator.store import events as event_store
 from coordinator.store import logs as log_store
 from coordinator.store import pilots as pilot_store
@@ -48,31 +48,24 @@ class LogSlice:
 
 @dataclasses.dataclass(frozen=True)
 class LogFiles:
-    root: Path
+    """Logs in the store (``coordinator.storage``): ``logs/<job id>/<stream>`` and
+    ``logs/pilots/<pilot id>``."""
 
-    def job_path(self, job_id: int, stream: str) -> Path:
-        return self.root / str(job_id) / stream
+    store: Store
 
-    def pilot_path(self, pilot_id: str) -> Path:
-        return self.root / "pilots" / pilot_id
+    def job_key(self, job_id: int, stream: str) -> str:
+        return f"logs/{job_id}/{stream}"
 
-    def read(self, path: Path, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes from ``offset``; a file not written yet reads as empty."""
-        try:
-            with open(path, "rb") as stream:
-                stream.seek(offset)
-                return stream.read(size)
-        except FileNotFoundError:
-            return b""
+    def pilot_key(self, pilot_id: str) -> str:
+        return f"logs/pilots/{pilot_id}"
 
-    def write_at(self, path: Path, offset: int, data: bytes) -> None:
-        """Make the file ``offset`` bytes long, then append ``data``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
-        with os.fdopen(fd, "r+b") as stream:
-            stream.truncate(offset)
-            stream.seek(offset)
-            stream.write(data)
+    def read(self, key: str, offset: int, size: int) -> bytes:
+        """Up to ``size`` stored bytes from ``offset``; a log not written yet reads as empty."""
+        return self.store.read_at(key, offset, size, offset + size)
+
+    def write_at(self, key: str, offset: int, data: bytes) -> None:
+        """Make the log ``offset`` bytes long, then append ``data``."""
+        self.store.write_at(key, offset, data)
 
 
 def check_stream(stream: str) -> str:
@@ -118,7 +111,7 @@ def append_job_log(
             )
         where = (log_store.JOB, str(job_id), stream)
         before = log_store.size_of(conn, *where)
-        end = _append(conn, settings, files, files.job_path(job_id, stream), where, offset, data)
+        end = _append(conn, settings, files, files.job_key(job_id, stream), where, offset, data)
         if end > before:  # the live stream's event (coordinator/logic/events.py)
             event_store.add_log_event(conn, job_id, stream, before, end - before, utc_timestamp())
         pilot_store.touch_pilot(conn, pilot_id)
@@ -137,9 +130,10 @@ def append_pilot_log(
     """Append a chunk of a pilot's own log; only that pilot (its token) may."""
     check_chunk(settings, offset, len(data))
     with db.write() as conn:
-        own_pilot(conn, claims, pilot_id)
+        # Locked: two appends of one log run one after the other, on every database.
+        own_pilot(conn, claims, pilot_id, lock=True)
         where = (log_store.PILOT, pilot_id, PILOT_STREAM)
-        end = _append(conn, settings, files, files.pilot_path(pilot_id), where, offset, data)
+        end = _append(conn, settings, files, files.pilot_key(pilot_id), where, offset, data)
         pilot_store.touch_pilot(conn, pilot_id)
     return LogAppendReply(next_offset=end)
 
@@ -148,7 +142,7 @@ def _append(
     conn: Connection,
     settings: Settings,
     files: LogFiles,
-    path: Path,
+    key: str,
     where: tuple[str, str, str],
     offset: int,
     data: bytes,
@@ -161,7 +155,7 @@ def _append(
             details={"expected_offset": size, "offset": offset},
         )
     repeated = min(size - offset, len(data))
-    if repeated and files.read(path, offset, repeated) != data[:repeated]:
+    if repeated and files.read(key, offset, repeated) != data[:repeated]:
         raise LogConflict(
             f"bytes {offset}..{offset + repeated} differ from the ones stored",
             details={"offset": offset, "size_bytes": size},
@@ -176,7 +170,7 @@ def _append(
             "further bytes are refused",
             details={"max_bytes": settings.max_log_bytes, "stored_bytes": total},
         )
-    files.write_at(path, size, fresh)
+    files.write_at(key, size, fresh)
     log_store.set_size(conn, *where, size + len(fresh))
     return size + len(fresh)
 
@@ -196,7 +190,7 @@ def read_job_log(
         row = visible_job(conn, claims, job_id)
         size = log_store.size_of(conn, log_store.JOB, str(job_id), stream)
     over = JobStatus(row["status"]) in OVER
-    return _slice(files, files.job_path(job_id, stream), size, offset, limit, over)
+    return _slice(files, files.job_key(job_id, stream), size, offset, limit, over)
 
 
 def read_pilot_log(
@@ -209,7 +203,7 @@ def read_pilot_log(
         if pilot is None or not _may_read_pilot_log(conn, claims, pilot):
             raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
         size = log_store.size_of(conn, log_store.PILOT, pilot_id, PILOT_STREAM)
-    return _slice(files, files.pilot_path(pilot_id), size, offset, limit, complete=False)
+    return _slice(files, files.pilot_key(pilot_id), size, offset, limit, complete=False)
 
 
 def _may_read_pilot_log(conn: Connection, claims: TokenClaims, pilot: Row) -> bool:
@@ -224,11 +218,11 @@ def _may_read_pilot_log(conn: Connection, claims: TokenClaims, pilot: Row) -> bo
 
 
 def _slice(
-    files: LogFiles, path: Path, size: int, offset: int, limit: int, complete: bool
+    files: LogFiles, key: str, size: int, offset: int, limit: int, complete: bool
 ) -> LogSlice:
     if offset < 0 or limit < 1:
         raise BadRequest("offset must not be negative and limit must be positive")
     start = min(offset, size)  # past the end (the log was cleared by a reschedule): its end
-    data = files.read(path, start, min(limit, size - start))
+    data = files.read(key, start, min(limit, size - start))
     end = start + len(data)
     return LogSlice(data=data, next_offset=end, size_bytes=size, complete=complete and end >= size)

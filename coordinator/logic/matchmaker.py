@@ -159,7 +159,6 @@ class MatchRound:
         self.now_s = time.time()
         self.now = utc_timestamp()
         recorded = tq_store.usage_of_vo(conn, offer.vo)
-        self.recorded_owners = frozenset(recorded)
         self.usage = {
             owner: fairshare.decayed(used, self.now_s - at_s, self.half_life_s)
             for owner, (used, at_s) in recorded.items()
@@ -240,11 +239,7 @@ class MatchRound:
 
     def _finish(self) -> None:
         tq_store.save_usage(
-            self.conn,
-            self.offer.vo,
-            {o: self.usage[o] for o in self.used_by},
-            self.now_s,
-            recorded=self.recorded_owners,
+            self.conn, self.offer.vo, {o: self.usage[o] for o in self.used_by}, self.now_s
         )
         for tq_id in self.exhausted:
             remove_if_done(self.conn, tq_id)

@@ -128,18 +128,20 @@ def _pilot_row(
     }
 
 
-def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str) -> Row:
-    """The pilot row if this token registered it; ``NotFound`` otherwise."""
-    pilot = pilot_store.get_pilot(conn, pilot_id)
+def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str, *, lock: bool = False) -> Row:
+    """The pilot row if this token registered it; ``NotFound`` otherwise. ``lock`` as in
+    ``job_store.get_job``."""
+    pilot = pilot_store.get_pilot(conn, pilot_id, lock=lock)
     if pilot is None or pilot["subject"] != claims.subject or pilot["vo"] != claims.vo:
         raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
     return pilot
 
 
 def leased_job(conn: Connection, claims: TokenClaims, pilot_id: str, job_id: int) -> Row:
-    """The job if it is matched to this (token's) pilot; ``LeaseLost`` if to another."""
+    """The job if it is matched to this (token's) pilot; ``LeaseLost`` if to another.
+    Only writers ask, so the job's row stays locked until their transaction ends."""
     own_pilot(conn, claims, pilot_id)
-    row = visible_job(conn, claims, job_id)
+    row = visible_job(conn, claims, job_id, lock=True)
     if row["pilot_id"] != pilot_id:
         raise LeaseLost(
             f"job {job_id} is not held by pilot {pilot_id}",

@@ -126,7 +126,7 @@ def reschedule_job(
 ) -> JobInfo:
     """A user's (or admin's) reschedule of one job; ``reset`` zeroes the counter first."""
     with db.write() as conn:
-        row = visible_job(conn, claims, job_id)
+        row = visible_job(conn, claims, job_id, lock=True)
         current = JobStatus(row["status"])
         if current not in USER_RESCHEDULABLE:
             raise InvalidTransition(

@@ -1,8 +1,11 @@
-"""Sandbox archives on disk, addressed by sha256: ``<data_dir>/sandboxes/<ab>/<sha256>``.
+"""Sandbox archives, addressed by sha256 (``sandboxes/<ab>/<sha256>`` in the store: the
+data dir, another directory or an S3 bucket, see ``coordinator.storage``), and who owns them.
 
-An upload is streamed to a temporary file in the data directory while it is hashed and
-counted, then renamed into place; it is never held whole in memory. Disk writes run in a
-worker thread so a slow disk does not stall the event loop.
+An upload is streamed to a temporary file in the store's staging directory while it is
+hashed and counted, then handed to the store (renamed into place, or sent to S3); it is
+never held whole in memory. Bytes the store has already are hashed (the uploader proves
+they hold them) but not stored again.
+Disk writes and store calls run in a worker thread so they never stall the event loop.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -23,6 +26,7 @@ from sqlalchemy import Connection
 
 from coordinator.errors import ChecksumMismatch, NotFound, TooLarge
 from coordinator.logic.auth import TokenClaims
+from coordinator.storage import UPLOAD_PREFIX, Store
 from coordinator.store import jobs as job_store
 from coordinator.store import sandboxes as sandbox_store
 from coordinator.store.database import Database
@@ -38,58 +42,69 @@ WRITE_BATCH_BYTES = 1024 * 1024
 class StoredSandbox:
     sha256: str
     size_bytes: int
-    path: Path
+    path: Optional[Path] = None
+    """The archive as a local file, when the store keeps it as one (sent with sendfile)."""
 
 
 class SandboxFiles:
-    def __init__(self, root: Path, tmp_dir: Path) -> None:
-        self.root = root
-        self.tmp_dir = tmp_dir
+    """Sandbox archives in the store (``coordinator.storage``), addressed by sha256."""
 
-    def prepare(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in self.tmp_dir.glob("upload-*"):
-            # A crash mid-upload leaves its temporary file behind; nothing refers to it.
-            leftover.unlink(missing_ok=True)
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
-    def path_for(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+    @staticmethod
+    def key_for(sha256: str) -> str:
+        return f"sandboxes/{sha256[:2]}/{sha256}"
+
+    def is_stored(self, sha256: str) -> bool:
+        return self.store.size(self.key_for(sha256)) is not None
 
     def existing(self, sha256: str) -> StoredSandbox:
-        path = self.path_for(sha256)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError as exc:
-            raise NotFound(f"no sandbox {sha256}", details={"sha256": sha256}) from exc
-        return StoredSandbox(sha256=sha256, size_bytes=size, path=path)
+        key = self.key_for(sha256)
+        size = self.store.size(key)
+        if size is None:
+            raise NotFound(f"no sandbox {sha256}", details={"sha256": sha256})
+        return StoredSandbox(sha256=sha256, size_bytes=size, path=self.store.local_path(key))
+
+    def iter_bytes(self, stored: StoredSandbox) -> Iterator[bytes]:
+        return self.store.iter_bytes(self.key_for(stored.sha256))
 
     async def receive(
-        self, chunks: AsyncIterator[bytes], expected_sha256: str, max_bytes: int
+        self, chunks: AsyncIterator[bytes], expected_sha256: str, max_bytes: int, *, keep: bool
     ) -> StoredSandbox:
         """Store the streamed bytes if they hash to ``expected_sha256`` and fit in
-        ``max_bytes``; otherwise raise ``ChecksumMismatch`` / ``TooLarge`` and keep nothing."""
-        fd, tmp_name = tempfile.mkstemp(prefix="upload-", dir=self.tmp_dir)
+        ``max_bytes``; otherwise raise ``ChecksumMismatch`` / ``TooLarge`` and keep nothing.
+        ``keep=False`` (the store has these bytes already): check them, store nothing."""
+        if not keep:
+            digest, size = await _copy(chunks, None, max_bytes)
+            _check_digest(expected_sha256, digest)
+            return StoredSandbox(sha256=digest, size_bytes=size)
+        fd, tmp_name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=self.store.staging_dir())
         tmp_path = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
                 digest, size = await _copy(chunks, out, max_bytes)
                 await anyio.to_thread.run_sync(_flush, out)
-            if digest != expected_sha256:
-                raise ChecksumMismatch(
-                    "the uploaded bytes do not hash to the announced sha256",
-                    details={"expected": expected_sha256, "actual": digest},
-                )
-            final = self.path_for(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_path, final)
-            return StoredSandbox(sha256=digest, size_bytes=size, path=final)
+            _check_digest(expected_sha256, digest)
+            key = self.key_for(digest)
+            await anyio.to_thread.run_sync(self.store.put_file, key, tmp_path)
+            return StoredSandbox(sha256=digest, size_bytes=size, path=self.store.local_path(key))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
 
 
-async def _copy(chunks: AsyncIterator[bytes], out: BinaryIO, max_bytes: int) -> tuple[str, int]:
+def _check_digest(expected: str, actual: str) -> None:
+    if actual != expected:
+        raise ChecksumMismatch(
+            "the uploaded bytes do not hash to the announced sha256",
+            details={"expected": expected, "actual": actual},
+        )
+
+
+async def _copy(
+    chunks: AsyncIterator[bytes], out: Optional[BinaryIO], max_bytes: int
+) -> tuple[str, int]:
     hasher = hashlib.sha256()
     size = 0
     pending: list[bytes] = []
@@ -125,10 +140,11 @@ async def _copy(chunks: AsyncIterator[bytes], out: BinaryIO, max_bytes: int) -> 
     return hasher.hexdigest(), size
 
 
-def _write(out: BinaryIO, hasher: hashlib._Hash, pieces: list[bytes]) -> None:
+def _write(out: Optional[BinaryIO], hasher: hashlib._Hash, pieces: list[bytes]) -> None:
     for piece in pieces:
         hasher.update(piece)
-        out.write(piece)
+        if out is not None:
+            out.write(piece)
 
 
 def _flush(out: BinaryIO) -> None:

@@ -9,10 +9,11 @@ Jobs keep their ``task_queue_id`` for life. A queue is deleted once none of its 
 unfinished (see ``UNFINISHED``), so a Matched, Running or Stalled job that goes back to
 Waiting finds its queue still there; for any other path back to Waiting, call ``requeue``.
 
-Creating and removing queues relies on write transactions being serialised, as SQLite's
-``BEGIN IMMEDIATE`` does. On PostgreSQL two submissions creating the same new queue at once
-would collide on ``queue_key`` (one fails and can be retried), and a queue removed while a
-submission attaches jobs to it would strand them. Not handled yet: SQLite is the default.
+Creating and removing queues is safe with transactions side by side (PostgreSQL, several
+coordinators): a queue is created with ``INSERT ... ON CONFLICT DO NOTHING`` (two
+submissions creating the same queue both get it), a submission share-locks the queues it
+attaches jobs to, and a queue is removed only under a row lock that such a submission
+would hold back (``remove_if_done`` then leaves it for a later match).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def requeue(conn: Connection, job_ids: Sequence[int]) -> None:
 
 def remove_if_done(conn: Connection, task_queue_id: int) -> bool:
     """Delete a queue none of whose jobs can wait in it again; True if it was deleted."""
+    if not tq_store.lock_queue(conn, task_queue_id):
+        return False
     if tq_store.has_jobs_in(conn, task_queue_id, UNFINISHED):
         return False
     tq_store.delete_queue(conn, task_queue_id)

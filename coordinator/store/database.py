@@ -1,4 +1,10 @@
-"""The engine, its SQLite tuning, and the two kinds of transaction the coordinator uses."""
+"""The engine, its per-dialect tuning, and the two kinds of transaction the coordinator uses.
+
+Two databases are supported: SQLite (one file in the data dir, one coordinator process) and
+PostgreSQL through psycopg 3 (any number of coordinator processes, see docs/scale-out.md).
+The store's queries are the same SQLAlchemy Core for both; what differs is here and in
+``coordinator/store/dialects.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,50 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from coordinator.errors import WriterBusy
-from coordinator.store.schema import metadata
+from coordinator.errors import CoordinatorError, WriterBusy
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
-_BEGIN_MODE = "gridpilot_begin"
+BEGIN_MODE = "gridpilot_begin"
+"""Key of ``Connection.info`` read by SQLite's "begin" listener: the mode of the next
+``BEGIN`` (``IMMEDIATE`` for writes)."""
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+PG_POOL_SIZE = 10
+PG_POOL_OVERFLOW = 20
+PG_STATEMENT_TIMEOUT_MS = 60_000
+"""No statement waits on a lock or runs for longer: a stuck transaction fails a request
+(which the pilot retries) instead of holding a pool connection for ever."""
+
+
+class DatabaseUrlError(CoordinatorError):
+    """A database URL that names no database gridpilot can use."""
+
+    code = "bad_database_url"
+
+
+def normalise_url(url: str) -> str:
+    """``url`` with PostgreSQL's driver made explicit (psycopg 3), checked to name SQLite
+    or PostgreSQL; ``DatabaseUrlError`` otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"cannot read the database URL {url!r}: {exc}") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        backend = POSTGRESQL
+    if backend == POSTGRESQL and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if backend == SQLITE and driver in ("", "pysqlite"):
+        return url
+    raise DatabaseUrlError(
+        f"unsupported database URL {parsed.render_as_string()!r}: use sqlite:///PATH "
+        "or postgresql+psycopg://USER@HOST/NAME"
+    )
 
 
 class WriterTurns:
@@ -63,34 +104,63 @@ class WriterTurns:
 
 
 class Database:
-    """One engine per coordinator. ``read()`` and ``write()`` each yield a Connection in a
-    transaction that commits on success and rolls back on error.
+    """One engine per coordinator process. ``read()`` and ``write()`` each yield a
+    Connection in a transaction that commits on success and rolls back on error.
 
     On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock
     before its first read, so a read-then-update (a match claim, a status change) never
     fails half-way on a lock upgrade and writers queue on ``busy_timeout`` instead; the
     threads of one process take turns before ``BEGIN`` (``WriterTurns``).
+
+    On PostgreSQL transactions are READ COMMITTED and run side by side, in this process and
+    in every other coordinator on the same database: what must happen once is a
+    conditional UPDATE, an ``INSERT ... ON CONFLICT`` or a row lock (``FOR UPDATE SKIP
+    LOCKED`` where others may take another row instead), never a read-then-write.
     """
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.is_sqlite = url.startswith("sqlite")
+        self.url = normalise_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        self.is_sqlite = self.dialect == SQLITE
         self._turns = WriterTurns()
         self.waits_for_writers = True
         """False in the view ``without_waiting`` returns."""
+        try:
+            self.engine: Engine = self._create_engine()
+        except NoSuchModuleError as exc:
+            raise DatabaseUrlError(f"no driver for {self.url!r}: {exc}") from exc
+        except ImportError as exc:
+            raise DatabaseUrlError(
+                f"PostgreSQL needs psycopg 3: pip install 'gridpilot[postgresql]' ({exc})"
+            ) from exc
+
+    def _create_engine(self) -> Engine:
         if self.is_sqlite:
-            self.engine: Engine = create_engine(
-                url,
+            engine = create_engine(
+                self.url,
                 pool_size=8,
                 max_overflow=24,
                 connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
             )
-            _tune_sqlite(self.engine)
-        else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            _tune_sqlite(engine)
+            return engine
+        return create_engine(
+            self.url,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_POOL_OVERFLOW,
+            # A replica outlives database restarts: a connection the server closed is
+            # found out before use and replaced, not handed to a request.
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": 10,
+                "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+                "application_name": "gridpilot-coordinator",
+            },
+        )
 
-    def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+    def describe(self) -> str:
+        """The URL without its password, for logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
     def analyze(self) -> None:
         """Refresh SQLite's statistics of the jobs table, so the query planner knows that,
@@ -131,7 +201,7 @@ class Database:
             # Read by the "begin" listener of SQLite; set on the connection's info rather
             # than through execution_options, whose copy of the Connection cost a fifth of
             # an empty write transaction.
-            conn.info[_BEGIN_MODE] = "IMMEDIATE"
+            conn.info[BEGIN_MODE] = "IMMEDIATE"
             with conn.begin():
                 yield conn
 
@@ -161,7 +231,7 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        mode = conn.info.pop(_BEGIN_MODE, "DEFERRED")
+        mode = conn.info.pop(BEGIN_MODE, "DEFERRED")
         # Straight to the DBAPI connection: through exec_driver_sql, BEGIN cost as much
         # CPU as a heartbeat's UPDATE.
         conn.connection.dbapi_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Select,
     bindparam,
     func,
     insert,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     update,
 )
 
+from coordinator.store.dialects import next_ids
 from coordinator.store.events import add_status_events
 from coordinator.store.precompiled import Precompiled, Row, per_count
 from coordinator.store.schema import job_history, job_sandboxes, jobs, utc_timestamp
@@ -27,13 +29,19 @@ SUMMARY_COLUMNS = [column for column in jobs.c if column.name != "description"]
 HISTORY_COLUMNS = ("job_id", "status", "minor_status", "application_status", "source", "at")
 
 _JOB = Precompiled(select(jobs).where(jobs.c.job_id == bindparam("p_job")))
-_JOBS = per_count(
-    lambda count: (
+_JOB_LOCKED = Precompiled(select(jobs).where(jobs.c.job_id == bindparam("p_job")).with_for_update())
+
+
+def _jobs_by_id(count: int) -> Select[Any]:
+    return (
         select(*SUMMARY_COLUMNS)
         .where(jobs.c.job_id.in_([bindparam(f"p_{i}") for i in range(count)]))
         .order_by(jobs.c.job_id)
     )
-)
+
+
+_JOBS = per_count(_jobs_by_id)
+_JOBS_LOCKED = per_count(lambda count: _jobs_by_id(count).with_for_update())
 _HISTORY = Precompiled(
     insert(job_history).values({name: bindparam(f"p_{name}") for name in HISTORY_COLUMNS})
 )
@@ -57,6 +65,10 @@ def insert_jobs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int
         return []
     now = utc_timestamp()
     values = [{**row, "created_at": now, "updated_at": now} for row in rows]
+    if conn.dialect.name == "postgresql":
+        job_ids = next_ids(conn, "jobs_job_id_seq", len(values))
+        conn.execute(insert(jobs), [{**v, "job_id": i} for v, i in zip(values, job_ids)])
+        return job_ids
     statement = insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True)
     return [int(row.job_id) for row in conn.execute(statement, values)]
 
@@ -126,16 +138,20 @@ def sandboxes_of_jobs(conn: Connection, job_ids: Sequence[int], kind: str) -> di
     return found
 
 
-def get_job(conn: Connection, job_id: int) -> Row | None:
-    return _JOB.first(conn, p_job=job_id)
+def get_job(conn: Connection, job_id: int, *, lock: bool = False) -> Row | None:
+    """The job's row; ``lock``: locked until the transaction ends (PostgreSQL's ``FOR
+    UPDATE``; SQLite's write transactions hold the whole database already), for a write
+    that decides from what it read."""
+    return (_JOB_LOCKED if lock else _JOB).first(conn, p_job=job_id)
 
 
-def get_jobs(conn: Connection, job_ids: Sequence[int]) -> list[Row]:
-    """The jobs with these ids, without their descriptions (``SUMMARY_COLUMNS``)."""
+def get_jobs(conn: Connection, job_ids: Sequence[int], *, lock: bool = False) -> list[Row]:
+    """The jobs with these ids, without their descriptions (``SUMMARY_COLUMNS``); ``lock``
+    as in ``get_job`` (in job id order, so that two writers never wait on each other)."""
     if not job_ids:
         return []
     params = {f"p_{i}": job_id for i, job_id in enumerate(job_ids)}
-    return list(_JOBS(len(job_ids)).rows(conn, **params))
+    return list((_JOBS_LOCKED if lock else _JOBS)(len(job_ids)).rows(conn, **params))
 
 
 def list_jobs(
@@ -252,8 +268,9 @@ def update_columns(conn: Connection, job_id: int, **columns: Any) -> None:
 
 def record_heartbeats(conn: Connection, changes: Sequence[Mapping[str, Any]]) -> None:
     """Set ``heartbeat_at`` and ``accounting`` of each ``{"id": ...}`` given, in one batch."""
+    # In job id order, as every writer locks jobs: two never wait on each other.
     rows = [
         {"p_job": c["id"], "p_at": c["heartbeat_at"], "p_accounting": c["accounting"]}
-        for c in changes
+        for c in sorted(changes, key=lambda change: int(change["id"]))
     ]
     _HEARTBEATS.run_many(conn, rows)

@@ -12,10 +12,15 @@ from protocol import JobStatus
 
 
 def quiet_jobs(
-    conn: Connection, statuses: Iterable[JobStatus], *, before: str, limit: int
+    conn: Connection, statuses: Iterable[JobStatus], *, before: str, limit: int, lock: bool = False
 ) -> list[Row]:
     """Jobs in ``statuses`` whose last status change and last heartbeat are both older
-    than ``before`` (a UTC timestamp from ``utc_timestamp``), oldest change first."""
+    than ``before`` (a UTC timestamp from ``utc_timestamp``), oldest change first.
+
+    ``lock``: the rows stay locked until the transaction ends and rows locked by another
+    transaction are skipped (PostgreSQL's ``FOR UPDATE SKIP LOCKED``), so the sweepers of
+    several coordinators take different jobs, and a pilot's report on a job cannot slip
+    between the sweeper's read and its write."""
     query = (
         select(jobs)
         .where(
@@ -26,4 +31,6 @@ def quiet_jobs(
         .order_by(jobs.c.updated_at)
         .limit(limit)
     )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
     return list(conn.execute(query).mappings())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, select
 
+from coordinator.store.dialects import upsert
 from coordinator.store.schema import logs, utc_timestamp
 
 JOB = "job"
@@ -27,15 +28,9 @@ def total_of(conn: Connection, kind: str, owner_id: str) -> int:
 
 
 def set_size(conn: Connection, kind: str, owner_id: str, stream: str, size_bytes: int) -> None:
-    now = utc_timestamp()
-    key = (logs.c.kind == kind, logs.c.owner_id == owner_id, logs.c.stream == stream)
-    changed = conn.execute(update(logs).where(*key).values(size_bytes=size_bytes, updated_at=now))
-    if changed.rowcount == 0:
-        conn.execute(
-            insert(logs).values(
-                kind=kind, owner_id=owner_id, stream=stream, size_bytes=size_bytes, updated_at=now
-            )
-        )
+    row = {"kind": kind, "owner_id": owner_id, "stream": stream, "size_bytes": size_bytes}
+    row["updated_at"] = utc_timestamp()
+    upsert(conn, logs, [row], ["kind", "owner_id", "stream"], ["size_bytes", "updated_at"])
 
 
 def clear(conn: Connection, kind: str, owner_id: str) -> None:

@@ -7,10 +7,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
+from coordinator.store.dialects import insert_missing
 from coordinator.store.precompiled import Precompiled, Row
 from coordinator.store.schema import jobs, pilot_jobs, pilots, utc_timestamp
 
 _PILOT = Precompiled(select(pilots).where(pilots.c.pilot_id == bindparam("p_pilot")))
+_PILOT_LOCKED = Precompiled(
+    select(pilots).where(pilots.c.pilot_id == bindparam("p_pilot")).with_for_update()
+)
 _TOUCH = Precompiled(
     update(pilots)
     .where(pilots.c.pilot_id == bindparam("p_pilot"))
@@ -23,8 +27,9 @@ def insert_pilot(conn: Connection, row: Mapping[str, Any]) -> None:
     conn.execute(insert(pilots).values(registered_at=now, last_seen=now, **row))
 
 
-def get_pilot(conn: Connection, pilot_id: str) -> Row | None:
-    return _PILOT.first(conn, p_pilot=pilot_id)
+def get_pilot(conn: Connection, pilot_id: str, *, lock: bool = False) -> Row | None:
+    """The pilot's row; ``lock`` as in ``jobs.get_job``."""
+    return (_PILOT_LOCKED if lock else _PILOT).first(conn, p_pilot=pilot_id)
 
 
 def touch_pilot(conn: Connection, pilot_id: str) -> None:
@@ -53,15 +58,8 @@ def set_pilot_state(
 
 def record_released_job(conn: Connection, pilot_id: str, job_id: int) -> None:
     """Remember that ``pilot_id`` held ``job_id`` before the job was taken from it."""
-    exists = conn.execute(
-        select(pilot_jobs.c.job_id).where(
-            pilot_jobs.c.pilot_id == pilot_id, pilot_jobs.c.job_id == job_id
-        )
-    ).first()
-    if exists is None:
-        conn.execute(
-            insert(pilot_jobs).values(pilot_id=pilot_id, job_id=job_id, released_at=utc_timestamp())
-        )
+    row = {"pilot_id": pilot_id, "job_id": job_id, "released_at": utc_timestamp()}
+    insert_missing(conn, pilot_jobs, [row], ["pilot_id", "job_id"])
 
 
 def list_pilots(

@@ -98,6 +98,23 @@ class _Compiled:
         return tuple(values[name] for name in self.names)
 
 
+class PerDialect:
+    """A statement that each database spells its own way (an ``INSERT ... ON CONFLICT``,
+    built with the dialect's own ``insert``): one ``Precompiled`` per dialect name, built by
+    ``build(name)`` on first use."""
+
+    def __init__(self, build: Callable[[str], ClauseElement]) -> None:
+        self._build = build
+        self._by_dialect: dict[str, Precompiled] = {}
+
+    def on(self, conn: Connection) -> Precompiled:
+        name = conn.dialect.name
+        found = self._by_dialect.get(name)
+        if found is None:
+            found = self._by_dialect[name] = Precompiled(self._build(name))
+        return found
+
+
 def per_count(build: Callable[[int], ClauseElement]) -> Callable[[int], Precompiled]:
     """Statements that differ by a count (``IN`` lists of n parameters ``id0 .. id{n-1}``),
     each compiled once per count."""

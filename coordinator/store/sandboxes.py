@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, exists, insert, select
+from sqlalchemy import Connection, exists, select
 
+from coordinator.store.dialects import insert_missing
 from coordinator.store.jobs import OUT
 from coordinator.store.precompiled import Row
 from coordinator.store.schema import (
@@ -29,25 +30,15 @@ def get_sandbox(conn: Connection, sha256: str) -> Row | None:
 def record_upload(conn: Connection, sha256: str, size_bytes: int, subject: str, vo: str) -> bool:
     """Remember a stored sandbox and that ``subject`` of ``vo`` owns it; True if it was not
     theirs yet (whether or not someone else had uploaded the same bytes before)."""
-    if get_sandbox(conn, sha256) is None:
-        conn.execute(
-            insert(sandboxes).values(
-                sha256=sha256,
-                size_bytes=size_bytes,
-                subject=subject,
-                vo=vo,
-                created_at=utc_timestamp(),
-            )
-        )
+    row = {"sha256": sha256, "size_bytes": size_bytes, "subject": subject, "vo": vo}
+    insert_missing(conn, sandboxes, [{**row, "created_at": utc_timestamp()}], ["sha256"])
     return add_owner(conn, sha256, subject, vo)
 
 
 def add_owner(conn: Connection, sha256: str, subject: str, vo: str) -> bool:
     """Make ``subject`` of ``vo`` an owner of a stored sandbox; True if they were not yet."""
-    if owned_by(conn, sha256, subject, vo):
-        return False
-    conn.execute(insert(sandbox_uploaders).values(sha256=sha256, subject=subject, vo=vo))
-    return True
+    row = {"sha256": sha256, "subject": subject, "vo": vo}
+    return insert_missing(conn, sandbox_uploaders, [row], ["sha256", "subject", "vo"]) == 1
 
 
 def missing(conn: Connection, digests: Sequence[str]) -> list[str]:

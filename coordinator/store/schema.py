@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     DDL,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -22,6 +23,10 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit everywhere: PostgreSQL's INTEGER is 32-bit (job ids, byte counts), SQLite's INTEGER
+is 64-bit already and must stay INTEGER for a primary key to be its rowid."""
+
 
 def utc_timestamp(now: datetime | None = None) -> str:
     """``now`` (default: the current time) as a UTC ISO 8601 string that sorts as text."""
@@ -32,7 +37,7 @@ def utc_timestamp(now: datetime | None = None) -> str:
 jobs = Table(
     "jobs",
     metadata,
-    Column("job_id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", BigInt, primary_key=True, autoincrement=True),
     Column("status", String(32), nullable=False),
     Column("minor_status", Text, nullable=False, default=""),
     Column("application_status", Text, nullable=False, default=""),
@@ -85,8 +90,8 @@ jobs = Table(
 job_history = Table(
     "job_history",
     metadata,
-    Column("entry_id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", Integer, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    Column("entry_id", BigInt, primary_key=True, autoincrement=True),
+    Column("job_id", BigInt, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
     Column("status", String(32), nullable=False),
     Column("minor_status", Text, nullable=False, default=""),
     Column("application_status", Text, nullable=False, default=""),
@@ -104,8 +109,8 @@ job_history = Table(
 job_events = Table(
     "job_events",
     metadata,
-    Column("event_id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", Integer, nullable=False),
+    Column("event_id", BigInt, primary_key=True, autoincrement=True),
+    Column("job_id", BigInt, nullable=False),
     Column("kind", String(8), nullable=False),  # "status" or "log"
     Column("status", String(32), nullable=False, default=""),
     Column("minor_status", Text, nullable=False, default=""),
@@ -122,7 +127,7 @@ sandboxes = Table(
     "sandboxes",
     metadata,
     Column("sha256", String(64), primary_key=True),
-    Column("size_bytes", Integer, nullable=False),
+    Column("size_bytes", BigInt, nullable=False),
     Column("subject", String(255), nullable=False),
     Column("vo", String(255), nullable=False),
     Column("created_at", String(40), nullable=False),
@@ -140,7 +145,7 @@ sandbox_uploaders = Table(
 job_sandboxes = Table(
     "job_sandboxes",
     metadata,
-    Column("job_id", Integer, ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("job_id", BigInt, ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
     Column("kind", String(8), primary_key=True),
     Column("sha256", String(64), ForeignKey("sandboxes.sha256"), primary_key=True),
     Column("position", Integer, nullable=False, default=0),
@@ -226,7 +231,7 @@ logs = Table(
     Column("kind", String(8), primary_key=True),  # "job" or "pilot"
     Column("owner_id", String(64), primary_key=True),  # job id (as text) or pilot id
     Column("stream", String(16), primary_key=True),
-    Column("size_bytes", Integer, nullable=False, default=0),
+    Column("size_bytes", BigInt, nullable=False, default=0),
     Column("updated_at", String(40), nullable=False),
 )
 
@@ -235,7 +240,7 @@ pilot_jobs = Table(
     "pilot_jobs",
     metadata,
     Column("pilot_id", String(64), primary_key=True),
-    Column("job_id", Integer, ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("job_id", BigInt, ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
     Column("released_at", String(40), nullable=False),
     Index("ix_pilot_jobs_job", "job_id"),
 )

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, and_, insert, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
+from coordinator.store.dialects import insert_missing
 from coordinator.store.precompiled import Row
 from coordinator.store.schema import revoked_tokens, utc_timestamp
 
 
 def revoke(conn: Connection, token_id: str, revoked_by: str, reason: str) -> bool:
     """Record ``token_id`` as revoked; False if it already was (the first record stays)."""
-    query = select(revoked_tokens.c.token_id).where(revoked_tokens.c.token_id == token_id)
-    if conn.execute(query).first() is not None:
-        return False
-    conn.execute(
-        insert(revoked_tokens).values(
-            token_id=token_id,
-            revoked_at=utc_timestamp(),
-            revoked_by=revoked_by,
-            reason=reason,
-        )
-    )
-    return True
+    row = {"token_id": token_id, "revoked_at": utc_timestamp(), "revoked_by": revoked_by}
+    return insert_missing(conn, revoked_tokens, [{**row, "reason": reason}], ["token_id"]) == 1
 
 
 def get_revoked(conn: Connection, token_id: str) -> Row | None:

@@ -75,9 +75,11 @@ class User:
     def headers(self) -> dict[str, str]:
         return self.coord.headers(self.token)
 
-    def submit(self, description: Any = None, **attributes: Any) -> list[int]:
+    def submit(
+        self, description: Any = None, *, input_sandboxes: Any = (), **attributes: Any
+    ) -> list[int]:
         text = json.dumps({**(description or HELLO), **attributes})
-        body = {"description": text, "format": "json"}
+        body = {"description": text, "format": "json", "input_sandboxes": list(input_sandboxes)}
         reply = requests.post(self.coord.api("/jobs"), json=body, headers=self.headers())
         assert reply.status_code == 201, reply.text
         job_ids: list[int] = reply.json()["job_ids"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -75,18 +74,18 @@ def stop(coord: RunningCoordinator) -> None:
     assert "Traceback" not in coord.log(), coord.log()
 
 
-def matches_per_job(data_dir: Path) -> tuple[dict[int, int], dict[int, tuple[str, str]]]:
+def matches_per_job(
+    coord: RunningCoordinator,
+) -> tuple[dict[int, int], dict[int, tuple[str, str]]]:
     """From the stopped coordinator's database: how many times each job entered Matched,
     and each job's (status, pilot)."""
-    with sqlite3.connect(data_dir / "gridpilot.db") as db:
-        entered = collections.Counter(
-            job_id
-            for (job_id,) in db.execute("SELECT job_id FROM job_history WHERE status='Matched'")
-        )
-        now = {
-            job_id: (status, pilot_id)
-            for job_id, status, pilot_id in db.execute("SELECT job_id, status, pilot_id FROM jobs")
-        }
+    entered = collections.Counter(
+        job_id for (job_id,) in coord.sql("SELECT job_id FROM job_history WHERE status='Matched'")
+    )
+    now = {
+        job_id: (status, pilot_id)
+        for job_id, status, pilot_id in coord.sql("SELECT job_id, status, pilot_id FROM jobs")
+    }
     return dict(entered), now
 
 
@@ -106,7 +105,7 @@ def test_50_pilots_drain_10000_jobs_each_matched_exactly_once(tmp_path: Path) ->
     assert len(set(everything)) == 10_000, "a job was given to two pilots"
     assert set(everything) == set(job_ids)
     assert sum(1 for share in taken if share) >= 25, "the pilots did not really compete"
-    entered, now = matches_per_job(coord.data_dir)
+    entered, now = matches_per_job(coord)
     assert set(entered.values()) == {1}
     assert len(entered) == 10_000
     owner = {job_id: pilot[0] for pilot, share in zip(pilots, taken) for job_id in share}
@@ -141,7 +140,7 @@ def test_a_coordinator_killed_mid_match_never_gives_a_job_twice(tmp_path: Path) 
     assert current["coord"] is not first, "the coordinator was never restarted"
     received = [job_id for share in taken for job_id in share]
     assert len(received) == len(set(received)), "a job was given to two pilots"
-    entered, now = matches_per_job(data_dir)
+    entered, now = matches_per_job(current["coord"])
     assert set(entered.values()) == {1}, "a job entered Matched twice"
     assert len(entered) == total and all(status == "Matched" for status, _ in now.values())
     # A reply cut off by the crash may lose a claim (the lease sweeper reschedules those);

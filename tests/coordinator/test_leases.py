@@ -95,8 +95,10 @@ def test_a_lease_expires_exactly_when_its_silence_reaches_the_timeout(
 # -- the sweeper over a real database, with a fake clock ---------------------------------
 
 
-def test_sweeper_acts_on_what_its_clock_says(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, match_timeout_s=600, max_reschedules=1)
+def test_sweeper_acts_on_what_its_clock_says(tmp_path: Path, database_url: str) -> None:
+    settings = Settings(
+        data_dir=tmp_path, database_url=database_url, match_timeout_s=600, max_reschedules=1
+    )
     db = build_context(settings).db
     alice = TokenClaims("alice", "vo1", Role.USER, "", T0 + timedelta(days=1), "t1")
     request = SubmitRequest(description='{"Executable": "/bin/true"}', format="json")

@@ -8,7 +8,6 @@ so every refusal here is also proven not to be a 500 in disguise."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import pytest
@@ -207,8 +206,7 @@ def test_an_oversized_registration_is_refused(
 
 def _store_description(coord: RunningCoordinator, job_id: int, raw_json: str) -> None:
     """Overwrite a job's stored description as an older coordinator could have stored it."""
-    with sqlite3.connect(coord.data_dir / "gridpilot.db", timeout=30) as db:
-        db.execute("UPDATE jobs SET description = ? WHERE job_id = ?", (raw_json, job_id))
+    coord.sql("UPDATE jobs SET description = :raw WHERE job_id = :id", raw=raw_json, id=job_id)
 
 
 def test_a_poisoned_stored_row_breaks_no_read_and_strands_no_other_job(
@@ -251,11 +249,13 @@ def test_a_poisoned_stored_row_breaks_no_read_and_strands_no_other_job(
 def test_a_poisoned_pilot_row_breaks_no_listing(coordinator: RunningCoordinator) -> None:
     coord = coordinator
     pilot, other = FakePilot(coord, "vo1"), FakePilot(coord, "vo1")
-    with sqlite3.connect(coord.data_dir / "gridpilot.db", timeout=30) as db:
-        db.execute(
-            "UPDATE pilots SET facts = ?, checks = ?, tags = ? WHERE pilot_id = ?",
-            (r'{"cpu": "\udc80", "load": NaN}', '[{"name": "x"}, 7]', "{broken", pilot.pilot_id),
-        )
+    coord.sql(
+        "UPDATE pilots SET facts = :facts, checks = :checks, tags = :tags WHERE pilot_id = :id",
+        facts=r'{"cpu": "\udc80", "load": NaN}',
+        checks='[{"name": "x"}, 7]',
+        tags="{broken",
+        id=pilot.pilot_id,
+    )
     user = User(coord, "vo1")
     listed = {p["pilot_id"]: p for p in user.get("/pilots").json()["pilots"]}
     assert set(listed) == {pilot.pilot_id, other.pilot_id}

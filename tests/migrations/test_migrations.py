@@ -1,0 +1,203 @@
+"""Schema revisions: a fresh database gets exactly ``schema.py``'s schema through the
+migrations, a data dir made by release 0.1.0 upgrades with ``gridpilot db upgrade`` and
+serves what it held, and a coordinator refuses a schema that is not its own."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from coordinator.store import revisions
+from coordinator.store.database import Database
+from tests.conftest import DATABASES, REPO_ROOT, launch_coordinator
+from tests.coordinator.pilot_calls import FakePilot, User
+
+RELEASE_0_1_0 = Path(__file__).with_name("datadir-0.1.0")
+
+
+def gridpilot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def serve_once(data_dir: Path, *database: str) -> subprocess.CompletedProcess[str]:
+    """``gridpilot serve`` that is expected to refuse to start (a deadline if it does not)."""
+    return gridpilot("serve", "--data-dir", str(data_dir), "--port", "0", *database)
+
+
+def empty_database(tmp_path: Path) -> Database:
+    if DATABASES.is_postgresql:
+        return Database(DATABASES.postgres_url(str(tmp_path), empty=True))
+    return Database(f"sqlite:///{tmp_path / 'gridpilot.db'}")
+
+
+def test_migrations_build_the_schema_the_code_declares(tmp_path: Path) -> None:
+    db = empty_database(tmp_path)
+    try:
+        revisions.check(db)
+        with db.read() as conn:
+            assert revisions.current(conn) == revisions.head()
+            assert revisions.schema_differences(conn) == []
+    finally:
+        db.dispose()
+
+
+def test_schema_differences_finds_a_missing_column(tmp_path: Path) -> None:
+    """The comparison above can fail: a column dropped behind the migrations' back shows."""
+    db = empty_database(tmp_path)
+    try:
+        revisions.check(db)
+        with db.write() as conn:
+            conn.execute(text("ALTER TABLE pilots DROP COLUMN refuse_reason"))
+        with db.read() as conn:
+            found = revisions.schema_differences(conn)
+        [(kind, _schema, table, column)] = found
+        assert (kind, table, getattr(column, "name", None)) == (
+            "add_column",
+            "pilots",
+            "refuse_reason",
+        )
+    finally:
+        db.dispose()
+
+
+def test_every_revision_upgrades_from_the_one_before(tmp_path: Path) -> None:
+    """Stop at each revision in turn, then go on to the head: each step runs on its own."""
+    db = empty_database(tmp_path)
+    scripts = list(
+        reversed(
+            list(revisions.ScriptDirectory.from_config(revisions.alembic_config()).walk_revisions())
+        )
+    )
+    try:
+        for script in scripts:
+            with db.write() as conn:
+                command.upgrade(revisions.alembic_config(conn), script.revision)
+            with db.read() as conn:
+                assert revisions.current(conn) == script.revision
+        with db.read() as conn:
+            assert revisions.schema_differences(conn) == []
+    finally:
+        db.dispose()
+
+
+@pytest.mark.sqlite_only
+def test_release_0_1_0_data_dir_upgrades_and_serves_what_it_held(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(RELEASE_0_1_0, data_dir)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+
+    refused = serve_once(data_dir)
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert "the database schema is from release 0.1.0 (before migrations)" in line
+    assert "run `gridpilot db upgrade`" in line
+
+    upgraded = gridpilot("db", "upgrade", "--data-dir", str(data_dir))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == (
+        f"database schema upgraded from release 0.1.0 (before migrations) to {revisions.head()}"
+    )
+    again = gridpilot("db", "upgrade", "--data-dir", str(data_dir))
+    assert again.stdout.strip() == f"database schema already at revision {revisions.head()}"
+    db = Database(f"sqlite:///{data_dir / 'gridpilot.db'}")
+    try:
+        with db.read() as conn:
+            assert revisions.schema_differences(conn) == []
+    finally:
+        db.dispose()
+
+    coord = launch_coordinator(data_dir)
+    try:
+        vo = manifest["vo"]
+        alice = User(coord, vo)
+        done = alice.job(manifest["done_job"])
+        assert (done["status"], done["output_sandbox"]) == ("Done", manifest["output_sha256"])
+        statuses = [alice.job(job_id)["status"] for job_id in manifest["waiting_jobs"]]
+        assert statuses == ["Waiting"] * 3
+        output = alice.get(f"/sandboxes/{manifest['output_sha256']}")
+        assert hashlib.sha256(output.content).hexdigest() == manifest["output_bytes_sha256"]
+        log = alice.get(f"/jobs/{manifest['done_job']}/logs/stdout")
+        assert log.content.decode() == manifest["stdout"]
+        # The release's signing key still signs, its revocations still hold, its task
+        # queues still match: a pilot gets the waiting jobs.
+        assert FakePilot(coord, vo).match(3) == manifest["waiting_jobs"]
+        admin = User(coord, vo, subject="ops", role="admin")
+        revoked = admin.get("/tokens/revoked").json()["revoked"]
+        assert [entry["token_id"] for entry in revoked] == [manifest["revoked_token"]]
+    finally:
+        coord.process.terminate()
+        coord.process.wait(timeout=30)
+    assert "Traceback" not in coord.log()
+
+
+def test_an_older_revision_is_refused_until_upgraded(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    db = empty_database(tmp_path)
+    url = ["--database-url", db.url]
+    try:
+        with db.write() as conn:
+            command.upgrade(revisions.alembic_config(conn), revisions.BASELINE)
+    finally:
+        db.dispose()
+    refused = serve_once(data_dir, *url)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"gridpilot: the database schema is at revision {revisions.BASELINE}, this coordinator "
+        f"needs {revisions.head()}: run `gridpilot db upgrade` (with the same "
+        "--data-dir/--database-url) first"
+    )
+    revision = gridpilot("db", "revision", "--data-dir", str(data_dir), *url)
+    assert revision.stdout.split() == [
+        "database:",
+        revisions.BASELINE,
+        "this",
+        "release:",
+        revisions.head(),
+    ]
+    assert gridpilot("db", "upgrade", "--data-dir", str(data_dir), *url).returncode == 0
+    coord = launch_coordinator(data_dir, database_url=db.url)
+    coord.process.terminate()
+    coord.process.wait(timeout=30)
+
+
+def test_a_newer_revision_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    db = empty_database(tmp_path)
+    try:
+        revisions.check(db)
+        with db.write() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    finally:
+        db.dispose()
+    refused = serve_once(data_dir, "--database-url", db.url)
+    assert refused.returncode == 2
+    assert "revision ffff, which this coordinator does not know" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_or_unknown_database_is_one_line(tmp_path: Path) -> None:
+    unreachable = serve_once(
+        tmp_path, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
+    assert unreachable.returncode == 2
+    [line] = unreachable.stderr.strip().splitlines()
+    assert line.startswith("gridpilot: cannot reach the database postgresql+psycopg://nobody@")
+    unknown = serve_once(tmp_path, "--database-url", "mysql://db/gridpilot")
+    assert unknown.returncode == 2
+    assert "unsupported database URL" in unknown.stderr
