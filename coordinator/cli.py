@@ -102,7 +102,7 @@ def serve(
     database_url: Optional[str] = typer.Option(
         None,
         envvar="GRIDPILOT_DATABASE_URL",
-        help="SQLAlchemy URL, e.g. postgresql+psycopg://gridpilot@db/gridpilot [the data dir's SQLite]",
+        help="postgresql+psycopg://USER@HOST/NAME for replicas [the data dir's SQLite]",
     ),
     sandbox_store: Optional[str] = typer.Option(
         None, help="Sandboxes and logs: a directory or s3://BUCKET/PREFIX [the data dir]"

@@ -55,7 +55,7 @@ async def _stream(
     request: Request, context: AppContext, scope: events.StreamScope, resume: Optional[int]
 ) -> AsyncIterator[str]:
     settings = context.settings
-    files = LogFiles(settings.log_dir)
+    files = LogFiles(context.store)
     position, reset = await run_in_threadpool(events.start_position, context.db, resume)
     yield f"retry: {RECONNECT_MS}\n\n"
     if reset:

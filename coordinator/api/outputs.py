@@ -37,7 +37,7 @@ def output_archive(
     """The whole output sandbox, as ``job_<id>_output.tar.gz``."""
     stored = outputs.output_archive(context.db, context.sandbox_files, claims, job_id)
     return FileResponse(
-        stored.path,
+        context.sandbox_files.local_file(stored),
         media_type="application/gzip",
         filename=f"job_{job_id}_output.tar.gz",
         headers={SHA256_HEADER: stored.sha256},
@@ -52,7 +52,8 @@ def output_files(
 ) -> OutputListing:
     """The files in the output sandbox, with their sizes."""
     stored = outputs.output_archive(context.db, context.sandbox_files, claims, job_id)
-    return OutputListing(files=outputs.list_files(stored.path), sha256=stored.sha256)
+    archive = context.sandbox_files.local_file(stored)
+    return OutputListing(files=outputs.list_files(archive), sha256=stored.sha256)
 
 
 @router.get(
@@ -70,7 +71,8 @@ async def output_file(
     stored = await run_in_threadpool(
         outputs.output_archive, context.db, context.sandbox_files, claims, job_id
     )
-    chunks = await run_in_threadpool(outputs.file_chunks, stored.path, name)
+    archive = await run_in_threadpool(context.sandbox_files.local_file, stored)
+    chunks = await run_in_threadpool(outputs.file_chunks, archive, name)
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if media_type.startswith("text/"):
         media_type += "; charset=utf-8"

@@ -147,7 +147,7 @@ def _event(row: RowMapping, files: LogFiles) -> Event:
     else:
         offset, size = int(row["offset"]), int(row["size_bytes"])
         shown = min(size, MAX_LOG_EVENT_BYTES)
-        raw = files.read(files.job_path(job_id, row["stream"]), offset, shown)
+        raw = files.read(files.job_key(job_id, row["stream"]), offset, shown)
         data.update(
             stream=row["stream"],
             offset=offset,

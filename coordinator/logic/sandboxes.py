@@ -69,6 +69,22 @@ class SandboxFiles:
     def iter_bytes(self, stored: StoredSandbox) -> Iterator[bytes]:
         return self.store.iter_bytes(self.key_for(stored.sha256))
 
+    def local_file(self, stored: StoredSandbox) -> Path:
+        """The archive as a local file, for reading inside it (the portal's output files).
+        From a store that keeps no local files (S3), a copy in the staging directory named
+        ``copy-<sha256>``: the bytes never change, so a copy made once is good for ever
+        (and costs its size on the coordinator's disk until removed)."""
+        if stored.path is not None:
+            return stored.path
+        copy = self.store.staging_dir() / f"copy-{stored.sha256}"
+        if not copy.exists():
+            fd, tmp_name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=self.store.staging_dir())
+            with os.fdopen(fd, "wb") as out:
+                for block in self.iter_bytes(stored):
+                    out.write(block)
+            os.replace(tmp_name, copy)
+        return copy
+
     async def receive(
         self, chunks: AsyncIterator[bytes], expected_sha256: str, max_bytes: int, *, keep: bool
     ) -> StoredSandbox:

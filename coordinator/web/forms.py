@@ -173,14 +173,16 @@ async def _store_sandbox(
     if duplicates:
         raise BadRequest(f"two files share the name {duplicates[0]}", details={"files": duplicates})
     fd, tmp_name = tempfile.mkstemp(
-        prefix="launchpad-", suffix=".tar.gz", dir=context.settings.tmp_dir
+        prefix="launchpad-", suffix=".tar.gz", dir=context.store.staging_dir()
     )
     os.close(fd)
     archive = Path(tmp_name)
     try:
         digest = await anyio.to_thread.run_sync(_pack, archive, list(zip(names, _named(uploads))))
-        stored = await context.sandbox_files.receive(
-            _read(archive), digest, context.settings.max_sandbox_bytes
+        files = context.sandbox_files
+        present = await run_in_threadpool(files.is_stored, digest)
+        stored = await files.receive(
+            _read(archive), digest, context.settings.max_sandbox_bytes, keep=not present
         )
         await run_in_threadpool(sandboxes.record_upload, context.db, claims, stored)
         return stored.sha256

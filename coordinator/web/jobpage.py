@@ -13,6 +13,7 @@ from coordinator.logic.jdl import to_jdl
 from coordinator.logic.paging import MAX_LIMIT, page_request
 from coordinator.logic.sandboxes import SandboxFiles
 from coordinator.settings import Settings
+from coordinator.storage import Store
 from coordinator.store.database import Database
 from protocol import LOG_STREAMS, HistoryEntry, JobInfo
 
@@ -52,7 +53,7 @@ def gather(
         attributes=found[0] if found else {},
         jdl=_jdl(info.description),
         history=jobs.history(db, claims, job_id, page_request(MAX_LIMIT, None, ())).items,
-        logs=[_tail(db, settings, claims, job_id, stream) for stream in LOG_STREAMS],
+        logs=[_tail(db, sandboxes.store, claims, job_id, stream) for stream in LOG_STREAMS],
         outputs=_outputs(db, sandboxes, claims, job_id) if info.output_sandbox else [],
         pilot=_pilot(db, claims, info.pilot_id),
         parameters=parameters(info, int(found[0]["NumberOfProcessors"]) if found else 1),
@@ -66,10 +67,8 @@ def _jdl(description: dict[str, Any]) -> str:
         return json.dumps(description, indent=2)
 
 
-def _tail(
-    db: Database, settings: Settings, claims: TokenClaims, job_id: int, stream: str
-) -> LogTail:
-    files = logs.LogFiles(settings.log_dir)
+def _tail(db: Database, store: Store, claims: TokenClaims, job_id: int, stream: str) -> LogTail:
+    files = logs.LogFiles(store)
     size = logs.read_job_log(db, files, claims, job_id, stream, 0, 1).size_bytes
     start = max(size - LOG_TAIL_BYTES, 0)
     piece = logs.read_job_log(db, files, claims, job_id, stream, start, LOG_TAIL_BYTES)
@@ -82,7 +81,7 @@ def _outputs(
 ) -> list[outputs.OutputFile]:
     try:
         stored = outputs.output_archive(db, sandboxes, claims, job_id)
-        return outputs.list_files(stored.path)
+        return outputs.list_files(sandboxes.local_file(stored))
     except (NotFound, OSError):
         return []
 

@@ -110,7 +110,7 @@ async def pilot_log(
     claims = await page_claims(request, context)
     if claims is None:
         return login_redirect(request)
-    files = logs.LogFiles(context.settings.log_dir)
+    files = logs.LogFiles(context.store)
     try:
         piece = await run_in_threadpool(
             logs.read_pilot_log, context.db, files, claims, pilot_id, 0, jobpage.LOG_TAIL_BYTES * 4
