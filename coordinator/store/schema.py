@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -17,7 +16,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    event,
     text,
 )
 
@@ -248,8 +246,8 @@ pilot_jobs = Table(
 # Jobs per (VO, owner, group, site, status, job group), kept by triggers on ``jobs`` (on
 # SQLite; elsewhere it stays empty and summaries count the jobs themselves): the Job
 # Monitor's counts and search totals read a few rows here instead of a million jobs
-# (coordinator/store/search.py). A new table, so an older database gets it, its triggers
-# and its counts at the next start.
+# (coordinator/store/search.py). The triggers and the first counts are made by migration
+# 0003 (coordinator/store/migrations/versions/), like every part of the schema.
 ROLLUP_KEY = ("vo", "owner", "owner_group", "site", "status", "job_group")
 job_counts = Table(
     "job_counts",
@@ -258,36 +256,6 @@ job_counts = Table(
     Column("n", Integer, nullable=False, default=0),
 )
 
-
-def _rollup_ddl() -> list[str]:
-    key = ", ".join(ROLLUP_KEY)
-
-    def add(row: str) -> str:
-        values = ", ".join(f"{row}.{name}" for name in ROLLUP_KEY)
-        return (
-            f"INSERT INTO job_counts ({key}, n) VALUES ({values}, 1) "
-            f"ON CONFLICT ({key}) DO UPDATE SET n = n + 1;"
-        )
-
-    def remove(row: str) -> str:
-        where = " AND ".join(f"{name} = {row}.{name}" for name in ROLLUP_KEY)
-        return f"UPDATE job_counts SET n = n - 1 WHERE {where};"
-
-    changed = " OR ".join(f"OLD.{name} IS NOT NEW.{name}" for name in ROLLUP_KEY)
-    return [
-        f"CREATE TRIGGER IF NOT EXISTS job_counts_insert AFTER INSERT ON jobs "
-        f"BEGIN {add('NEW')} END",
-        f"CREATE TRIGGER IF NOT EXISTS job_counts_update AFTER UPDATE OF {key} ON jobs "
-        f"WHEN {changed} BEGIN {remove('OLD')} {add('NEW')} END",
-        f"CREATE TRIGGER IF NOT EXISTS job_counts_delete AFTER DELETE ON jobs "
-        f"BEGIN {remove('OLD')} END",
-        f"INSERT INTO job_counts ({key}, n) SELECT {key}, COUNT(*) FROM jobs GROUP BY {key}",
-    ]
-
-
-job_counts.add_is_dependent_on(jobs)  # its triggers are on jobs: create that first
-for _statement in _rollup_ddl():
-    event.listen(job_counts, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
 
 # Requests a pilot already had applied, by the id it chose (``MatchRequest.request_id``,
 # ``JobStatusUpdate.request_id``): a retry whose first reply was lost is answered from here
