@@ -3,7 +3,6 @@ request and reply shapes, every operator, sort, pages with a total, and who sees
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -210,12 +209,14 @@ def test_counts_stay_true_to_the_jobs_through_every_kind_of_change(
     grouping = ["VO", "Owner", "OwnerGroup", "Site", "Status", "JobGroup"]
     mine = [{"parameter": "VO", "operator": "eq", "value": vo}]
     rolled = summary(world["admin"], {"grouping": grouping, "search": mine}).json()
-    with sqlite3.connect(alice.coord.data_dir / "gridpilot.db") as db:
-        counted = db.execute(
+    counted = [
+        tuple(row)
+        for row in alice.coord.sql(
             "SELECT vo, owner, owner_group, site, status, job_group, COUNT(*) FROM jobs "
-            "WHERE vo = ? GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
-            (vo,),
-        ).fetchall()
+            "WHERE vo = :vo GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+            vo=vo,
+        )
+    ]
     assert [(*(row[name] for name in grouping), row["count"]) for row in rolled] == counted
     assert len(counted) >= 6
     total = search(alice, {"search": [{"parameter": "Status", "operator": "neq",
