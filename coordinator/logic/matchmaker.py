@@ -197,7 +197,9 @@ class MatchRound:
                 self.conn, ids, count, pilot_id=self.pilot_id, site=self.offer.site, now=self.now
             )
             if len(rows) < count:
-                # Every queue gave all the Waiting jobs it had: none is left in them.
+                # Every queue gave all the Waiting jobs it had (on PostgreSQL: all that no
+                # claim in flight elsewhere held): none is left to take now. A hint only:
+                # the index forgets it at its next reload.
                 self.exhausted.update(ids)
                 self.index.mark_dry(self.offer.vo, ids)
             if rows:

@@ -1,21 +1,25 @@
 """The task queues kept in memory are a hint: the claim in the database decides.
 
-Two ``QueueIndex`` objects over one SQLite file stand for two coordinator replicas (each
-keeps its own); the matchmaker runs in this process, on the real store, with only the
-index's clock injected.
+Two ``QueueIndex`` objects over one database (SQLite, or PostgreSQL with ``--database
+postgresql``) stand for two coordinator replicas (each keeps its own); the matchmaker runs
+in this process, on the real store, with only the index's clock injected.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from coordinator.logic import jobs, matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.queue_index import REFRESH_S, QueueIndex
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
+from coordinator.store import revisions
 from coordinator.store.database import Database
 from protocol import MatchRequest, PilotRegistration, Role, SubmitRequest
 
@@ -34,10 +38,10 @@ def claims(subject: str, role: Role) -> TokenClaims:
 
 
 class World:
-    def __init__(self, tmp_path: Path) -> None:
-        self.settings = Settings(data_dir=tmp_path)
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.settings = Settings(data_dir=tmp_path, database_url=database_url)
         self.db = Database(self.settings.database_url)
-        self.db.create_schema()
+        revisions.check(self.db)
         self.pilot_claims = claims("factory", Role.PILOT)
 
     def submit(self, copies: int, **attributes: object) -> list[int]:
@@ -57,8 +61,14 @@ class World:
         return [job.job_id for job in reply.jobs]
 
 
-def test_two_replicas_with_their_own_index_give_every_job_once(tmp_path: Path) -> None:
-    world = World(tmp_path)
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    made = World(tmp_path, database_url)
+    yield made
+    made.db.dispose()
+
+
+def test_two_replicas_with_their_own_index_give_every_job_once(world: World) -> None:
     plain, gpu = world.submit(30), world.submit(30, Tags=["GPU"])
     first, second = QueueIndex(), QueueIndex()
     pilot = world.pilot(tags=["GPU"])
@@ -71,8 +81,7 @@ def test_two_replicas_with_their_own_index_give_every_job_once(tmp_path: Path) -
     assert sorted(taken) == sorted(plain + gpu)  # each once, none lost to a stale view
 
 
-def test_a_queue_made_after_the_index_was_loaded_is_found(tmp_path: Path) -> None:
-    world = World(tmp_path)
+def test_a_queue_made_after_the_index_was_loaded_is_found(world: World) -> None:
     clock = Clock()
     index = QueueIndex(clock)
     old = world.submit(5, Site="SITE-A")
