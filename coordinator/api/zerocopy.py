@@ -48,12 +48,19 @@ async def send_file(
         await send({"type": "http.response.start", "status": 200, "headers": start})
         cycle = _uvicorn_cycle(send)
         if cycle is not None and size > 0:
+            # The thread writes to a duplicate of the socket's descriptor: should the loop
+            # close the connection meanwhile (the client left), the number cannot be given
+            # to the next connection accepted while the thread still writes to it (which
+            # sent the rest of this file as the start of another client's answer).
+            socket_fd = os.dup(cycle.transport.get_extra_info("socket").fileno())
             try:
-                await to_thread.run_sync(_sendfile, cycle.transport, source, size)
+                await to_thread.run_sync(_sendfile, socket_fd, source, size)
             except ClientGone as exc:
                 logger.info("sandbox download of %s stopped: %s", path.name, exc)
                 cycle.transport.close()
                 return
+            finally:
+                os.close(socket_fd)
             cycle.expected_content_length -= size
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -79,9 +86,8 @@ def _uvicorn_cycle(send: Send) -> Optional[Any]:
     return cycle
 
 
-def _sendfile(transport: Any, source: BinaryIO, size: int) -> None:
-    """All ``size`` bytes of ``source`` to the transport's socket, in a worker thread."""
-    fd = transport.get_extra_info("socket").fileno()
+def _sendfile(fd: int, source: BinaryIO, size: int) -> None:
+    """All ``size`` bytes of ``source`` to the socket ``fd``, in a worker thread."""
     offset = 0
     while offset < size:
         try:
