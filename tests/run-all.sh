@@ -22,7 +22,8 @@ if [ "$status" = 0 ] && [ "$#" = 0 ]; then
     # The store's PostgreSQL-specific behaviour again on PostgreSQL (one throw-away cluster,
     # a database per coordinator): schema and migrations, the SKIP LOCKED claims of the hot
     # path (exactly once with 50 pilots and a SIGKILLed coordinator, the queue index, the hot
-    # routes), the sweeps' locks, ON CONFLICT queue creation and fair-share upserts.
+    # routes; every match's fair-share upsert with them), the sweeps' locks, ON CONFLICT
+    # queue creation.
     # GRIDPILOT_CI_POSTGRESQL=full runs all of tests/coordinator there instead (about 6 min
     # more; docs/development.md, "Both databases").
     echo "== pytest on PostgreSQL (${GRIDPILOT_CI_POSTGRESQL:-subset})"
@@ -36,7 +37,6 @@ if [ "$status" = 0 ] && [ "$#" = 0 ]; then
             tests/coordinator/test_queue_index.py
             tests/coordinator/test_leases.py
             tests/coordinator/test_taskqueues.py
-            tests/coordinator/test_fairshare.py
         )
     fi
     .venv/bin/python -m pytest --database postgresql "${postgresql_tests[@]}"

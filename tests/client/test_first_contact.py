@@ -84,6 +84,8 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
     (("status", "1", "--ca-bundle", "/nonexistent"), 2, "--ca-bundle /nonexistent: no such file"),
     (("serve", "--data-dir", "/proc/x"), 2, "cannot use /proc/x as the data dir"),
     (("serve", "--data-dir", "/etc/passwd"), 2, "not a directory"),
+    (("db", "upgrade", "--database-url", "mysql://x/y"), 2, "unsupported database URL"),
+    (("db", "revision", "--data-dir", "/proc/x"), 2, "no data dir /proc/x"),
     (
         ("token", "create", "--data-dir", "/proc/x", "--subject", "a", "--vo", "v"),
         2,
