@@ -166,10 +166,12 @@ def update_status(
     request_id = check_request_id(update.request_id)
     with db.write() as conn:
         if request_id:
-            # Locked (PostgreSQL): the same report retried through another replica while
-            # the first is in flight waits for it and finds its record, instead of both
-            # finding none and the second failing on the record's key.
-            own_pilot(conn, claims, pilot_id, lock=True)
+            own_pilot(conn, claims, pilot_id)
+            # The job's row locked first (PostgreSQL; jobs before pilots, as heartbeats
+            # lock them): the same report retried through another replica while the first
+            # is in flight waits for it and finds its record, instead of both finding none
+            # and the second failing on the record's key.
+            visible_job(conn, claims, job_id, lock=True)
             earlier = request_store.recall(conn, pilot_id, request_id, request_store.STATUS)
             if earlier is not None:
                 if job_id not in earlier:
