@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
 from protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION, Role
 from tests.services.databases import CHOICES, TestDatabases, default_mode
-from tests.services.postgres import PostgresCluster
+from tests.services.postgres import PostgresCluster, stop_orphaned_clusters
 from tests.services.s3 import S3Server, running_s3
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     global DATABASES
     DATABASES = TestDatabases(config.getoption("--database"))
+    for base_dir in stop_orphaned_clusters():
+        logging.getLogger(__name__).warning(
+            "stopped an earlier session's PostgreSQL in %s", base_dir
+        )
     config.addinivalue_line(
         "markers", "sqlite_only: reads or writes the SQLite file itself; skipped on PostgreSQL"
     )

@@ -23,8 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
+import psutil
+
 START_TIMEOUT_S = 60
 SUPERUSER = "gridpilot"
+PREFIX = "gridpilot-pg-"
+OWNER_FILE = "owner.pid"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -63,7 +67,12 @@ class PostgresCluster:
     def __init__(self, base_dir: Optional[Path] = None, port: Optional[int] = None) -> None:
         # Under /tmp directly: the server's user must reach it, and pytest's own temporary
         # directories are private to us.
-        self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="gridpilot-pg-"))
+        if base_dir is None:
+            base_dir = Path(tempfile.mkdtemp(prefix=PREFIX))
+            # Whose cluster this is: a session killed before its teardown leaves a server
+            # running, which the next session stops (stop_orphaned_clusters).
+            (base_dir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        self.base_dir = base_dir
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "socket"
         self.log_path = self.base_dir / "postgres.log"
@@ -187,6 +196,27 @@ def running_cluster() -> Iterator[PostgresCluster]:
             cluster.stop("immediate")
         finally:
             shutil.rmtree(cluster.base_dir, ignore_errors=True)
+
+
+def stop_orphaned_clusters(tmp_dir: Optional[Path] = None) -> list[Path]:
+    """Stop and delete the clusters whose test session died without its teardown (killed
+    by a timeout or SIGKILL): ``pg_ctl`` daemonises the server, so nothing else would.
+    Returns the directories removed."""
+    removed = []
+    for base_dir in Path(tmp_dir or tempfile.gettempdir()).glob(PREFIX + "*"):
+        owner = base_dir / OWNER_FILE
+        try:
+            owner_pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being created
+        if psutil.pid_exists(owner_pid):
+            continue
+        cluster = PostgresCluster(base_dir)
+        with contextlib.suppress(RuntimeError, subprocess.SubprocessError, OSError):
+            cluster.stop("immediate")
+        shutil.rmtree(base_dir, ignore_errors=True)
+        removed.append(base_dir)
+    return removed
 
 
 def database_name(key: str) -> str:
