@@ -121,8 +121,13 @@ def through_runtime(runtime: ContainerRuntime, argv: list[str], image: str = "")
 
 
 def through_job(argv: list[str], image: str, runtimes: tuple[str, ...]) -> Start:
+    # The bench's image is a temporary directory: the site's list of allowed image
+    # locations (wrapper/images.py) names it, as a site names its /cvmfs repositories.
+    allowed = (str(Path(image).parent),) if image else ()
     config = WrapperConfig(
-        allow_plain=not image, containers=ContainerSettings(runtimes=runtimes), kill_grace_s=0.5
+        allow_plain=not image,
+        containers=ContainerSettings(runtimes=runtimes, allowed_images=allowed),
+        kill_grace_s=0.5,
     )
     job = JobAssignment(job_id=1, executable=argv[0], arguments=argv[1:], container=image)
 
