@@ -16,7 +16,7 @@ echo "== vermin (worker side must run on Python 3.9)"
 .venv/bin/vermin -q -t=3.9- --no-tips --violations --no-eval-annotations protocol pilot wrapper checks
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=40 "$@"  # the slowest tests: the 25-minute budget
 status=$?
 if [ "$status" = 0 ] && [ "$#" = 0 ]; then
     # The store's PostgreSQL-specific behaviour again on PostgreSQL (one throw-away cluster,
