@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -117,6 +118,10 @@ class RunningCoordinator:
             db.dispose()
 
 
+class PortTaken(RuntimeError):
+    """The port given to a coordinator was bound by someone else first."""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -132,12 +137,24 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) ->
                 f"coordinator exited with {process.returncode}:\n{log_path.read_text()}"
             )
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            # Healthy, and ours: another test's server may hold the port we were given (a
+            # free port is only free until someone binds it), and answering for ours it
+            # would make a test pass or fail on the wrong coordinator.
+            healthy = requests.get(f"{url}/health", timeout=1).status_code == 200
+            if healthy and _listens_on(process.pid, int(url.rsplit(":", 1)[1])):
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"coordinator did not become healthy:\n{log_path.read_text()}")
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -176,7 +193,14 @@ def launch_coordinator(
     key = load_or_create_signing_key(key_dir or data_dir)
     if key_dir is not None:
         flags = {**flags, "signing_key_file": key_dir / "signing-key.pem"}
-    port = port or _free_port()
+    if port is None:
+        # A port found free may be taken before the coordinator binds it: another go.
+        for _attempt in range(3):
+            try:
+                return launch_coordinator(data_dir, _free_port(), env=env, key_dir=key_dir, **flags)
+            except PortTaken:
+                continue
+        raise RuntimeError("three free ports in a row were taken before the coordinator bound them")
     args = [sys.executable, "-m", "coordinator", "serve", "--data-dir", str(data_dir)]
     args += ["--host", "127.0.0.1", "--port", str(port)]
     database_url = DATABASES.url_for(data_dir)
@@ -198,6 +222,8 @@ def launch_coordinator(
         _wait_healthy(url, process, log_path)
     except BaseException:
         _stop(process)
+        if "address already in use" in log_path.read_text(errors="replace"):
+            raise PortTaken(port) from None
         raise
     database = str(flags.get("database_url") or f"sqlite:///{data_dir / 'gridpilot.db'}")
     return RunningCoordinator(url, data_dir, process, key, log_path, database)
