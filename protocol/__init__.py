@@ -255,6 +255,30 @@ class RegistrationReply(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class GpuInfo(Message):
+    """One GPU of a node as its pilot offers it (the ``gpu`` check's inventory)."""
+
+    id: str
+    """How the payload's runtime names it: ``CUDA_VISIBLE_DEVICES`` / ``ROCR_VISIBLE_DEVICES``
+    index, as text."""
+    vendor: str = "nvidia"
+    """``nvidia`` or ``amd``."""
+    model: str = ""
+    memory_mb: int = 0
+    capability: str = ""
+    """CUDA compute capability (``8.0``); an AMD GPU's gfx target (``gfx90a``)."""
+    driver: str = ""
+    cuda: str = ""
+    """Highest CUDA version the driver supports (``12.2``); empty for AMD."""
+
+
+SLOT_POLICIES = ("whole_node_first", "smallest_first")
+"""``MatchRequest.slot_policy``: which of the fitting jobs a multi-core pilot wants first.
+``whole_node_first`` (DIRAC's choice): whole-node jobs on an empty node, then jobs taking
+exactly the free cores, then multi-core ones, then any; ``smallest_first``: the narrowest."""
+
+
+@dataclasses.dataclass(frozen=True)
 class MatchRequest(Message):
     """A pilot asking for up to ``n`` jobs that fit what it has free now."""
 
@@ -269,6 +293,15 @@ class MatchRequest(Message):
     request_id: str = ""
     """Chosen by the pilot, the same for every retry of one request: a retried match whose
     first reply was lost gets the jobs the first one claimed, and claims no others."""
+    gpus_free: Optional[list[GpuInfo]] = None
+    """The node's free GPUs; None from a pilot that does not count GPUs (an older one),
+    which is then matched on the ``GPU`` tag alone."""
+    slot_policy: str = ""
+    """One of ``SLOT_POLICIES``; empty: the coordinator's order (fair share, priority)."""
+    min_cores: int = 0
+    """Only jobs taking at least this many cores (a pilot that freed cores for a wide job)."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"gpus_free": GpuInfo}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,12 +327,21 @@ class JobAssignment(Message):
     lease_s: float = 0.0
     """How long the job stays this pilot's with no word from it: until it is reported
     Running (in a report or a heartbeat), then between heartbeats. 0: not said."""
+    gpus: list[str] = dataclasses.field(default_factory=list)
+    """Ids (``GpuInfo.id``) of the offered GPUs given to this job; the payload sees only
+    these."""
+    whole_node: bool = False
+    """The job asked for the whole node (``WholeNode``): ``cores`` is all of it."""
 
 
 @dataclasses.dataclass(frozen=True)
 class MatchReply(Message):
     jobs: list[JobAssignment] = dataclasses.field(default_factory=list)
     retry_after_s: float = 0.0
+    wider_job_cores: int = 0
+    """A waiting job of this pilot's VO would fit its node, but not the cores free now:
+    the fewest cores such a job takes (0: none). A pilot may stop taking narrower jobs
+    until that many are free, so wide jobs do not starve behind narrow ones."""
 
     _nested: ClassVar[Mapping[str, type[Message]]] = {"jobs": JobAssignment}
 
@@ -330,6 +372,11 @@ class JobStatusUpdate(Message):
     request_id: str = ""
     """Chosen by the pilot, the same for every retry of one report: a retry of a report
     already applied changes nothing and is answered with the job as it is."""
+    cores: Optional[int] = None
+    """Cores the job held (``JobAssignment.cores``): CPU efficiency is CPU time over wall
+    time times these."""
+    gpus: Optional[int] = None
+    """GPUs the job held."""
 
     _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
 
@@ -462,6 +509,12 @@ class JobInfo(Message):
     """Peak resident memory of the payload's process tree, from the final report."""
     reschedule_count: int = 0
     """How many times the job was rescheduled (lost lease, infrastructure failure, by hand)."""
+    cores: Optional[int] = None
+    """Cores the job ran on (reported by its pilot), else those it asked for."""
+    gpus: Optional[int] = None
+    """GPUs the job ran with, from its pilot's final report."""
+    cpu_efficiency: Optional[float] = None
+    """CPU seconds / (payload wall seconds x cores), as a fraction (0.93); not capped at 1."""
 
     _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
 
@@ -477,8 +530,15 @@ class PilotStateUpdate(Message):
     accepting_work: bool
     reason: str = ""
     checks: list[CheckReport] = dataclasses.field(default_factory=list)
+    cause: str = ""
+    """Why, for programs: one of ``STOP_CAUSES`` (empty from older pilots)."""
 
     _nested: ClassVar[Mapping[str, type[Message]]] = {"checks": CheckReport}
+
+
+STOP_CAUSES = ("fatal_check", "black_hole", "signal", "no_time_left")
+"""``PilotStateUpdate.cause``: a fatal check failed, the black-hole guard tripped, the batch
+system asked the pilot to stop (drain), too little time is left in the batch slot."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -648,6 +708,132 @@ class RevokedTokens(Message):
     _nested: ClassVar[Mapping[str, type[Message]]] = {"revoked": RevocationInfo}
 
 
+@dataclasses.dataclass(frozen=True)
+class RequirementCheck(Message):
+    """One requirement of a waiting job against the pilots seen lately."""
+
+    name: str
+    """One of ``REQUIREMENTS``."""
+    wanted: str = ""
+    """What the job asks, as text; empty when it asks nothing (every pilot meets it)."""
+    pilots_meeting: int = 0
+    """How many of the pilots seen in the interval meet it."""
+    excludes_all: bool = False
+    """Pilots were seen and none meets it: this requirement alone keeps the job waiting."""
+
+
+REQUIREMENTS = (
+    "vo",
+    "site",
+    "banned_sites",
+    "platform",
+    "tags",
+    "cores",
+    "memory",
+    "gpus",
+    "cpu_time",
+    "cpu_score",
+    "container",
+)
+"""``RequirementCheck.name`` and ``QueueMiss.failed``, in the order they are shown."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FairShareStanding(Message):
+    """Where a job's owner stands among the owners of its VO with jobs waiting."""
+
+    owner: str
+    group: str = ""
+    position: int = 0
+    """1: the owner served first (furthest below its share)."""
+    owners: int = 0
+    """Owners of the VO with waiting jobs."""
+    usage: float = 0.0
+    """Cores matched to the owner's jobs lately (decaying by half every half-life)."""
+    weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class JobExplanation(Message):
+    """``GET /jobs/{id}/explain``: why a job is not running (yet)."""
+
+    job_id: int
+    status: JobStatus
+    summary: str
+    """One line: the main reason."""
+    interval_s: int = 0
+    """Pilots count as seen when they asked for work within this many seconds."""
+    pilots_seen: int = 0
+    pilots_meeting_all: int = 0
+    requirements: list[RequirementCheck] = dataclasses.field(default_factory=list)
+    excluded_by: list[str] = dataclasses.field(default_factory=list)
+    """Requirements that alone exclude every pilot seen."""
+    task_queue_id: Optional[int] = None
+    queue_position: Optional[int] = None
+    """1: the next job its task queue gives out."""
+    queue_waiting: int = 0
+    """Jobs waiting in its task queue."""
+    fair_share: Optional[FairShareStanding] = None
+    last_pilot_at: str = ""
+    """When a pilot of the job's VO last asked for work (UTC); empty: never."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {
+        "requirements": RequirementCheck,
+        "fair_share": FairShareStanding,
+    }
+    _enums: ClassVar[Mapping[str, type[enum.Enum]]] = {"status": JobStatus}
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueMiss(Message):
+    """A task queue a pilot's offer did not fit, and which requirements it failed."""
+
+    task_queue_id: int
+    owner: str = ""
+    failed: list[str] = dataclasses.field(default_factory=list)
+    """Names from ``REQUIREMENTS``."""
+    details: list[str] = dataclasses.field(default_factory=list)
+    """One line per failed requirement: what the queue needs, what the pilot offered."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PilotExplanation(Message):
+    """``GET /pilots/{id}/explain``: why a pilot's last match request got no job."""
+
+    pilot_id: str
+    cause: str
+    """One of ``PILOT_CAUSES``."""
+    summary: str
+    accepting_work: bool = True
+    last_match_at: str = ""
+    last_match_jobs: int = 0
+    """Jobs its last match request was given."""
+    queues: int = 0
+    """Task queues of its VO now."""
+    nearest: list[QueueMiss] = dataclasses.field(default_factory=list)
+    """The queues its last offer missed by the fewest requirements, nearest first."""
+
+    _nested: ClassVar[Mapping[str, type[Message]]] = {"nearest": QueueMiss}
+
+
+PILOT_CAUSES = (
+    "matched",
+    "never_asked",
+    "fatal_check",
+    "black_hole",
+    "signal",
+    "no_time_left",
+    "not_accepting",
+    "no_waiting_jobs",
+    "no_queue_fits",
+    "fits_now",
+)
+"""``PilotExplanation.cause``: its last request got jobs; it never asked; it stopped taking
+work (a fatal check, the black-hole guard, a signal: draining, no time left, another
+reason); no job of its VO waits; no task queue fits its offer; a queue fits its last offer
+now (jobs arrived, or it was beaten to them)."""
+
+
 def url_problem(url: str) -> str:
     """What is wrong with ``url`` as a coordinator's address, or ``""`` when nothing is:
     it must be ``http://`` or ``https://`` with a host (and a port that is a number)."""
@@ -697,6 +883,12 @@ MESSAGES: tuple[type[Message], ...] = (
     RevokeRequest,
     RevocationInfo,
     RevokedTokens,
+    GpuInfo,
+    RequirementCheck,
+    FairShareStanding,
+    JobExplanation,
+    QueueMiss,
+    PilotExplanation,
 )
 
 
@@ -732,6 +924,13 @@ def vocabulary_schema() -> dict[str, dict[str, str]]:
     )
     schema = {cls.__name__: {m.name: str(m.value) for m in cls} for cls in enums}
     schema["headers"] = {name: name for name in HEADERS}
+    words = {
+        "slot_policies": SLOT_POLICIES,
+        "stop_causes": STOP_CAUSES,
+        "requirements": REQUIREMENTS,
+        "pilot_causes": PILOT_CAUSES,
+    }
+    schema.update({kind: {word: word for word in values} for kind, values in words.items()})
     return schema
 
 
@@ -745,22 +944,29 @@ __all__ = [
     "LOG_STREAMS",
     "MESSAGES",
     "MIN_PROTOCOL_VERSION",
+    "PILOT_CAUSES",
     "PILOT_HEADER",
     "PROTOCOL_HEADER",
     "PROTOCOL_VERSION",
+    "REQUIREMENTS",
     "SHA256_HEADER",
+    "SLOT_POLICIES",
+    "STOP_CAUSES",
     "CheckReport",
     "CheckStatus",
     "Command",
     "CommandKind",
     "ErrorBody",
     "ErrorCode",
+    "FairShareStanding",
     "Feature",
+    "GpuInfo",
     "Heartbeat",
     "HeartbeatReply",
     "HistoryEntry",
     "IssuedTokenReply",
     "JobAssignment",
+    "JobExplanation",
     "JobHeartbeat",
     "JobHeartbeatResult",
     "JobHistory",
@@ -772,13 +978,16 @@ __all__ = [
     "MatchReply",
     "MatchRequest",
     "Message",
+    "PilotExplanation",
     "PilotHeartbeat",
     "PilotHeartbeatReply",
     "PilotInfo",
     "PilotList",
     "PilotRegistration",
     "PilotStateUpdate",
+    "QueueMiss",
     "RegistrationReply",
+    "RequirementCheck",
     "RevocationInfo",
     "RevokeRequest",
     "RevokedTokens",

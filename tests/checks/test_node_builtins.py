@@ -19,7 +19,6 @@ from checks import CheckSource
 from checks.builtin.clock import clock_offset_s, clock_status
 from checks.builtin.containers import containers_result
 from checks.builtin.cpuspeed import db12_score
-from checks.builtin.gpu import device_count, gpu_result, parse_nvidia_smi
 from checks.builtin.load import load_status, parse_loadavg
 from checks.builtin.userns import read_sysctls, sysctl_verdict, userns_result
 from checks.registry import load_ref
@@ -123,32 +122,6 @@ def test_cvmfs_repositories_on_a_real_tree(tmp_path: Path) -> None:
     assert good.status is CheckStatus.OK
     assert good.facts == {"cvmfs_repositories": ["atlas.cern.ch"]}
     assert _run("cvmfs", tmp_path).status is CheckStatus.SKIP
-
-
-NVIDIA_SMI_CSV = (
-    "NVIDIA A100-SXM4-40GB, 40960, 535.104.05\nNVIDIA A100-SXM4-40GB, 40960, 535.104.05\n"
-)
-
-
-def test_gpus_from_nvidia_smi_and_device_files(tmp_path: Path) -> None:
-    gpus = parse_nvidia_smi(NVIDIA_SMI_CSV)
-    assert gpus[0] == {"model": "NVIDIA A100-SXM4-40GB", "memory_mb": 40960, "driver": "535.104.05"}
-    result = gpu_result(gpus, 2, None)
-    assert result.tags == ("GPU",)
-    assert result.facts["gpu_count"] == 2 and result.facts["gpu_model"] == "NVIDIA A100-SXM4-40GB"
-    assert gpu_result([], 1, "NVIDIA-SMI has failed").status is CheckStatus.WARN
-    dev = tmp_path / "dev"
-    dev.mkdir()
-    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "null"):
-        (dev / name).write_text("")
-    assert device_count(dev) == 2
-    empty = tmp_path / "empty-dev"
-    empty.mkdir()
-    if shutil.which("nvidia-smi") is None:
-        report = _run("gpu", tmp_path, {"dev_dir": str(dev)})
-        assert report.status is CheckStatus.OK and report.tags == ["GPU"]
-        assert report.facts["gpu_count"] == 2
-        assert _run("gpu", tmp_path, {"dev_dir": str(empty)}).status is CheckStatus.SKIP
 
 
 def test_cpuspeed_is_bounded_and_scored(tmp_path: Path) -> None:
