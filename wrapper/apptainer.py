@@ -8,7 +8,8 @@ the binary found (config, then ``apptainer``, then ``singularity`` on PATH).
 
 Options: ``--contain --ipc --pid`` (own /dev, /tmp, IPC and PID namespaces),
 ``--cleanenv`` (the node's environment stays out), ``--home WORKDIR:/srv --pwd /srv``
-(the work dir, bound read-write, is HOME and cwd), ``--nv`` for GPU jobs,
+(the work dir, bound read-write, is HOME and cwd), ``--nv`` / ``--rocm`` for jobs given
+GPUs,
 ``--net --network none`` when the job may not use the network, ``--bind /cvmfs:/cvmfs:ro``
 when present and the site binds. The payload's environment is passed as
 ``APPTAINERENV_NAME`` (``SINGULARITYENV_`` for singularity) variables of the runtime
@@ -29,7 +30,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -47,6 +48,7 @@ from wrapper.container import (
     node_binds,
     payload_argv,
 )
+from wrapper.devices import vendors
 from wrapper.errors import ContainerRuntimeFailed, ExecutableNotFound, RuntimeUnavailable
 from wrapper.plain import identity, output_fds
 from wrapper.runtime import ContainerFault, RunningPayload, RunResult, RunSpec
@@ -100,16 +102,35 @@ def find_binary(configured: str = "") -> Optional[str]:
     return None
 
 
+GPU_FLAGS = {"nvidia": "--nv", "amd": "--rocm"}
+"""Apptainer's option binding a vendor's GPU devices and driver libraries."""
+
+
+def gpu_flags(spec: RunSpec) -> list[str]:
+    """``--nv`` / ``--rocm`` for the vendors of the job's GPUs; ``--nv`` for a job asking for
+    a GPU by tag whose pilot counted none (an older coordinator). Apptainer binds all of
+    the vendor's devices; ``CUDA_VISIBLE_DEVICES`` / ``ROCR_VISIBLE_DEVICES`` (passed in)
+    narrow what the payload uses to its own. A job without GPUs gets neither, and
+    ``--contain``'s minimal /dev has no GPU."""
+    kinds = vendors(spec.gpus) or (["nvidia"] if spec.gpu else [])
+    return [GPU_FLAGS[kind] for kind in kinds if kind in GPU_FLAGS]
+
+
 def exec_command(
-    binary: str, image: str, argv: list[str], options: list[str], binds: list[str], gpu: bool
+    binary: str,
+    image: str,
+    argv: list[str],
+    options: list[str],
+    binds: list[str],
+    gpu_options: Sequence[str] = (),
 ) -> list[str]:
-    """spython's ``exec`` command line, in ``Client.execute``'s order, for ``binary``."""
+    """spython's ``exec`` command line, in ``Client.execute``'s order, for ``binary``
+    (``gpu_options`` where spython puts ``--nv``)."""
     client = Client()
     client.quiet = True
     client.debug = False
     command: list[str] = client._init_command("exec")
-    if gpu:
-        command += ["--nv"]
+    command += list(gpu_options)
     try:
         command += client._generate_bind_list(binds)
     except SystemExit as exc:  # spython exits when a bind source vanished after our check
@@ -155,7 +176,7 @@ def build_invocation(binary: str, spec: RunSpec, binds: list[Bind], state_dir: P
         argv,
         runtime_options(spec.cwd, spec.network),
         [bind.apptainer_spec() for bind in binds],
-        spec.gpu,
+        gpu_flags(spec),
     )
     return Invocation(command, runtime_env(binary, container_env(spec.env, spec.cwd), state_dir))
 

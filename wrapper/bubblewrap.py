@@ -2,11 +2,12 @@
 
 The container's root is a fresh tmpfs; each top-level entry of the image directory is
 bound read-only into it (symlinks recreated), so mount points for ``/srv``, ``/cvmfs`` and
-site binds can be made even when the image lacks them. Then: ``/proc``, a minimal ``/dev``,
-an empty ``/tmp``, the job's work dir read-write at ``/srv`` (cwd and HOME), ``/cvmfs``
-read-only when present, the site binds. Nothing else of the node is visible: not the
-pilot's directory, so not its token. Every namespace is unshared (``--unshare-all``); the
-network is shared back only when the job may use it. ``--die-with-parent`` ends the
+site binds can be made even when the image lacks them. Then: ``/proc``, a minimal ``/dev``
+(plus the device files of the job's GPUs and no others), an empty ``/tmp``, the job's work
+dir read-write at ``/srv`` (cwd and HOME), ``/cvmfs`` read-only when present, the site
+binds. Nothing else of the node is visible: not the pilot's directory, so not its token.
+Every namespace is unshared (``--unshare-all``); the network is shared back only when the
+job may use it. ``--die-with-parent`` ends the
 container if the wrapper dies; ``--new-session`` keeps the payload off any terminal.
 
 Nothing the job controls reaches bwrap itself, which runs on the node as the pilot's user:
@@ -51,6 +52,7 @@ from wrapper.container import (
     node_binds,
     payload_argv,
 )
+from wrapper.devices import device_binds
 from wrapper.errors import ContainerRuntimeFailed, ExecutableNotFound, RuntimeUnavailable
 from wrapper.patterns import inside
 from wrapper.plain import identity, output_fds
@@ -103,6 +105,8 @@ def build_options(
     options += ["--die-with-parent", "--new-session", "--json-status-fd", str(status_fd)]
     options += image_mounts(image, _MOUNTED_BY_US | top_levels)
     options += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for host, device in device_binds(spec.gpus):
+        options += ["--dev-bind", host, device]
     options += ["--bind", str(spec.cwd), CONTAINER_WORKDIR, "--chdir", CONTAINER_WORKDIR]
     for bind in binds:
         options += ["--ro-bind" if bind.read_only else "--bind", bind.source, bind.destination]
@@ -155,8 +159,9 @@ class BubblewrapRuntime:
     """Runs the payload with ``bwrap`` over a directory image."""
 
     name = "bwrap"
-    supports_gpu = False
-    """bwrap gives a minimal /dev: no GPU devices."""
+    supports_gpu = True
+    """With the job's GPU device files bound (``--dev-bind``); the driver's user-space
+    libraries come from the image or the site's binds."""
 
     def __init__(self, settings: Optional[BubblewrapSettings] = None) -> None:
         self.settings = settings or BubblewrapSettings()

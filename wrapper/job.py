@@ -21,6 +21,7 @@ from typing import Callable, Optional, Protocol
 from protocol import JobAssignment, JobStatus
 from wrapper.config import ContainerSettings, WrapperConfig
 from wrapper.container import CONTAINER_PATH, CONTAINER_WORKDIR
+from wrapper.devices import Allocation, core_env, gpu_env, thread_affinity
 from wrapper.errors import SandboxError, TransportUnreachable, WrapperError
 from wrapper.identity import hand_over
 from wrapper.outcome import CAUGHT, JobOutcome, MinorStatus, Step, Verdict, blame, judge
@@ -106,8 +107,11 @@ class JobRun:
         on_running: Optional[Callable[[], None]] = None,
         on_payload_started: Optional[Callable[[], None]] = None,
         payload_user: Optional[int] = None,
+        allocation: Optional[Allocation] = None,
     ) -> None:
         self.assignment = assignment
+        # The cores and GPUs the pilot gave this job (``wrapper.devices``).
+        self.allocation = allocation or Allocation()
         self.workdir = workdir
         self._transport = transport
         self._config = config
@@ -248,6 +252,7 @@ class JobRun:
                 config.containers,
                 config.allow_plain,
                 protected=(str(self.workdir.parent),),
+                gpu_devices=len(self.allocation.gpus),
             )
         except CAUGHT[Step.RUNTIME] as exc:
             raise _blamed(Step.RUNTIME, exc) from exc
@@ -262,14 +267,16 @@ class JobRun:
         env.setdefault("PATH", CONTAINER_PATH if image else DEFAULT_PATH)
         workdir = CONTAINER_WORKDIR if image else str(self.workdir)
         env.update(_user_env(job.description))
-        cores = str(max(1, job.cores))
-        env.setdefault("OMP_NUM_THREADS", cores)
+        cores = core_env(job.cores)
+        for name, value in cores.items():
+            env.setdefault(name, value)
+        env.update(gpu_env(self.allocation.gpus))
         env.update(
             HOME=workdir,
             PWD=workdir,
             GRIDPILOT_JOB_ID=str(job.job_id),
             GRIDPILOT_WORKDIR=workdir,
-            GRIDPILOT_CORES=cores,
+            GRIDPILOT_CORES=cores["GRIDPILOT_CORES"],
         )
         return RunSpec(
             argv=[job.executable, *job.arguments],
@@ -282,6 +289,8 @@ class JobRun:
             gpu=job_wants_gpu(job),
             network=job_network(job, self._config.containers),
             user=self._payload_user,
+            gpus=self.allocation.gpus,
+            cpus=self.allocation.cpus,
         )
 
     def _notify(self, callback: Optional[Callable[[], None]]) -> None:
@@ -294,7 +303,8 @@ class JobRun:
 
     def _start(self, runtime: ContainerRuntime, spec: RunSpec) -> RunningPayload:
         try:
-            return runtime.start(spec)
+            with thread_affinity(spec.cpus):
+                return runtime.start(spec)
         except CAUGHT[Step.START] as exc:
             raise _blamed(Step.START, exc) from exc
 

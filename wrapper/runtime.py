@@ -34,6 +34,7 @@ from typing import Callable, Optional, Protocol
 
 import psutil
 
+from wrapper.devices import GpuDevice
 from wrapper.errors import RuntimeFailure
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,16 @@ class RunSpec:
     image: str = ""
     """Container image; a runtime that cannot run images refuses a spec that names one."""
     gpu: bool = False
-    """The job asked for a GPU (Apptainer adds ``--nv``)."""
+    """The job asked for a GPU (its ``Tags``) or was given some (``gpus``)."""
     network: bool = True
     """Whether a container shares the node's network (plain execution always does)."""
     user: Optional[int] = None
     """Run the payload (and a container runtime) as this uid, with the same number as gid
     and no other groups: a pilot running as root gives each job its own identity."""
+    gpus: tuple[GpuDevice, ...] = ()
+    """The GPUs given to the job: the only ones its container shows."""
+    cpus: tuple[int, ...] = ()
+    """CPU ids the payload is pinned to (empty: not pinned)."""
 
 
 @dataclasses.dataclass(frozen=True)

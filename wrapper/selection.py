@@ -8,7 +8,8 @@
 | no | no | no | any | plain if ``allow_plain``, else Runtime Unavailable |
 | no | no | yes | any | Runtime Unavailable: the site wants a container, no image |
 
-"Can run it": bwrap runs directory images only and gives no GPU; Apptainer runs SIF
+"Can run it": bwrap runs directory images only, and GPU jobs only with the GPUs the pilot
+gave them (it binds their device files); Apptainer runs SIF
 files, directories and ``docker://``-style URIs. A runtime is usable when the site allows
 it and its binary is on the node. A missing image is found by the runtime chosen for it
 (Container Image Not Found, infrastructure). An image the job names must first be in a
@@ -62,9 +63,11 @@ def usable_runtimes(settings: ContainerSettings) -> list[str]:
     return usable
 
 
-def _can_run(runtime: ContainerRuntime, image: str, gpu: bool) -> bool:
+def _can_run(runtime: ContainerRuntime, image: str, gpu: bool, gpu_devices: int) -> bool:
     if gpu and not getattr(runtime, "supports_gpu", False):
         return False
+    if gpu and runtime.name == "bwrap" and not gpu_devices:
+        return False  # bwrap shows a GPU only by binding its device files: it needs them
     if runtime.name == "bwrap":
         return REMOTE_IMAGE_MARKER not in image and not os.path.isfile(image)
     return True
@@ -77,6 +80,7 @@ def choose_runtime(
     allow_plain: bool,
     *,
     protected: Sequence[str] = (),
+    gpu_devices: int = 0,
 ) -> Choice:
     """The runtime and image for a job, by the table above; raise ``RuntimeUnavailable``,
     or ``ImageNotAllowed`` for a job image outside the site's locations (``protected``:
@@ -99,7 +103,7 @@ def choose_runtime(
     usable = usable_runtimes(settings)
     for name in usable:
         runtime = RUNTIMES[name](settings)
-        if _can_run(runtime, image, gpu):
+        if _can_run(runtime, image, gpu, gpu_devices):
             return Choice(runtime, image)
     wanted = "a GPU container" if gpu else "a container"
     raise RuntimeUnavailable(
@@ -113,7 +117,9 @@ _NO = frozenset({"0", "false", "no", "off", "none"})
 
 
 def job_wants_gpu(job: JobAssignment) -> bool:
-    """Whether the job's Tags (or RequiredTag) ask for a GPU."""
+    """Whether the job was given GPUs, or its Tags (or RequiredTag) ask for one."""
+    if job.gpus:
+        return True
     tags: list[object] = []
     for name in ("Tags", "Tag", "RequiredTag"):
         value = job.description.get(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import stat
 import uuid
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -19,6 +20,7 @@ from tests.wrapper.conftest import IMAGE_LOCATIONS, DirectoryTransport, assignme
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.apptainer import ApptainerRuntime, build_invocation, find_binary
 from wrapper.container import Bind, node_binds
+from wrapper.devices import Allocation
 from wrapper.errors import ContainerRuntimeFailed
 from wrapper.job import ContainerSettings, JobOutcome, JobRun, WrapperConfig
 from wrapper.runtime import RunSpec
@@ -193,16 +195,20 @@ def stand_in(tmp_path: Path, behaviour: str) -> Path:
 
 
 def run_with(
-    tmp_path: Path, transport: DirectoryTransport, binary: Path, image: str, **fields: object
+    tmp_path: Path,
+    transport: DirectoryTransport,
+    binary: Path,
+    image: str,
+    allocation: Optional[Allocation] = None,
+    **fields: object,
 ) -> JobOutcome:
     settings = ContainerSettings(
         runtimes=("apptainer",), apptainer_path=str(binary), allowed_images=IMAGE_LOCATIONS
     )
     config = WrapperConfig(allow_plain=False, containers=settings, kill_grace_s=0.5)
-    run = JobRun(
-        assignment(container=image, **fields), tmp_path / "pilot" / "job_7", transport, config
-    )
-    return run.run()
+    job = assignment(container=image, **fields)
+    workdir = tmp_path / "pilot" / "job_7"
+    return JobRun(job, workdir, transport, config, allocation=allocation).run()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tests.wrapper.conftest import IMAGE_LOCATIONS, DirectoryTransport, SandboxM
 from tests.wrapper.rootfs import build_rootfs
 from wrapper.bubblewrap import BubblewrapRuntime, BubblewrapSettings, build_command
 from wrapper.container import Bind
+from wrapper.devices import core_env, gpu_env
 from wrapper.job import ContainerSettings, JobOutcome, JobRun, WrapperConfig
 from wrapper.runtime import RunSpec
 
@@ -146,8 +147,9 @@ def test_environment_is_only_what_the_wrapper_passes(
     assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     assert "SOME_NODE_SETTING" not in env
     assert set(env) <= {
-        "PATH", "LANG", "LC_ALL", "TZ", "HOME", "PWD", "OMP_NUM_THREADS", "MY_SETTING",
-        "GRIDPILOT_JOB_ID", "GRIDPILOT_WORKDIR", "GRIDPILOT_CORES", "SHLVL",
+        "PATH", "LANG", "LC_ALL", "TZ", "HOME", "PWD", "MY_SETTING",
+        "GRIDPILOT_JOB_ID", "GRIDPILOT_WORKDIR", "SHLVL",
+        *core_env(1), *gpu_env([]),
     }  # fmt: skip
 
 
