@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -51,7 +52,13 @@ from pilot.registration import (
     refuse_reason,
     slot_end_epoch_s,
 )
-from pilot.reporting import JobReporter, RunningAnswer, final_update, new_request_id
+from pilot.reporting import (
+    JobReporter,
+    RunningAnswer,
+    final_update,
+    held_resources,
+    new_request_id,
+)
 from pilot.sandboxes import SandboxTransport
 from pilot.signals import DUMP_SIGNAL, SignalInbox, Waker, signal_name
 from pilot.slots import NodeCapacity, RunningJob, Slots, capacity_from_checks
@@ -59,6 +66,7 @@ from pilot.spool import ResultSpool
 from pilot.statedump import log_state
 from pilot.stopping import StopCause, StopState
 from pilot.tally import JobTally
+from pilot.widejobs import WideJobHold
 from protocol import (
     CheckReport,
     Feature,
@@ -135,6 +143,7 @@ class Agent:
         """The match request whose reply has not arrived: its retry reuses the id."""
         self._job_lease_s = 0.0
         self._state_report: Optional[threading.Thread] = None
+        self._wide_jobs = WideJobHold(config.wide_job_patience_s)
 
     @property
     def jobs_done(self) -> int:
@@ -179,7 +188,7 @@ class Agent:
             if self._stop.stopping:
                 if not len(self._slots):
                     return self._finish()
-            elif self._clock() >= next_match_at and self._slots.free().cores > 0:
+            elif self._clock() >= next_match_at and self._may_ask():
                 started, retry_after_s = self._match_and_start()
                 wait_s = 0.0 if started else min(retry_after_s, self.config.poll_interval_s)
                 next_match_at = self._clock() + wait_s
@@ -194,7 +203,7 @@ class Agent:
         """Sleep until the next thing due: a tick, a match request, a deadline."""
         now = self._clock()
         due = [now + TICK_S]
-        if not self._stop.stopping and self._slots.free().cores > 0:
+        if not self._stop.stopping and self._may_ask():
             due.append(next_match_at)
         if not len(self._slots):
             due.append(idle_since + self.config.idle_timeout_s)
@@ -262,7 +271,9 @@ class Agent:
     ) -> None:
         if not self._stop.begin(cause, reason) or not self.pilot_id:
             return
-        update = PilotStateUpdate(accepting_work=False, reason=reason, checks=list(checks))
+        update = PilotStateUpdate(
+            accepting_work=False, reason=reason, checks=list(checks), cause=cause.value
+        )
         # In a thread of its own: a coordinator that does not answer must not hold up the
         # drain (its deadline, the kill) for the state report's retries.
         self._state_report = threading.Thread(
@@ -332,7 +343,10 @@ class Agent:
         self._slot_end_epoch_s = slot_end_epoch_s(
             self.config.time_left_s, slot, reports, self._wall_clock()
         )
-        capacity = capacity_from_checks(reports, self.config.cores, self.config.memory_mb)
+        cpus = sorted(os.sched_getaffinity(0)) if self.config.pin_cores else []
+        capacity = capacity_from_checks(
+            reports, self.config.cores, self.config.memory_mb, cpus=cpus
+        )
         self._slots.capacity = capacity
         registration = build_registration(
             self.config, self._env, reports, slot, capacity, self._time_left_s()
@@ -381,15 +395,30 @@ class Agent:
             return None
         return max(0, int(self._slot_end_epoch_s - self._wall_clock()))
 
+    def _may_ask(self) -> bool:
+        """Free cores, and none being held for a wide job (``pilot.widejobs``); always while
+        a match's reply is lost: asked again, it replays the jobs the coordinator gave."""
+        if self._match_id is not None:
+            return True
+        free = self._slots.free().cores
+        return free > 0 and not self._wide_jobs.holding(free, self._clock())
+
     def _match_and_start(self) -> tuple[bool, float]:
         assert self._registration is not None
-        request = match_request(self._registration, self._slots.free(), self._time_left_s())
+        min_cores = self._wide_jobs.min_cores(self._clock())
+        request = match_request(
+            self._registration,
+            self._slots.free(),
+            self._time_left_s(),
+            slot_policy=self.config.slot_policy,
+            min_cores=min_cores,
+        )
         if self._uids.enabled:  # one uid per job: no more jobs than free uids
             request = dataclasses.replace(request, n=min(request.n, self._uids.free()))
             if request.n < 1:
                 return False, self.config.poll_interval_s
         # A match whose reply was lost is asked again with its id: the coordinator answers
-        # with the jobs it claimed then, instead of leaving them Matched to nobody.
+        # with the jobs (and GPUs) it gave then, instead of leaving them Matched to nobody.
         self._match_id = self._match_id or new_request_id()
         request = dataclasses.replace(self._runtimes.apply(request), request_id=self._match_id)
         asked_at = self._clock()
@@ -402,6 +431,8 @@ class Agent:
             return False, self.config.poll_interval_s
         self._match_id = None
         match_s = self._clock() - asked_at
+        self._wide_jobs.answered(min_cores, bool(reply.jobs), self._clock())
+        self._wide_jobs.heard(reply.wider_job_cores, self._clock())
         for assignment in reply.jobs:
             self._start(assignment, match_s)
         return bool(reply.jobs), reply.retry_after_s or self.config.poll_interval_s
@@ -411,6 +442,7 @@ class Agent:
         workdir = self.config.workdir / f"job_{job_id}"
         logs = job_log_shipper(self.client, self.pilot_id, assignment, workdir)
         uid = self._uids.take()
+        allocation = self._slots.allocate(assignment)
         job = RunningJob(
             assignment=assignment,
             run=JobRun(
@@ -421,8 +453,10 @@ class Agent:
                 on_running=lambda: self._report_running(job),
                 on_payload_started=lambda: self._payload_started(job),
                 payload_user=uid,
+                allocation=allocation,
             ),
             logs=logs,
+            allocation=allocation,
             match_s=match_s,
             started_at=self._clock(),
             next_heartbeat_at=self._clock() + self._heartbeat_interval_s,
@@ -470,6 +504,7 @@ class Agent:
             update = final_update(job.outcome, job.match_s, job.running_answer, offsets, job.fenced)
             pending = job.outcome.output_pending if job.outcome is not None else ""
             if update is not None:
+                update = held_resources(update, job.assignment)
                 self._reporter.report_final(
                     self.pilot_id, job.assignment.job_id, update, Path(pending) if pending else None
                 )

@@ -18,12 +18,14 @@ import yaml
 from checks.config import ChecksConfig, parse_checks_config
 from checks.errors import ChecksError
 from pilot.errors import ConfigError
-from protocol import url_problem
+from protocol import SLOT_POLICIES, url_problem
 from wrapper.config import ContainerSettings, WatchdogPolicy, WrapperConfig
 from wrapper.errors import WrapperError
 from wrapper.identity import parse_uid_range
 
 ENV_PREFIX = "GRIDPILOT_"
+NO_SLOT_POLICY = "any"
+"""``slot_policy`` leaving the order to the coordinator (fair share, then priority)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,14 @@ class PilotConfig:
     remove_token_file: bool = False
     """Delete the token file once read (a copy the batch system gave this pilot), so that
     payloads running as the pilot's user cannot read it."""
+    slot_policy: str = "whole_node_first"
+    """Which fitting jobs a multi-core pilot asks for first (``protocol.SLOT_POLICIES``):
+    ``whole_node_first`` (DIRAC's) or ``smallest_first``; ``any``: the coordinator's order."""
+    wide_job_patience_s: float = 300.0
+    """A job wider than the free cores, that would fit the node, has been waiting this long:
+    take no narrower jobs until it fits (0: never hold cores for wide jobs)."""
+    pin_cores: bool = True
+    """Pin each payload to CPUs of its own (CPU affinity)."""
     check_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     disabled_checks: tuple[str, ...] = ()
     checks: ChecksConfig = dataclasses.field(default_factory=ChecksConfig)
@@ -259,6 +269,11 @@ def load_config(
         parse_uid_range(config.payload_uids)
     except WrapperError as exc:
         raise ConfigError(str(exc)) from exc
+    if config.slot_policy not in (*SLOT_POLICIES, NO_SLOT_POLICY):
+        choices = ", ".join((*SLOT_POLICIES, NO_SLOT_POLICY))
+        raise ConfigError(f"slot_policy {config.slot_policy!r} is not one of {choices}")
+    if config.wide_job_patience_s < 0:
+        raise ConfigError("wide_job_patience_s must be >= 0")
     return config
 
 

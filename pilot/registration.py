@@ -14,7 +14,14 @@ from checks.builtin.batch_slot import BatchSlot
 from pilot.config import PilotConfig
 from pilot.node import ce_from_env, hostname, site_from_env
 from pilot.slots import NodeCapacity
-from protocol import CheckReport, CheckStatus, MatchRequest, PilotRegistration, __version__
+from protocol import (
+    SLOT_POLICIES,
+    CheckReport,
+    CheckStatus,
+    MatchRequest,
+    PilotRegistration,
+    __version__,
+)
 
 ANY_SITE = "ANY"
 BAD_STATUSES = frozenset({CheckStatus.FAIL, CheckStatus.TIMEOUT})
@@ -105,9 +112,16 @@ def slot_end_epoch_s(
 
 
 def match_request(
-    registration: PilotRegistration, free: NodeCapacity, time_left_s: Optional[int]
+    registration: PilotRegistration,
+    free: NodeCapacity,
+    time_left_s: Optional[int],
+    *,
+    slot_policy: str = "",
+    min_cores: int = 0,
 ) -> MatchRequest:
-    """Ask for as many jobs as there are free cores, fitting what is free now."""
+    """Ask for as many jobs as there are free cores, fitting what is free now (its free
+    GPUs too, when the pilot counted them)."""
+    gpus = None if free.gpus is None else [gpu.info for gpu in free.gpus]
     return MatchRequest(
         n=free.cores,
         cores_free=free.cores,
@@ -116,6 +130,9 @@ def match_request(
         site=registration.site,
         platform=registration.platform,
         tags=list(registration.tags),
+        gpus_free=gpus,
+        slot_policy=slot_policy if slot_policy in SLOT_POLICIES else "",
+        min_cores=min_cores,
     )
 
 

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 from pilot.client import CoordinatorClient, RetryPolicy
 from pilot.errors import CoordinatorRejected, CoordinatorUnreachable
 from pilot.spool import ResultSpool, SpooledReport
-from protocol import JobStatus, JobStatusUpdate
+from protocol import JobAssignment, JobStatus, JobStatusUpdate
 from wrapper.outcome import JobOutcome, MinorStatus
 
 logger = logging.getLogger(__name__)
@@ -208,3 +208,8 @@ def final_update(
 def _payload_ran(outcome: Optional[JobOutcome], running: Optional[RunningAnswer]) -> bool:
     # The wrapper times the payload only once it has run.
     return outcome is not None and running is not None and "payload" in outcome.timings_s
+
+
+def held_resources(update: JobStatusUpdate, assignment: JobAssignment) -> JobStatusUpdate:
+    """``update`` saying what the job held: its CPU efficiency counts these cores."""
+    return dataclasses.replace(update, cores=assignment.cores, gpus=len(assignment.gpus))

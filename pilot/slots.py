@@ -1,16 +1,37 @@
-"""How much of the node the pilot may fill, and the jobs filling it now."""
+"""How much of the node the pilot may fill, and the jobs filling it now.
+
+The node's share is cores, memory, CPUs to pin jobs to and GPUs. Each job started gets an
+``Allocation`` (``wrapper.devices``) out of what is free: the GPUs the coordinator named in
+its assignment (it chose them from the free ones this pilot offered) and, when pinning, the
+lowest free CPU ids, as many as its cores.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from pilot.reporting import RunningAnswer
-from protocol import CheckReport, JobAssignment
+from protocol import CheckReport, GpuInfo, JobAssignment
+from wrapper.devices import Allocation, GpuDevice
 from wrapper.job import JobOutcome, JobRun
 from wrapper.logstream import LogShipper
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeGpu:
+    """One GPU of this pilot: how it is offered, and the device files it needs."""
+
+    info: GpuInfo
+    devices: tuple[str, ...] = ()
+
+    def device(self) -> GpuDevice:
+        return GpuDevice(self.info.id, self.info.vendor, self.devices)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +39,11 @@ class NodeCapacity:
     cores: int
     memory_mb: int
     """0 when unknown: then memory does not limit matching."""
+    gpus: Optional[tuple[NodeGpu, ...]] = None
+    """None when GPUs were not counted (no ``gpu`` check ran): GPU jobs then match on the
+    ``GPU`` tag alone."""
+    cpus: tuple[int, ...] = ()
+    """CPU ids jobs are pinned to; empty: no pinning."""
 
 
 def _fact(reports: Sequence[CheckReport], name: str) -> Any:
@@ -27,17 +53,43 @@ def _fact(reports: Sequence[CheckReport], name: str) -> Any:
     return None
 
 
+def gpus_from_facts(found: Any) -> Optional[tuple[NodeGpu, ...]]:
+    """The ``gpus`` fact of the ``gpu`` check as this pilot's GPUs (None: not counted)."""
+    if not isinstance(found, list):
+        return None
+    gpus = []
+    for item in found:
+        if not isinstance(item, Mapping) or "id" not in item:
+            continue
+        try:
+            info = GpuInfo.from_dict({**item, "id": str(item["id"])})
+        except (TypeError, ValueError):
+            logger.warning("a GPU fact does not read: %.120r", item)
+            continue
+        gpus.append(NodeGpu(info, tuple(str(d) for d in item.get("devices") or ())))
+    return tuple(gpus)
+
+
 def capacity_from_checks(
     reports: Sequence[CheckReport],
     configured_cores: Optional[int] = None,
     configured_memory_mb: Optional[int] = None,
+    cpus: Sequence[int] = (),
 ) -> NodeCapacity:
-    """The configured figures win; otherwise what the cores and memory checks measured."""
+    """The configured figures win; otherwise what the cores and memory checks measured.
+    ``cpus``: the CPU ids the pilot may pin jobs to (its first ``cores`` are used)."""
     cores = configured_cores if configured_cores is not None else _fact(reports, "cores")
     memory_mb = (
         configured_memory_mb if configured_memory_mb is not None else _fact(reports, "memory_mb")
     )
-    return NodeCapacity(cores=max(1, int(cores or 1)), memory_mb=max(0, int(memory_mb or 0)))
+    count = max(1, int(cores or 1))
+    pinned = tuple(sorted(cpus)[:count]) if len(cpus) >= count else ()
+    return NodeCapacity(
+        cores=count,
+        memory_mb=max(0, int(memory_mb or 0)),
+        gpus=gpus_from_facts(_fact(reports, "gpus")),
+        cpus=pinned,
+    )
 
 
 @dataclasses.dataclass
@@ -64,6 +116,8 @@ class RunningJob:
     """When the coordinator last renewed the job's lease (its match, a heartbeat answered)."""
     fenced: bool = False
     """Stopped because its lease could not be renewed: reported as an infrastructure failure."""
+    allocation: Allocation = dataclasses.field(default_factory=Allocation)
+    """Its CPUs and GPUs."""
 
     def __post_init__(self) -> None:
         self.renewed_at = self.renewed_at or self.started_at
@@ -112,10 +166,29 @@ class Slots:
 
     def free(self) -> NodeCapacity:
         jobs = self.jobs()
+        capacity = self.capacity
+        busy_gpus = {gpu.id for job in jobs for gpu in job.allocation.gpus}
+        busy_cpus = {cpu for job in jobs for cpu in job.allocation.cpus}
+        gpus = capacity.gpus
+        if gpus is not None:
+            gpus = tuple(gpu for gpu in gpus if gpu.info.id not in busy_gpus)
         return NodeCapacity(
-            cores=self.capacity.cores - sum(j.assignment.cores for j in jobs),
-            memory_mb=max(0, self.capacity.memory_mb - sum(j.assignment.memory_mb for j in jobs)),
+            cores=capacity.cores - sum(j.assignment.cores for j in jobs),
+            memory_mb=max(0, capacity.memory_mb - sum(j.assignment.memory_mb for j in jobs)),
+            gpus=gpus,
+            cpus=tuple(cpu for cpu in capacity.cpus if cpu not in busy_cpus),
         )
+
+    def allocate(self, assignment: JobAssignment) -> Allocation:
+        """The CPUs and GPUs of a job about to start, out of what is free."""
+        free = self.free()
+        offered = {gpu.info.id: gpu for gpu in free.gpus or ()}
+        unknown = [gpu_id for gpu_id in assignment.gpus if gpu_id not in offered]
+        if unknown:
+            logger.warning("job %d: GPUs %s are not free here", assignment.job_id, unknown)
+        gpus = tuple(offered[g].device() for g in assignment.gpus if g in offered)
+        cpus = free.cpus[: assignment.cores] if len(free.cpus) >= assignment.cores else ()
+        return Allocation(cpus=cpus, gpus=gpus)
 
     def kill_all(self, reason: str) -> None:
         for job in self.jobs():

@@ -126,6 +126,12 @@ def _setting(config: PilotConfig, name: str) -> object:
     return place
 
 
+NAMED_SAMPLES: dict[str, tuple[str, object]] = {
+    "slot_policy": ("smallest_first", "smallest_first"),
+}
+"""Settings that take one of a few words, not any value of their type."""
+
+
 def _sample(name: str) -> tuple[str, object]:
     if name in NAMED_SAMPLES:
         return NAMED_SAMPLES[name]
