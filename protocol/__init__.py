@@ -849,6 +849,18 @@ def url_problem(url: str) -> str:
     return ""
 
 
+def version_key(text: str) -> tuple[int, ...]:
+    """``"8.6"`` -> ``(8, 6)``: how GPU compute capabilities and driver or CUDA versions
+    compare (``MinGPUCapability`` is met by a GPU whose capability's key is not lower).
+    Text that does not start with a number (an AMD gfx target) gives ``()``."""
+    parts = []
+    for part in str(text).strip().split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
 MESSAGES: tuple[type[Message], ...] = (
     ErrorBody,
     CheckReport,
@@ -1001,5 +1013,6 @@ __all__ = [
     "WhoAmI",
     "message_schema",
     "url_problem",
+    "version_key",
     "vocabulary_schema",
 ]

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from checks.api import CheckContext, CheckResult, check
 from checks.builtin.gpu_probes import Gpu, from_device_files, query_nvidia, query_rocm
-from protocol import CheckStatus
+from protocol import CheckStatus, version_key
 
 OVERRIDES = ("model", "memory_mb", "capability", "cuda", "driver")
 VISIBLE_VARIABLES = {
@@ -30,16 +30,6 @@ VISIBLE_VARIABLES = {
 }
 """What a batch system sets to give a job some of the node's GPUs, per vendor."""
 TOOL_TIMEOUT_S = 8.0
-
-
-def version_key(text: str) -> tuple[int, ...]:
-    """``"8.6"`` -> ``(8, 6)``: capabilities and versions compare by their numbers."""
-    parts = []
-    for part in str(text).split("."):
-        if not part.isdigit():
-            break
-        parts.append(int(part))
-    return tuple(parts)
 
 
 def _listed(value: Any) -> Optional[list[str]]:

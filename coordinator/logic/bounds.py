@@ -49,6 +49,8 @@ class Bound:
 CORES = Bound(1, 4096)
 """Cores of one job or one pilot: more than any node has today, far from any overflow."""
 FREE_CORES = Bound(0, CORES.high)
+GPUS = Bound(0, 1024)
+"""GPUs of one job or node."""
 MEMORY_MB = Bound(0, 2**24)
 """Memory in MB (16 TiB)."""
 SECONDS = Bound(0, 2**31 - 1)
@@ -71,6 +73,8 @@ FIELD_BOUNDS: Mapping[str, Bound] = {
     # Every protocol message field of this name means the same, whatever the message.
     "cores": CORES,
     "cores_free": FREE_CORES,
+    "min_cores": FREE_CORES,
+    "gpus": GPUS,
     "memory_mb": MEMORY_MB,
     "memory_free_mb": MEMORY_MB,
     "disk_free_mb": Bound(0, 2**53),
@@ -103,6 +107,12 @@ FIELD_MAX_CHARS: Mapping[str, int] = {
     "source": 255,
     "tags": 255,
     "container_runtimes": 64,
+    "id": 64,
+    "vendor": 32,
+    "model": 255,
+    "capability": 32,
+    "driver": 64,
+    "cuda": 32,
 }
 CHECKED_ELSEWHERE = frozenset({"description"})
 """A job description's text: ``coordinator.logic.description`` checks it, naming the line

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import yaml
 from coordinator.errors import InvalidDescription
 from coordinator.logic.bounds import (
     CORES,
+    GPUS,
     MEMORY_MB,
     SECONDS,
     Bound,
@@ -36,6 +38,8 @@ FORMATS = ("jdl", "json", "yaml")
 PRIORITY_RANGE = (0, 10)
 """DIRAC's default bounds for a job's Priority."""
 PRIORITY = Bound(*PRIORITY_RANGE)
+CPU_SCORE_MAX = 1e6
+_CAPABILITY = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}")
 _FORMAT_ALIASES = {"yml": "yaml"}
 
 
@@ -245,6 +249,13 @@ class JobFields:
     wall_time_s: int | None
     priority: int
     container: str
+    gpus: int = 0
+    gpu_memory_mb: int = 0
+    gpu_capability: str = ""
+    """The lowest compute capability accepted (``8.0``); empty: any."""
+    gpu_models: tuple[str, ...] = ()
+    whole_node: bool = False
+    min_cpu_score: float = 0.0
 
 
 class _Attributes:
@@ -399,6 +410,50 @@ def _memory(attributes: _Attributes) -> tuple[int, int]:
     return max_ram_mb, min_ram_mb
 
 
+_YES = frozenset({"1", "yes", "true", "y"})
+"""How DIRAC reads ``WholeNode``: one of these, in any case (or a JSON/YAML true)."""
+
+
+def _whole_node(attributes: _Attributes) -> bool:
+    _, value = attributes.get("WholeNode")
+    if isinstance(value, bool):
+        return value
+    return value is not None and str(value).strip().lower() in _YES
+
+
+def _gpus(attributes: _Attributes, tags: list[str]) -> tuple[int, int, str, tuple[str, ...]]:
+    """(count, memory MiB, capability, models). A job asking anything of a GPU, or tagged
+    ``GPU`` as DIRAC jobs are, needs at least one."""
+    count = attributes.whole("NumberOfGPUs", bound=GPUS)
+    memory_mb = attributes.whole("GPUMemoryMB", bound=MEMORY_MB) or 0
+    capability = attributes.text("MinGPUCapability").strip()
+    if capability and not _CAPABILITY.fullmatch(capability):
+        raise _invalid(
+            f"MinGPUCapability must be a version such as 8.0, not {capability!r:.40}",
+            "MinGPUCapability",
+        )
+    models = tuple(attributes.items("GPUModel", "GPUModels"))
+    asked = bool(memory_mb or capability or models) or any(t.upper() == "GPU" for t in tags)
+    if count is None:
+        count = 1 if asked else 0
+    elif count == 0 and (memory_mb or capability or models):
+        raise _invalid("NumberOfGPUs is 0 but GPU requirements are given", "NumberOfGPUs")
+    return count, memory_mb, capability, models
+
+
+def _cpu_score(attributes: _Attributes) -> float:
+    name, value = attributes.get("MinCPUScore")
+    if value is None:
+        return 0.0
+    try:
+        score = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        score = math.nan
+    if not math.isfinite(score) or not 0 <= score <= CPU_SCORE_MAX:
+        raise _invalid(f"{name} must be a number from 0 to {CPU_SCORE_MAX:g}", name)
+    return score
+
+
 def _priority(attributes: _Attributes) -> int:
     priority = attributes.whole("Priority", bound=PRIORITY)
     return 1 if priority is None else priority
@@ -413,6 +468,8 @@ def job_fields(description: Mapping[str, Any]) -> JobFields:
     cores, min_cores, max_cores = _cores(attributes)
     max_ram_mb, min_ram_mb = _memory(attributes)
     site, sites, banned_sites = _sites(attributes)
+    tags = attributes.items("Tags", "RequiredTag", "Tag")
+    gpus, gpu_memory_mb, gpu_capability, gpu_models = _gpus(attributes, tags)
     return JobFields(
         executable=executable,
         arguments=_arguments(attributes),
@@ -426,7 +483,7 @@ def job_fields(description: Mapping[str, Any]) -> JobFields:
         sites=sites,
         banned_sites=banned_sites,
         platform=_platform(attributes),
-        tags=attributes.items("Tags", "RequiredTag", "Tag"),
+        tags=tags,
         cores=cores,
         min_cores=min_cores,
         max_cores=max_cores,
@@ -436,4 +493,10 @@ def job_fields(description: Mapping[str, Any]) -> JobFields:
         wall_time_s=attributes.whole("WallTime", bound=SECONDS),
         priority=_priority(attributes),
         container=attributes.text("Container", "Image"),
+        gpus=gpus,
+        gpu_memory_mb=gpu_memory_mb,
+        gpu_capability=gpu_capability,
+        gpu_models=gpu_models,
+        whole_node=_whole_node(attributes),
+        min_cpu_score=_cpu_score(attributes),
     )

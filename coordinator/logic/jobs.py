@@ -118,6 +118,12 @@ def _job_row(
         "cpu_time_s": fields.cpu_time_s,
         "wall_time_s": fields.wall_time_s,
         "container": fields.container,
+        "gpus": fields.gpus,
+        "gpu_memory_mb": fields.gpu_memory_mb,
+        "gpu_capability": fields.gpu_capability,
+        "gpu_models": json.dumps(sorted(set(fields.gpu_models))),
+        "whole_node": fields.whole_node,
+        "min_cpu_score": fields.min_cpu_score,
         "priority": fields.priority,
     }
 

@@ -1,15 +1,26 @@
 """Does a job fit a pilot's offer? Pure functions over plain values, no SQL.
 
-``Requirements`` is what a job needs, ``Offer`` what a pilot has free right now.
-Task queues and fair share will group requirements and order owners; they build on this.
+``Requirements`` is what a job needs, ``Offer`` what a pilot has free right now. Task
+queues and fair share group requirements and order owners; they build on this.
+
+``refusal`` (the match path: the first requirement an offer fails, in the order of
+``protocol.REQUIREMENTS``, with early returns) and ``failures`` (every requirement it
+fails, for explanations: one predicate per requirement in ``CHECKS``) state the same rules
+twice, once for speed; ``tests/coordinator/test_matching.py`` proves them equal on
+generated jobs and offers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Optional, TypeVar
+
+from coordinator.logic import gpus as gpu_rules
+from protocol import GpuInfo
 
 ANY_SITE = "ANY"
+GPU_TAG = "GPU"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +38,13 @@ class Requirements:
     cpu_time_s: int | None = None
     wall_time_s: int | None = None
     container: str = ""
+    gpus: int = 0
+    gpu_memory_mb: int = 0
+    gpu_capability: str = ""
+    gpu_models: frozenset[str] = frozenset()
+    whole_node: bool = False
+    """The job takes every core of the node, and only a node with nothing else running."""
+    min_cpu_score: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +58,18 @@ class Offer:
     """0 means unknown: memory is then not a reason to refuse."""
     time_left_s: int | None = None
     container_runtimes: frozenset[str] = frozenset()
+    cores_total: int = 0
+    """The node's cores (0: unknown, taken as ``cores_free``)."""
+    gpus: Optional[tuple[GpuInfo, ...]] = None
+    """Free GPUs; None from a pilot that does not count them (matched on the GPU tag)."""
+    cpu_score: float = 0.0
+    """The node's CPU benchmark score (0: not measured, meets no ``MinCPUScore``)."""
+    min_cores: int = 0
+    """The pilot wants only jobs taking at least this many cores."""
+
+    @property
+    def node_cores(self) -> int:
+        return self.cores_total or self.cores_free
 
 
 def normalise_sites(site: str, sites: Iterable[str]) -> frozenset[str]:
@@ -50,26 +80,63 @@ def normalise_sites(site: str, sites: Iterable[str]) -> frozenset[str]:
     return frozenset(named)
 
 
+def cores_to_give(job: Requirements, offer: Offer) -> int:
+    """A job with a core range gets as many free cores as it can use; a whole-node job
+    gets them all."""
+    if job.whole_node:
+        return max(job.cores, offer.cores_free)
+    return max(job.cores, min(job.max_cores, offer.cores_free))
+
+
+def gpus_for(job: Requirements, offer: Offer) -> Optional[tuple[GpuInfo, ...]]:
+    """The free GPUs the job would get (``()`` for a job needing none, or from a pilot
+    that does not count GPUs), or None when the offer has too few that meet its needs."""
+    if not job.gpus or offer.gpus is None:
+        return () if not job.gpus or GPU_TAG in offer.tags else None
+    return gpu_rules.choose(
+        job.gpus, offer.gpus, job.gpu_memory_mb, job.gpu_capability, job.gpu_models
+    )
+
+
+def _cores_fit(job: Requirements, offer: Offer) -> bool:
+    if job.cores > offer.cores_free:
+        return False
+    if job.whole_node and offer.cores_free < offer.node_cores:
+        return False
+    return not offer.min_cores or cores_to_give(job, offer) >= offer.min_cores
+
+
+def _time_fits(job: Requirements, offer: Offer) -> bool:
+    if offer.time_left_s is None:
+        return True
+    return all(
+        needed is None or needed <= offer.time_left_s
+        for needed in (job.cpu_time_s, job.wall_time_s)
+    )
+
+
 def refusal(job: Requirements, offer: Offer) -> str:
-    """Why ``offer`` cannot take ``job``, or ``""`` when it can."""
+    """Why ``offer`` cannot take ``job`` (a name of ``protocol.REQUIREMENTS``), or ``""``."""
     if job.vo != offer.vo:
         return "vo"
     if job.sites and offer.site not in job.sites:
         return "site"
     if offer.site in job.banned_sites:
-        return "banned_site"
+        return "banned_sites"
     if job.platform and job.platform.lower() != offer.platform.lower():
         return "platform"
     if not job.tags <= offer.tags:
         return "tags"
-    if job.cores > offer.cores_free:
+    if not _cores_fit(job, offer):
         return "cores"
     if job.max_ram_mb and offer.memory_free_mb and job.max_ram_mb > offer.memory_free_mb:
         return "memory"
-    if offer.time_left_s is not None:
-        for needed in (job.cpu_time_s, job.wall_time_s):
-            if needed is not None and needed > offer.time_left_s:
-                return "time_left"
+    if job.gpus and gpus_for(job, offer) is None:
+        return "gpus"
+    if not _time_fits(job, offer):
+        return "cpu_time"
+    if job.min_cpu_score and offer.cpu_score < job.min_cpu_score:
+        return "cpu_score"
     if job.container and not offer.container_runtimes:
         return "container"
     return ""
@@ -79,18 +146,102 @@ def fits(job: Requirements, offer: Offer) -> bool:
     return not refusal(job, offer)
 
 
-def cores_to_give(job: Requirements, offer: Offer) -> int:
-    """A job with a core range gets as many free cores as it can use."""
-    return max(job.cores, min(job.max_cores, offer.cores_free))
+CHECKS: tuple[tuple[str, Callable[[Requirements, Offer], bool]], ...] = (
+    ("vo", lambda job, offer: job.vo == offer.vo),
+    ("site", lambda job, offer: not job.sites or offer.site in job.sites),
+    ("banned_sites", lambda job, offer: offer.site not in job.banned_sites),
+    (
+        "platform",
+        lambda job, offer: not job.platform or job.platform.lower() == offer.platform.lower(),
+    ),
+    ("tags", lambda job, offer: job.tags <= offer.tags),
+    ("cores", _cores_fit),
+    (
+        "memory",
+        lambda job, offer: (
+            not (job.max_ram_mb and offer.memory_free_mb) or job.max_ram_mb <= offer.memory_free_mb
+        ),
+    ),
+    ("gpus", lambda job, offer: gpus_for(job, offer) is not None),
+    ("cpu_time", _time_fits),
+    ("cpu_score", lambda job, offer: offer.cpu_score >= job.min_cpu_score),
+    ("container", lambda job, offer: not job.container or bool(offer.container_runtimes)),
+)
+"""One predicate per requirement, in ``protocol.REQUIREMENTS`` order."""
 
 
-def after_taking(offer: Offer, job: Requirements) -> Offer:
-    """What is left of ``offer`` once ``job`` runs on it (for multi-job matches)."""
+def failures(job: Requirements, offer: Offer) -> list[str]:
+    """Every requirement of ``job`` that ``offer`` does not meet."""
+    return [name for name, meets in CHECKS if not meets(job, offer)]
+
+
+def after_taking(offer: Offer, job: Requirements, gpus: Sequence[GpuInfo] = ()) -> Offer:
+    """What is left of ``offer`` once ``job`` runs on it with ``gpus`` (for multi-job
+    matches)."""
     memory_left = offer.memory_free_mb
     if memory_left and job.max_ram_mb:
         memory_left = max(1, memory_left - job.max_ram_mb)
+    taken = {gpu.id for gpu in gpus}
+    left = offer.gpus
+    if left is not None and taken:
+        left = tuple(gpu for gpu in left if gpu.id not in taken)
     return dataclasses.replace(
         offer,
         cores_free=offer.cores_free - cores_to_give(job, offer),
         memory_free_mb=memory_left,
+        gpus=left,
     )
+
+
+def whole_node_offer(offer: Offer, memory_mb: int) -> Offer:
+    """``offer`` as if nothing ran on the node: all its cores (and ``memory_mb``) free."""
+    return dataclasses.replace(
+        offer,
+        cores_free=offer.node_cores,
+        memory_free_mb=memory_mb or offer.memory_free_mb,
+        min_cores=0,
+    )
+
+
+def wider_job_cores(needs: Iterable[Requirements], offer: Offer, memory_mb: int = 0) -> int:
+    """The fewest cores of the jobs in ``needs`` that would fit the node (its ``memory_mb``
+    in all) but not what it has free now; 0 when there is none."""
+    if offer.cores_free >= offer.node_cores:
+        return 0
+    empty = whole_node_offer(offer, memory_mb)
+    widths = [
+        cores_to_give(job, empty) if job.whole_node else job.cores
+        for job in needs
+        if job.cores > offer.cores_free or job.whole_node
+        if fits(job, empty)
+    ]
+    return min(widths, default=0)
+
+
+Q = TypeVar("Q")
+
+POLICY_STEPS: dict[str, tuple[Callable[[Requirements, Offer], bool], ...]] = {
+    "whole_node_first": (
+        lambda job, offer: job.whole_node,
+        lambda job, offer: cores_to_give(job, offer) == offer.cores_free,
+        lambda job, offer: cores_to_give(job, offer) > 1,
+    ),
+}
+"""DIRAC's pool CE strategy, a step at a time: whole-node jobs (only an empty node fits
+them), jobs taking exactly the free cores, multi-core jobs; then any."""
+
+
+def policy_choice(
+    fitting: Sequence[tuple[Q, Requirements]], offer: Offer, policy: str
+) -> list[tuple[Q, Requirements]]:
+    """The fitting queues a pilot's ``slot_policy`` wants first (fair share and priority
+    then choose among them): the first step of the policy that keeps any; for
+    ``smallest_first`` those giving the fewest cores. An unknown or empty policy keeps all."""
+    if policy == "smallest_first" and fitting:
+        fewest = min(cores_to_give(needs, offer) for _, needs in fitting)
+        return [item for item in fitting if cores_to_give(item[1], offer) == fewest]
+    for step in POLICY_STEPS.get(policy, ()):
+        chosen = [item for item in fitting if step(item[1], offer)]
+        if chosen:
+            return chosen
+    return list(fitting)

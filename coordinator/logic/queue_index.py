@@ -120,4 +120,10 @@ def requirements(row: Mapping[Any, Any]) -> Requirements:
         cpu_time_s=row["cpu_time_s"],
         wall_time_s=row["wall_time_s"],
         container=row["container"],
+        gpus=int(row["gpus"] or 0),
+        gpu_memory_mb=int(row["gpu_memory_mb"] or 0),
+        gpu_capability=str(row["gpu_capability"] or ""),
+        gpu_models=frozenset(json.loads(row["gpu_models"] or "[]")),
+        whole_node=bool(row["whole_node"]),
+        min_cpu_score=float(row["min_cpu_score"] or 0.0),
     )

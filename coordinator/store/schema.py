@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -30,6 +32,19 @@ def utc_timestamp(now: datetime | None = None) -> str:
     """``now`` (default: the current time) as a UTC ISO 8601 string that sorts as text."""
     moment = now if now is not None else datetime.now(timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def gpu_and_node_columns() -> tuple[Column[Any], ...]:
+    """Requirements a job and its task queue share besides the first ones (GPUs, whole
+    node, CPU score); server defaults so that rows written before them ask for nothing."""
+    return (
+        Column("gpus", Integer, nullable=False, default=0, server_default="0"),
+        Column("gpu_memory_mb", Integer, nullable=False, default=0, server_default="0"),
+        Column("gpu_capability", String(32), nullable=False, default="", server_default=""),
+        Column("gpu_models", Text, nullable=False, default="[]", server_default="[]"),
+        Column("whole_node", Boolean, nullable=False, default=False, server_default=false()),
+        Column("min_cpu_score", Float, nullable=False, default=0.0, server_default="0"),
+    )
 
 
 jobs = Table(
@@ -58,6 +73,7 @@ jobs = Table(
     Column("cpu_time_s", Integer, nullable=True),
     Column("wall_time_s", Integer, nullable=True),
     Column("container", Text, nullable=False, default=""),
+    *gpu_and_node_columns(),
     Column("priority", Integer, nullable=False, default=0),
     # The task queue of jobs with these same requirements (see task_queues); kept while the
     # job runs so that a job put back to Waiting is matched from its queue again.
@@ -174,6 +190,13 @@ pilots = Table(
     Column("tags", Text, nullable=False, default="[]"),
     Column("accepting_work", Boolean, nullable=False, default=True),
     Column("refuse_reason", Text, nullable=False, default=""),
+    # What explanations read of a pilot (coordinator/logic/explain.py): why it stopped,
+    # its GPUs and CPU score as registered, and its last match request with what it got.
+    Column("stop_cause", String(32), nullable=False, default="", server_default=""),
+    Column("gpus", Text, nullable=False, default="[]", server_default="[]"),
+    Column("cpu_score", Float, nullable=False, default=0.0, server_default="0"),
+    Column("last_match", Text, nullable=False, default="{}", server_default="{}"),
+    Index("ix_pilots_vo_last_seen", "vo", "last_seen"),
 )
 
 # Token ids (the ``jti`` claim) refused from now on, with who revoked them and when.
@@ -206,6 +229,7 @@ task_queues = Table(
     Column("cpu_time_s", Integer, nullable=True),
     Column("wall_time_s", Integer, nullable=True),
     Column("container", Text, nullable=False, default=""),
+    *gpu_and_node_columns(),
     Column("created_at", String(40), nullable=False),
     Index("ix_task_queues_vo", "vo"),
 )

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 
 from checks.api import CheckSource
-from checks.builtin.gpu import version_key
 from checks.builtin.gpu_probes import cuda_version, parse_nvidia_smi, parse_rocm_smi
 from checks.registry import load_ref
 from checks.runner import run_checks
-from protocol import CheckReport, CheckStatus
+from protocol import CheckReport, CheckStatus, version_key
 from tests.fake_gpus import NVIDIA_BANNER, make_fake_gpu_node, nvidia_csv
 
 VISIBLE = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")

@@ -72,6 +72,7 @@ MULTICORE_FIELDS = JobFields(
     wall_time_s=43200,
     priority=5,
     container="/cvmfs/unpacked.example.org/el9:latest",
+    gpus=1,  # DIRAC's Tags = {"GPU"}: one GPU
 )
 
 
@@ -347,3 +348,74 @@ def test_fields_are_consistent_or_refused(attributes: dict[str, Any]) -> None:
         return
     assert 1 <= got.min_cores <= got.cores <= got.max_cores
     assert got.max_ram_mb >= 0
+
+
+# --- GPUs, whole node, CPU score ------------------------------------------------------------
+
+GPU_JDL = """
+Executable = "train.sh";
+NumberOfGPUs = 2;
+GPUMemoryMB = 40000;
+MinGPUCapability = "8.0";
+GPUModel = {"A100", "H100"};
+WholeNode = "Yes";
+MinCPUScore = 12.5;
+"""
+
+GPU_YAML = """
+Executable: train.sh
+NumberOfGPUs: 2
+GPUMemoryMB: 40000
+MinGPUCapability: "8.0"
+GPUModel: [A100, H100]
+WholeNode: true
+MinCPUScore: 12.5
+"""
+
+
+def test_gpu_requirements_read_alike_in_jdl_yaml_and_json() -> None:
+    from_jdl = job_fields(parse_description(GPU_JDL, "jdl"))
+    from_yaml = job_fields(parse_description(GPU_YAML, "yaml"))
+    from_json = job_fields(
+        parse_description(json.dumps(parse_description(GPU_YAML, "yaml")), "json")
+    )
+    assert from_jdl == from_yaml == from_json
+    assert (from_jdl.gpus, from_jdl.gpu_memory_mb, from_jdl.gpu_capability) == (2, 40000, "8.0")
+    assert from_jdl.gpu_models == ("A100", "H100")
+    assert from_jdl.whole_node and from_jdl.min_cpu_score == 12.5
+
+
+@pytest.mark.parametrize(
+    ("attributes", "gpus"),
+    [
+        ({}, 0),
+        ({"Tags": ["GPU"]}, 1),  # DIRAC's way keeps working
+        ({"Tags": "gpu, cvmfs:x"}, 1),
+        ({"NumberOfGPUs": "4", "Tags": ["GPU"]}, 4),
+        ({"GPUMemoryMB": 16000}, 1),
+        ({"MinGPUCapability": "7.5"}, 1),
+        ({"GPUModel": "T4"}, 1),
+        ({"NumberOfGPUs": 0}, 0),
+    ],
+)
+def test_how_many_gpus_a_job_asks_for(attributes: dict[str, Any], gpus: int) -> None:
+    assert fields(**attributes).gpus == gpus
+
+
+@pytest.mark.parametrize(
+    ("value", "whole"),
+    [("1", True), ("yes", True), ("Y", True), ("TRUE", True), (True, True), ("no", False),
+     ("0", False), (False, False), ("whole", False)],
+)  # fmt: skip
+def test_whole_node_reads_as_dirac_reads_it(value: Any, whole: bool) -> None:
+    assert fields(WholeNode=value).whole_node is whole
+
+
+def test_bad_gpu_and_score_values_are_refused_naming_the_attribute() -> None:
+    assert refused(NumberOfGPUs=-1).details["attribute"] == "NumberOfGPUs"
+    assert refused(NumberOfGPUs=5000).details["attribute"] == "NumberOfGPUs"
+    assert refused(GPUMemoryMB="lots").details["attribute"] == "GPUMemoryMB"
+    assert refused(MinGPUCapability="sm_80").details["attribute"] == "MinGPUCapability"
+    assert refused(NumberOfGPUs=0, GPUModel="A100").details["attribute"] == "NumberOfGPUs"
+    assert refused(MinCPUScore="fast").details["attribute"] == "MinCPUScore"
+    assert refused(MinCPUScore=-3).details["attribute"] == "MinCPUScore"

@@ -33,6 +33,12 @@ BASE_ROW: dict[str, Any] = {
     "cpu_time_s": None,
     "wall_time_s": None,
     "container": "",
+    "gpus": 0,
+    "gpu_memory_mb": 0,
+    "gpu_capability": "",
+    "gpu_models": "[]",
+    "whole_node": False,
+    "min_cpu_score": 0.0,
 }
 CHANGES: dict[str, Any] = {
     "vo": "vo2",
@@ -48,6 +54,12 @@ CHANGES: dict[str, Any] = {
     "cpu_time_s": 3600,
     "wall_time_s": 7200,
     "container": "el9.sif",
+    "gpus": 2,
+    "gpu_memory_mb": 40000,
+    "gpu_capability": "8.0",
+    "gpu_models": '["A100"]',
+    "whole_node": True,
+    "min_cpu_score": 10.0,
 }
 
 
