@@ -170,7 +170,7 @@ def _claim_and_start(
         tags=list(ALL_TAGS),
     )
     round_ = MatchRound(conn, settings, pilot_id, pilot_offer(pilot_claims, pilot, request))
-    job_ids = [int(row["job_id"]) for row, _cores in round_.claim(wanted)]
+    job_ids = [int(job.row["job_id"]) for job in round_.claim(wanted)]
     for job_id in job_ids:
         job_store.change_status(
             conn,

@@ -98,6 +98,11 @@ class Settings:
     environment variable: the same mapping as JSON text."""
     fair_share_half_life_s: float = 3600.0
     """Owners' past usage counts half as much after this long."""
+    # Explanations (coordinator/logic/explanations.py).
+    explain_interval_s: float = 600.0
+    """``gridpilot explain`` counts the pilots that asked for work within this long."""
+    explain_max_pilots: int = 10_000
+    """The most recent pilots an explanation looks at (the newest first)."""
     # The live event stream (coordinator/logic/events.py).
     event_poll_s: float = 0.25
     """How often an open event stream looks for new events in the database."""
@@ -125,7 +130,13 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative", details={"setting": name})
-        for name in ("rate_limit_per_s", "rate_limit_burst", "revocation_refresh_s"):
+        for name in (
+            "rate_limit_per_s",
+            "rate_limit_burst",
+            "revocation_refresh_s",
+            "explain_interval_s",
+            "explain_max_pilots",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative", details={"setting": name})
         if self.login_token_ttl_s < 1:

@@ -17,11 +17,19 @@ from coordinator.api.deps import (
     require_user,
 )
 from coordinator.errors import BadRequest
-from coordinator.logic import jobs, listing, rescheduling
+from coordinator.logic import explanations, jobs, listing, rescheduling
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import check_message
 from coordinator.logic.paging import page_request
-from protocol import API_PREFIX, JobHistory, JobInfo, JobList, SubmitReply, SubmitRequest
+from protocol import (
+    API_PREFIX,
+    JobExplanation,
+    JobHistory,
+    JobInfo,
+    JobList,
+    SubmitReply,
+    SubmitRequest,
+)
 
 router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
 
@@ -81,6 +89,17 @@ def get_job(
     context: AppContext = Depends(get_context),
 ) -> JobInfo:
     return jobs.get_job(context.db, claims, job_id)
+
+
+@router.get("/jobs/{job_id}/explain")
+def explain_job(
+    job_id: JobIdPath,
+    claims: TokenClaims = Depends(require_user),
+    context: AppContext = Depends(get_context),
+) -> JobExplanation:
+    """Why the job is not running: each requirement against the pilots seen lately, the one
+    that alone excludes them all, its place in its task queue, its owner's fair share."""
+    return explanations.explain_job(context.db, context.settings, claims, job_id)
 
 
 @router.get("/jobs/{job_id}/history")

@@ -1,4 +1,5 @@
-"""The pilot registry, read side: ``GET /pilots`` and ``GET /pilots/{pilot_id}``."""
+"""The pilot registry, read side: ``GET /pilots``, ``GET /pilots/{pilot_id}`` and why a
+pilot got no job, ``GET /pilots/{pilot_id}/explain``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Optional
 from fastapi import APIRouter, Depends
 
 from coordinator.api.deps import CURSOR_QUERY, LIMIT_QUERY, AppContext, get_claims, get_context
-from coordinator.logic import registry
+from coordinator.logic import explanations, registry
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.paging import page_request
-from protocol import API_PREFIX, PilotInfo, PilotList
+from protocol import API_PREFIX, PilotExplanation, PilotInfo, PilotList
 
 router = APIRouter(prefix=API_PREFIX, tags=["pilots"])
 
@@ -36,3 +37,13 @@ def get_pilot(
     context: AppContext = Depends(get_context),
 ) -> PilotInfo:
     return registry.get_pilot(context.db, claims, pilot_id)
+
+
+@router.get("/pilots/{pilot_id}/explain")
+def explain_pilot(
+    pilot_id: str,
+    claims: TokenClaims = Depends(get_claims),
+    context: AppContext = Depends(get_context),
+) -> PilotExplanation:
+    """Why the pilot's last match request got no job (``gridpilot pilots --why``)."""
+    return explanations.explain_pilot(context.db, claims, pilot_id)

@@ -11,7 +11,7 @@ when no other owner has any that fits.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +76,9 @@ def decayed(usage: float, age_s: float, half_life_s: float) -> float:
     return usage * 0.5 ** (max(0.0, age_s) / half_life_s)
 
 
-def next_owner(
-    owners: Iterable[str], usage: Mapping[str, float], weights: Mapping[str, float]
-) -> str:
-    """The owner who is furthest below their share. ``owners`` must not be empty."""
-
+def _share_used(
+    usage: Mapping[str, float], weights: Mapping[str, float]
+) -> Callable[[str], tuple[float, str]]:
     def share_used(owner: str) -> tuple[float, str]:
         weight = weights.get(owner, DEFAULT_WEIGHT)
         used = usage.get(owner, 0.0)
@@ -88,4 +86,18 @@ def next_owner(
             return (math.inf, owner)
         return (used / weight, owner)
 
-    return min(owners, key=share_used)
+    return share_used
+
+
+def next_owner(
+    owners: Iterable[str], usage: Mapping[str, float], weights: Mapping[str, float]
+) -> str:
+    """The owner who is furthest below their share. ``owners`` must not be empty."""
+    return min(owners, key=_share_used(usage, weights))
+
+
+def share_order(
+    owners: Iterable[str], usage: Mapping[str, float], weights: Mapping[str, float]
+) -> list[str]:
+    """``owners`` in the order fair share serves them (``next_owner`` first)."""
+    return sorted(owners, key=_share_used(usage, weights))

@@ -13,11 +13,12 @@ generated jobs and offers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
-from typing import Optional, TypeVar
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Optional, TypeVar
 
 from coordinator.logic import gpus as gpu_rules
-from protocol import GpuInfo
+from protocol import GpuInfo, MatchRequest
 
 ANY_SITE = "ANY"
 GPU_TAG = "GPU"
@@ -78,6 +79,26 @@ def normalise_sites(site: str, sites: Iterable[str]) -> frozenset[str]:
     if site and site.upper() != ANY_SITE:
         named.add(site)
     return frozenset(named)
+
+
+def request_offer(vo: str, pilot: Mapping[Any, Any], request: MatchRequest) -> Offer:
+    """What a pilot offers with ``request``, completed by what it said at registration
+    (``pilot``: its row: site, platform, tags as JSON, cores, cpu_score)."""
+    site = request.site if request.site and request.site != ANY_SITE else pilot["site"]
+    return Offer(
+        vo=vo,
+        site=site,
+        platform=request.platform or pilot["platform"],
+        tags=frozenset(request.tags) | frozenset(json.loads(pilot["tags"] or "[]")),
+        cores_free=request.cores_free,
+        memory_free_mb=request.memory_free_mb,
+        time_left_s=request.time_left_s,
+        container_runtimes=frozenset(request.container_runtimes),
+        cores_total=int(pilot["cores"] or 0),
+        gpus=None if request.gpus_free is None else tuple(request.gpus_free),
+        cpu_score=float(pilot["cpu_score"] or 0.0),
+        min_cores=request.min_cores,
+    )
 
 
 def cores_to_give(job: Requirements, offer: Offer) -> int:

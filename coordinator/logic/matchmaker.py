@@ -11,26 +11,33 @@ One match, in one write transaction:
 3. claim that many of its Waiting jobs, highest ``Priority`` first then oldest, in one
    statement (``taskqueues.claim_waiting``: a conditional ``UPDATE ... RETURNING``, so a
    job goes to one pilot only, whatever the index believed);
-4. give each claimed job its cores, subtract them and its memory from the offer, add them
-   to the owner's usage, and repeat until ``n`` jobs, no cores left, or nothing fits.
+4. give each claimed job its cores (and GPUs, by id, out of those offered), subtract them
+   and its memory from the offer, add them to the owner's usage, and repeat until ``n``
+   jobs, no cores left, or nothing fits.
+
+The pilot's ``slot_policy`` narrows step 2 to the fitting queues it wants first
+(``matching.policy_choice``), stepping on when those are dry. The reply says when a job
+wider than the pilot could take now waits (``wider_job_cores``), and the pilot's row keeps
+its last request and what it got (``gridpilot pilots --why``).
 
 A claim that comes back short tells the index those queues are dry; a match that finds
 nothing reads the VO's queues again once before answering "no job".
 
 A match is idempotent by the pilot's ``request_id``: the jobs it claimed are recorded in the
 same transaction, and a retry with that id (its first reply was cut or lost) is given the
-same jobs again, those still Matched to this pilot, and claims nothing new.
+same jobs again, those still Matched to this pilot, with the cores and GPUs they were given
+then, and claims nothing new.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import time
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection
 
 from coordinator.errors import BadRequest, CoordinatorError
@@ -39,12 +46,15 @@ from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import stored_mapping
 from coordinator.logic.description import job_fields
 from coordinator.logic.matching import (
-    ANY_SITE,
     Offer,
     Requirements,
     after_taking,
     cores_to_give,
     fits,
+    gpus_for,
+    policy_choice,
+    request_offer,
+    wider_job_cores,
 )
 from coordinator.logic.pilots import check_request_id, own_pilot
 from coordinator.logic.queue_index import IndexedQueue, QueueIndex
@@ -86,57 +96,78 @@ def match(
     request_id = check_request_id(request.request_id)
     started_s = time.perf_counter()
     assignments: list[JobAssignment] = []
+    wider = 0
     with db.write() as conn:
-        pilot = own_pilot(conn, claims, pilot_id)
-        pilot_store.touch_pilot(conn, pilot_id)
+        # Locked first (PostgreSQL): the same match retried through another replica while
+        # this one is in flight waits here, then finds its record and replays it.
+        pilot = own_pilot(conn, claims, pilot_id, lock=True)
         earlier = request_store.recall(conn, pilot_id, request_id, request_store.MATCH)
         if earlier is not None:
             assignments = _replay(conn, pilot_id, earlier, settings.match_timeout_s)
             logger.info("pilot %s: match %s retried, same jobs", pilot_id, request_id)
         elif pilot["accepting_work"]:
             offer = pilot_offer(claims, pilot, request)
-            round_ = MatchRound(conn, settings, pilot_id, offer, index)
+            round_ = MatchRound(conn, settings, pilot_id, offer, index, request.slot_policy)
             claimed = round_.claim(min(request.n, MAX_JOBS_PER_MATCH))
             assignments = _deliverable(conn, claimed, settings.match_timeout_s)
+            wider = round_.wider_waiting(int(pilot["memory_mb"] or 0))
         if request_id and earlier is None:
-            record = [[a.job_id, a.cores] for a in assignments]
+            record = [_replay_entry(a) for a in assignments]
             request_store.remember(conn, pilot_id, request_id, request_store.MATCH, record)
+        pilot_store.touch_pilot(conn, pilot_id, last_match_record(request, len(assignments)))
     metrics.observe_match(time.perf_counter() - started_s, len(assignments))
     if not assignments:
-        return MatchReply(retry_after_s=settings.match_retry_after_s)
+        return MatchReply(retry_after_s=settings.match_retry_after_s, wider_job_cores=wider)
     logger.info("pilot %s matched jobs %s", pilot_id, [a.job_id for a in assignments])
-    return MatchReply(jobs=assignments)
+    return MatchReply(jobs=assignments, wider_job_cores=wider)
+
+
+_RECORD = msgspec.json.Encoder()
+
+
+def last_match_record(request: MatchRequest, jobs: int) -> str:
+    """What a pilot's row keeps of its last match request (``pilots --why`` reads it):
+    JSON of ``request.to_dict()``'s shape, by msgspec (2.8 us; json of ``to_dict``, 23)."""
+    record = {"at": utc_timestamp(), "jobs": jobs, "request": request}
+    return _RECORD.encode(record).decode()
+
+
+def _replay_entry(assignment: JobAssignment) -> list[Any]:
+    """What a match request id keeps of one job it gave: enough to give it again as it was
+    (its cores, its GPUs by id, whole node or not)."""
+    return [assignment.job_id, assignment.cores, assignment.gpus, assignment.whole_node]
 
 
 def _replay(
-    conn: Connection, pilot_id: str, record: list[list[int]], lease_s: float
+    conn: Connection, pilot_id: str, record: list[list[Any]], lease_s: float
 ) -> list[JobAssignment]:
     """The jobs an earlier match with the same request id claimed, those still Matched to
-    this pilot (one the sweeper took back meanwhile is not given again)."""
-    cores = {int(job_id): int(given) for job_id, given in record}
+    this pilot (one the sweeper took back meanwhile is not given again), each with the
+    cores and GPUs it was given then (``[job_id, cores]`` entries, kept by a coordinator
+    before GPUs, replay without GPUs)."""
+    given = {
+        int(entry[0]): (
+            int(entry[1]),
+            tuple(str(gpu) for gpu in (entry[2] if len(entry) > 2 else ())),
+            bool(entry[3]) if len(entry) > 3 else False,
+        )
+        for entry in record
+    }
     # Whole rows (descriptions included, a reply needs them); a match has at most 64.
-    rows = [row for row in map(functools.partial(job_store.get_job, conn), cores) if row]
-    held = [row for row in rows if row["status"] == JobStatus.MATCHED.value]
+    rows = [row for row in map(functools.partial(job_store.get_job, conn), given) if row]
+    held = [
+        row
+        for row in rows
+        if row["status"] == JobStatus.MATCHED.value and row["pilot_id"] == pilot_id
+    ]
     return _deliverable(
-        conn,
-        [(row, cores[int(row["job_id"])]) for row in held if row["pilot_id"] == pilot_id],
-        lease_s,
+        conn, [Claimed(row, *given[int(row["job_id"])]) for row in held], lease_s
     )
 
 
 def pilot_offer(claims: TokenClaims, pilot: Row, request: MatchRequest) -> Offer:
     """What the pilot offers now: the request, completed by what it said at registration."""
-    site = request.site if request.site and request.site != ANY_SITE else pilot["site"]
-    return Offer(
-        vo=claims.vo,
-        site=site,
-        platform=request.platform or pilot["platform"],
-        tags=frozenset(request.tags) | frozenset(json.loads(pilot["tags"])),
-        cores_free=request.cores_free,
-        memory_free_mb=request.memory_free_mb,
-        time_left_s=request.time_left_s,
-        container_runtimes=frozenset(request.container_runtimes),
-    )
+    return request_offer(claims.vo, pilot, request)
 
 
 class MatchRound:
@@ -149,11 +180,13 @@ class MatchRound:
         pilot_id: str,
         offer: Offer,
         index: QueueIndex | None = None,
+        slot_policy: str = "",
     ):
         self.conn = conn
         self.pilot_id = pilot_id
         self.offer = offer
         self.index = index or QueueIndex()
+        self.slot_policy = slot_policy
         self.weights = settings.fair_share_weights.get(offer.vo, {})
         self.half_life_s = settings.fair_share_half_life_s
         self.now_s = time.time()
@@ -166,9 +199,10 @@ class MatchRound:
         self.used_by: set[str] = set()
         self.exhausted: set[int] = set()
 
-    def claim(self, wanted: int) -> list[tuple[Row, int]]:
-        """Claim up to ``wanted`` jobs; returns each job row with the cores it gets."""
-        claimed: list[tuple[Row, int]] = []
+    def claim(self, wanted: int) -> list[Claimed]:
+        """Claim up to ``wanted`` jobs; returns each job row with the cores and GPUs it
+        gets."""
+        claimed: list[Claimed] = []
         reloaded = False
         while len(claimed) < wanted and self.offer.cores_free > 0:
             got = self._claim_some(wanted - len(claimed))
@@ -182,12 +216,27 @@ class MatchRound:
         self._finish()
         return claimed
 
-    def _claim_some(self, room: int) -> list[tuple[Row, int]]:
-        """Jobs of the next owner due, claimed in one statement; [] if none is left."""
-        by_owner: dict[str, list[IndexedQueue]] = {}
-        for queue in self.index.queues(self.conn, self.offer.vo):
-            if queue.task_queue_id not in self.exhausted and fits(queue.needs, self.offer):
+    def _claim_some(self, room: int) -> list[Claimed]:
+        """Jobs of the next owner due among the queues the slot policy wants first, claimed
+        in one statement; the policy's next step when those are dry; [] if none is left."""
+        while True:
+            fitting = [
+                (queue, queue.needs)
+                for queue in self.index.queues(self.conn, self.offer.vo)
+                if queue.task_queue_id not in self.exhausted and fits(queue.needs, self.offer)
+            ]
+            if not fitting:
+                return []
+            by_owner: dict[str, list[IndexedQueue]] = {}
+            for queue, _ in policy_choice(fitting, self.offer, self.slot_policy):
                 by_owner.setdefault(queue.owner, []).append(queue)
+            got = self._claim_of_owners(by_owner, room)
+            if got:
+                return got
+
+    def _claim_of_owners(self, by_owner: dict[str, list[IndexedQueue]], room: int) -> list[Claimed]:
+        """Claim for the owner furthest below its share that still has a Waiting job in
+        its ``by_owner`` queues (those found dry are marked exhausted)."""
         while by_owner:
             owner = fairshare.next_owner(by_owner, self.usage, self.weights)
             queues = by_owner.pop(owner)
@@ -215,6 +264,8 @@ class MatchRound:
         queues would still fit what is left after that many of its largest jobs (the most
         cores and the most memory any of them takes), and until fair share would turn to
         another owner."""
+        if any(queue.needs.gpus or queue.needs.whole_node for queue in queues):
+            return 1  # which GPUs a job gets depends on the ones before it: one at a time
         offer, usage, count = self.offer, dict(self.usage), 0
         while count < room and all(fits(queue.needs, offer) for queue in queues):
             cores = max(cores_to_give(queue.needs, offer) for queue in queues)
@@ -231,13 +282,31 @@ class MatchRound:
                 break
         return max(1, count)
 
-    def _take(self, row: Row, needs: Requirements) -> tuple[Row, int]:
+    def _take(self, row: Row, needs: Requirements) -> Claimed:
         cores = cores_to_give(needs, self.offer)
-        self.offer = after_taking(self.offer, needs)
+        gpus = gpus_for(needs, self.offer) or ()
+        self.offer = after_taking(self.offer, needs, gpus)
         owner = str(row["owner"])
         self.usage[owner] = self.usage.get(owner, 0.0) + cores
         self.used_by.add(owner)
-        return row, cores
+        return Claimed(row, cores, tuple(gpu.id for gpu in gpus), needs.whole_node)
+
+    def wider_waiting(self, memory_mb: int) -> int:
+        """``MatchReply.wider_job_cores``: the fewest cores of the waiting jobs that would
+        fit this pilot's node (``memory_mb`` in all) but not its cores free now; from the
+        index, and only when some queue is that wide, one statement to see that it has a
+        job waiting."""
+        candidates = {
+            queue.task_queue_id: queue.needs
+            for queue in self.index.queues(self.conn, self.offer.vo)
+            if queue.task_queue_id not in self.exhausted
+            and wider_job_cores([queue.needs], self.offer, memory_mb)
+        }
+        if not candidates:
+            return 0
+        heads = tq_store.next_waiting_of(self.conn, list(candidates), 1)
+        waiting = [candidates[tq_id] for tq_id, rows in heads.items() if rows]
+        return wider_job_cores(waiting, self.offer, memory_mb)
 
     def _finish(self) -> None:
         tq_store.save_usage(
@@ -258,20 +327,29 @@ def _matched(row: Row) -> dict[str, Any]:
     }
 
 
-def _deliverable(
-    conn: Connection, claimed: list[tuple[Row, int]], lease_s: float
-) -> list[JobAssignment]:
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    """A job claimed for the pilot, with what of its offer the job gets."""
+
+    row: Row
+    cores: int
+    gpus: tuple[str, ...] = ()
+    whole_node: bool = False
+
+
+def _deliverable(conn: Connection, claimed: list[Claimed], lease_s: float) -> list[JobAssignment]:
     """The claimed jobs as assignments. A job whose stored description cannot run (stored
     before a check that now refuses it) is failed instead: one bad row never costs the
     pilot the other jobs of its reply, nor leaves them Matched and undelivered."""
     assignments = []
-    inputs = job_store.sandboxes_of_jobs(conn, [row["job_id"] for row, _ in claimed], job_store.IN)
-    for row, cores in claimed:
+    ids = [job.row["job_id"] for job in claimed]
+    inputs = job_store.sandboxes_of_jobs(conn, ids, job_store.IN)
+    for job in claimed:
         try:
-            job_inputs = inputs[int(row["job_id"])]
-            assignments.append(_assignment(conn, row, cores, job_inputs, lease_s=lease_s))
+            job_inputs = inputs[int(job.row["job_id"])]
+            assignments.append(_assignment(conn, job, job_inputs, lease_s=lease_s))
         except CoordinatorError as exc:
-            _fail_unrunnable(conn, row, exc)
+            _fail_unrunnable(conn, job.row, exc)
     return assignments
 
 
@@ -290,14 +368,14 @@ def _fail_unrunnable(conn: Connection, row: Row, error: CoordinatorError) -> Non
 
 def _assignment(
     conn: Connection,
-    row: Row,
-    cores: int,
+    job: Claimed,
     inputs: list[str] | None = None,
     *,
     lease_s: float = 0.0,
 ) -> JobAssignment:
     """The job as the pilot gets it; ``inputs``: its input sandboxes, if read already;
     ``lease_s``: how long it stays the pilot's before it is reported Running."""
+    row = job.row
     description = stored_mapping(row["description"])
     fields = job_fields(description)
     if inputs is None:
@@ -310,11 +388,13 @@ def _assignment(
         stderr=fields.stderr,
         input_sandboxes=inputs,
         output_sandbox=list(fields.output_sandbox),
-        cores=cores,
+        cores=job.cores,
         memory_mb=row["max_ram_mb"],
         wall_time_s=row["wall_time_s"],
         cpu_time_s=row["cpu_time_s"],
         container=row["container"],
         description=description,
         lease_s=lease_s,
+        gpus=list(job.gpus),
+        whole_node=job.whole_node,
     )

@@ -9,7 +9,7 @@ from coordinator.logic.auth import TokenClaims
 from coordinator.logic.pilots import own_pilot
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
-from protocol import PilotStateUpdate
+from protocol import STOP_CAUSES, PilotStateUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def update_state(
             accepting_work=update.accepting_work,
             refuse_reason=update.reason,
             checks=checks if update.checks else None,
+            stop_cause=update.cause if update.cause in STOP_CAUSES else "",
         )
     logger.info(
         "pilot %s %s work: %s",

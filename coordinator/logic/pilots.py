@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection
@@ -26,6 +28,7 @@ from coordinator.store.precompiled import Row
 from coordinator.store.schema import utc_timestamp
 from protocol import (
     Feature,
+    GpuInfo,
     JobInfo,
     JobStatus,
     JobStatusUpdate,
@@ -125,7 +128,32 @@ def _pilot_row(
         "tags": json.dumps(sorted(registration.tags)),
         "accepting_work": registration.accepting_work,
         "refuse_reason": registration.refuse_reason,
+        "gpus": json.dumps([gpu.to_dict() for gpu in registered_gpus(registration.facts)]),
+        "cpu_score": cpu_score(registration.facts),
+        # At registration the one reason to refuse work is a failed fatal check.
+        "stop_cause": "" if registration.accepting_work else "fatal_check",
     }
+
+
+def registered_gpus(facts: Mapping[str, Any]) -> list[GpuInfo]:
+    """The node's GPUs from its ``gpu`` check's ``gpus`` fact (those that read)."""
+    found = facts.get("gpus")
+    gpus = []
+    for item in found if isinstance(found, list) else []:
+        try:
+            gpus.append(GpuInfo.from_dict({**item, "id": str(item.get("id", ""))}))
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return gpus
+
+
+def cpu_score(facts: Mapping[str, Any]) -> float:
+    """The node's CPU score: a site's ``cpu_score`` fact, else the ``cpuspeed`` check's."""
+    for name in ("cpu_score", "db12_score"):
+        value = facts.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value) if math.isfinite(value) else 0.0
+    return 0.0
 
 
 def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str, *, lock: bool = False) -> Row:

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Connection
+
 from coordinator.errors import NotFound
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import stored_json, stored_mapping
@@ -37,11 +39,17 @@ def list_pilots(db: Database, claims: TokenClaims, page: PageRequest) -> Page[Pi
 
 def get_pilot(db: Database, claims: TokenClaims, pilot_id: str) -> PilotInfo:
     with db.read() as conn:
-        row = pilot_store.get_pilot(conn, pilot_id)
-        if row is None or (claims.role is not Role.ADMIN and row["vo"] != claims.vo):
-            raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
+        row = visible_pilot(conn, claims, pilot_id)
         jobs = pilot_store.jobs_of(conn, [pilot_id])[pilot_id]
     return _info(row, _visible_jobs(claims, jobs))
+
+
+def visible_pilot(conn: Connection, claims: TokenClaims, pilot_id: str) -> Row:
+    """The pilot's row if the caller may see it (admins: any; others: their VO's)."""
+    row = pilot_store.get_pilot(conn, pilot_id)
+    if row is None or (claims.role is not Role.ADMIN and row["vo"] != claims.vo):
+        raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
+    return row
 
 
 def _visible_jobs(claims: TokenClaims, jobs: Sequence[Row]) -> list[int]:

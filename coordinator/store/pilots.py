@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, func, insert, or_, select, update
 
 from coordinator.store.dialects import insert_missing
 from coordinator.store.precompiled import Precompiled, Row
@@ -20,6 +20,11 @@ _TOUCH = Precompiled(
     .where(pilots.c.pilot_id == bindparam("p_pilot"))
     .values(last_seen=bindparam("p_now"))
 )
+_TOUCH_MATCH = Precompiled(
+    update(pilots)
+    .where(pilots.c.pilot_id == bindparam("p_pilot"))
+    .values(last_seen=bindparam("p_now"), last_match=bindparam("p_match"))
+)
 
 
 def insert_pilot(conn: Connection, row: Mapping[str, Any]) -> None:
@@ -32,9 +37,13 @@ def get_pilot(conn: Connection, pilot_id: str, *, lock: bool = False) -> Row | N
     return (_PILOT_LOCKED if lock else _PILOT).first(conn, p_pilot=pilot_id)
 
 
-def touch_pilot(conn: Connection, pilot_id: str) -> None:
-    """Record that the pilot was heard from just now."""
-    _TOUCH.run(conn, p_pilot=pilot_id, p_now=utc_timestamp())
+def touch_pilot(conn: Connection, pilot_id: str, last_match: str | None = None) -> None:
+    """Record that the pilot was heard from just now (and, from a match request, what it
+    asked and got: JSON, see ``coordinator.logic.explanations``)."""
+    if last_match is None:
+        _TOUCH.run(conn, p_pilot=pilot_id, p_now=utc_timestamp())
+    else:
+        _TOUCH_MATCH.run(conn, p_pilot=pilot_id, p_now=utc_timestamp(), p_match=last_match)
 
 
 def set_pilot_state(
@@ -44,11 +53,13 @@ def set_pilot_state(
     accepting_work: bool,
     refuse_reason: str,
     checks: str | None = None,
+    stop_cause: str = "",
 ) -> None:
     """Record whether the pilot takes work and why not; ``checks`` (JSON) when given."""
     values: dict[str, Any] = {
         "accepting_work": accepting_work,
         "refuse_reason": refuse_reason,
+        "stop_cause": stop_cause,
         "last_seen": utc_timestamp(),
     }
     if checks is not None:
@@ -106,3 +117,40 @@ def jobs_of(conn: Connection, pilot_ids: Sequence[str]) -> dict[str, list[Row]]:
     for rows in result.values():
         rows.sort(key=lambda row: int(row["job_id"]))
     return result
+
+
+RECENT_COLUMNS = (
+    pilots.c.pilot_id,
+    pilots.c.vo,
+    pilots.c.site,
+    pilots.c.platform,
+    pilots.c.tags,
+    pilots.c.cores,
+    pilots.c.memory_mb,
+    pilots.c.time_left_s,
+    pilots.c.registered_at,
+    pilots.c.last_seen,
+    pilots.c.accepting_work,
+    pilots.c.gpus,
+    pilots.c.cpu_score,
+    pilots.c.last_match,
+)
+"""What an explanation reads of each recent pilot (not its facts and checks)."""
+
+
+def recent_pilots(conn: Connection, vo: str, since: str, limit: int) -> list[RowMapping]:
+    """The VO's pilots heard from at or after ``since``, the most recent first, at most
+    ``limit`` (an index range: the pilots table is never scanned whole)."""
+    query = (
+        select(*RECENT_COLUMNS)
+        .where(pilots.c.vo == vo, pilots.c.last_seen >= since)
+        .order_by(pilots.c.last_seen.desc())
+        .limit(limit)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def last_seen_in(conn: Connection, vo: str) -> str:
+    """When a pilot of ``vo`` was last heard from ("" if never)."""
+    query = select(func.max(pilots.c.last_seen)).where(pilots.c.vo == vo)
+    return str(conn.execute(query).scalar() or "")

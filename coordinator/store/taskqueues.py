@@ -9,10 +9,13 @@ from sqlalchemy import (
     Connection,
     Executable,
     Integer,
+    RowMapping,
     Select,
+    and_,
     bindparam,
     delete,
     func,
+    or_,
     select,
     text,
     union_all,
@@ -299,3 +302,36 @@ def save_usage(conn: Connection, vo: str, usage: Mapping[str, float], at_s: floa
         for owner, used in sorted(usage.items())  # in key order, as every writer locks rows
     ]
     _SAVE_USAGE.on(conn).run_many(conn, rows)
+
+
+def queues_with_waiting(conn: Connection, vo: str) -> list[RowMapping]:
+    """The VO's task queues with at least one Waiting job: one index seek per queue."""
+    waiting = (
+        select(jobs.c.job_id)
+        .where(
+            jobs.c.task_queue_id == task_queues.c.task_queue_id,
+            jobs.c.status == JobStatus.WAITING.value,
+        )
+        .exists()
+    )
+    query = (
+        select(task_queues)
+        .where(task_queues.c.vo == vo, waiting)
+        .order_by(task_queues.c.task_queue_id)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def queue_place(
+    conn: Connection, task_queue_id: int, priority: int, job_id: int
+) -> tuple[int, int]:
+    """(Waiting jobs before this one in match order, Waiting jobs in its queue): ranges of
+    the queue's index, so the cost is the queue's size, not the jobs table's."""
+    in_queue = (jobs.c.task_queue_id == task_queue_id, jobs.c.status == JobStatus.WAITING.value)
+    ahead = or_(
+        jobs.c.priority > priority, and_(jobs.c.priority == priority, jobs.c.job_id < job_id)
+    )
+    count = select(func.count()).select_from(jobs)
+    before = conn.execute(count.where(*in_queue, ahead)).scalar() or 0
+    waiting = conn.execute(count.where(*in_queue)).scalar() or 0
+    return int(before), int(waiting)

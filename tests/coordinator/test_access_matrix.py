@@ -204,6 +204,8 @@ ROWS = [
     Row("GET", JOBS, any_user(200), variant="by ids", query="?ids={job_id}"),
     Row("GET", JOBS + "/{job_id}", owner_job(200)),
     Row("GET", JOBS + "/{job_id}/history", owner_job(200)),
+    Row("GET", JOBS + "/{job_id}/explain", owner_job(200)),  # the same rules as GET job
+    Row("GET", JOBS + "/{job_id}/explain", owner_job(200), variant="waiting", waiting=True),
     Row("POST", JOBS + "/{job_id}/kill", owner_job(200)),
     Row("POST", JOBS + "/{job_id}/reschedule", owner_job(200)),
     Row("DELETE", JOBS + "/{job_id}", owner_job(200), waiting=True),
@@ -273,6 +275,7 @@ ROWS = [
     Row("GET", PILOTS_PATH + "/{pilot_id}/log", pilot_log_readers()),
     Row("GET", PILOTS_PATH, anyone(200)),  # each caller sees their VO's pilots (admins: all)
     Row("GET", PILOTS_PATH + "/{pilot_id}", same_vo(200)),
+    Row("GET", PILOTS_PATH + "/{pilot_id}/explain", same_vo(200)),
     Row(
         "POST",
         f"{API_PREFIX}/tokens",

@@ -68,7 +68,8 @@ def test_match_is_served_by_the_hot_path_with_fastapis_answer(
     assert hot_job == slow_job
     assert hot.json()["retry_after_s"] == slow.json()["retry_after_s"]
     empty_hot, empty_slow = both_ways(url, {"n": 1, "cores_free": 1}, pilot.headers())
-    assert empty_hot.json() == empty_slow.json() == {"jobs": [], "retry_after_s": 10.0}
+    empty = {"jobs": [], "retry_after_s": 10.0, "wider_job_cores": 0}
+    assert empty_hot.json() == empty_slow.json() == empty
 
 
 def each_way(
