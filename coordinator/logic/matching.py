@@ -224,16 +224,20 @@ def whole_node_offer(offer: Offer, memory_mb: int) -> Offer:
     )
 
 
-def wider_job_cores(needs: Iterable[Requirements], offer: Offer, memory_mb: int = 0) -> int:
+def wider_job_cores(
+    needs: Iterable[Requirements], offer: Offer, memory_mb: int = 0, given_cores: int = 0
+) -> int:
     """The fewest cores of the jobs in ``needs`` that would fit the node (its ``memory_mb``
-    in all) but not what it has free now; 0 when there is none."""
+    in all) but neither what it has free now nor the width of the jobs it was just given
+    (``given_cores``, the widest: a job no wider was not passed over); 0 when none."""
     if offer.cores_free >= offer.node_cores:
         return 0
     empty = whole_node_offer(offer, memory_mb)
+    narrower = max(offer.cores_free, given_cores)
     widths = [
         cores_to_give(job, empty) if job.whole_node else job.cores
         for job in needs
-        if job.cores > offer.cores_free or job.whole_node
+        if job.cores > narrower or job.whole_node
         if fits(job, empty)
     ]
     return min(widths, default=0)

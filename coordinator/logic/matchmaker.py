@@ -198,6 +198,8 @@ class MatchRound:
         }
         self.used_by: set[str] = set()
         self.exhausted: set[int] = set()
+        self.given_cores = 0
+        """The widest job of this round, in cores."""
 
     def claim(self, wanted: int) -> list[Claimed]:
         """Claim up to ``wanted`` jobs; returns each job row with the cores and GPUs it
@@ -284,6 +286,7 @@ class MatchRound:
 
     def _take(self, row: Row, needs: Requirements) -> Claimed:
         cores = cores_to_give(needs, self.offer)
+        self.given_cores = max(self.given_cores, cores)
         gpus = gpus_for(needs, self.offer) or ()
         self.offer = after_taking(self.offer, needs, gpus)
         owner = str(row["owner"])
@@ -293,20 +296,20 @@ class MatchRound:
 
     def wider_waiting(self, memory_mb: int) -> int:
         """``MatchReply.wider_job_cores``: the fewest cores of the waiting jobs that would
-        fit this pilot's node (``memory_mb`` in all) but not its cores free now; from the
-        index, and only when some queue is that wide, one statement to see that it has a
+        fit this pilot's node (``memory_mb`` in all) but neither its cores free now nor the
+        widest job this round gave; from the index, and only when some queue is that wide, one statement to see that it has a
         job waiting."""
         candidates = {
             queue.task_queue_id: queue.needs
             for queue in self.index.queues(self.conn, self.offer.vo)
             if queue.task_queue_id not in self.exhausted
-            and wider_job_cores([queue.needs], self.offer, memory_mb)
+            and wider_job_cores([queue.needs], self.offer, memory_mb, self.given_cores)
         }
         if not candidates:
             return 0
         heads = tq_store.next_waiting_of(self.conn, list(candidates), 1)
         waiting = [candidates[tq_id] for tq_id, rows in heads.items() if rows]
-        return wider_job_cores(waiting, self.offer, memory_mb)
+        return wider_job_cores(waiting, self.offer, memory_mb, self.given_cores)
 
     def _finish(self) -> None:
         tq_store.save_usage(

@@ -238,3 +238,7 @@ def test_wider_jobs_that_would_fit_the_node_are_reported() -> None:
     assert wider_job_cores([Requirements(vo="vo1", whole_node=True)], busy) == 8
     assert wider_job_cores(needs, Offer(vo="vo1", cores_free=8, cores_total=8)) == 0
     assert wider_job_cores(needs[:1], busy) == 0
+    # Just given 1-core jobs, nothing free: other 1-core jobs are no wider than those.
+    full = Offer(vo="vo1", platform="x86_64-el9", cores_free=0, cores_total=8)
+    assert wider_job_cores(needs, full, given_cores=1) == 3
+    assert wider_job_cores(needs, full, given_cores=4) == 0
