@@ -66,6 +66,12 @@ def format_parameters(info: JobInfo) -> dict[str, Any]:
         found["TotalCPUTime(s)"] = round(info.cpu_s, 2)
     if info.max_rss_bytes is not None:
         found["MaxRSS(MB)"] = round(info.max_rss_bytes / 2**20, 1)
+    if info.cores is not None:
+        found["Cores"] = info.cores
+    if info.gpus:
+        found["GPUs"] = info.gpus
+    if info.cpu_efficiency is not None:
+        found["CPUEfficiency(%)"] = round(100 * info.cpu_efficiency, 1)
     if info.timings_s:
         found["WallClockTime(s)"] = round(sum(info.timings_s.values()), 2)
         for phase, seconds in info.timings_s.items():

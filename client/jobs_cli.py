@@ -21,6 +21,7 @@ from client.invocation import (
     ID_FILE_OPTION,
     JOB_IDS_ARGUMENT,
     JSON_OPTION,
+    Invocation,
     invocation,
     say_error,
     selected_jobs,
@@ -105,10 +106,16 @@ def status(
     job_ids: Optional[list[str]] = JOB_IDS_ARGUMENT,
     id_file: Optional[Path] = ID_FILE_OPTION,
     group: Optional[str] = GROUP_OPTION,
+    full: bool = typer.Option(
+        False, "--full", help="Also the attributes and what the pilot reported (CPU efficiency)"
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show jobs' status in DIRAC's layout (dirac-wms-job-status)."""
     run, ids = selected_jobs(ctx, job_ids, id_file, group, as_json)
+    if full and not as_json:
+        _status_full(run, ids)
+        return
     found = {info.job_id: info for info in run.client().jobs(ids)}
     infos = []
     for job_id in ids:
@@ -121,6 +128,19 @@ def status(
     else:
         for info in infos:
             typer.echo(format_status(info))
+    run.finish()
+
+
+def _status_full(run: Invocation, ids: list[int]) -> None:
+    """Per job: the status line, then its attributes and parameters, name : value."""
+    for index, (_job_id, info) in enumerate(run.each_job(ids, run.client().job)):
+        if index:
+            typer.echo("")
+        typer.echo(format_status(info))
+        fields = {**format_attributes(info), **format_parameters(info)}
+        width = max(len(name) for name in fields)
+        for name, value in fields.items():
+            typer.echo(f"  {name:<{width}} : {value}")
     run.finish()
 
 

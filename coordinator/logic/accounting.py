@@ -5,8 +5,9 @@ replies, served as JSON at ``/api/v1/accounting/...`` (users: their own jobs; ad
 - running jobs per site: jobs Running or Completing at the end of each hour (from the
   status history, so a job that started and ended within an hour is not counted);
 - CPU efficiency by site or by owner: CPU seconds / (payload wall seconds x cores) of the
-  jobs finished in the window, not capped at 100 %: a job using more cores than it asked
-  for shows above it;
+  jobs finished in the window, the cores being those the job held (its pilot says; a range
+  job may hold more than it asked for), not capped at 100 %: a job using more cores than
+  it held shows above it;
 - failures: Failed jobs per minor status and site.
 """
 
@@ -15,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import RowMapping
 
@@ -104,6 +105,22 @@ class Window:
         return utc_timestamp(self.start)
 
 
+def held_cores(accounting: Mapping[str, Any], requested: Any) -> int:
+    """The cores a job ran on: its pilot's word (``JobStatusUpdate.cores``), else the
+    cores it asked for (a range job may have had more)."""
+    for value in (accounting.get("cores"), requested):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 1
+
+
+def efficiency(cpu_s: Any, wall_s: Any, cores: int) -> Optional[float]:
+    """CPU seconds / (payload wall seconds x cores), a fraction; None without both times."""
+    if not isinstance(cpu_s, (int, float)) or not isinstance(wall_s, (int, float)) or wall_s <= 0:
+        return None
+    return float(cpu_s) / (float(wall_s) * max(cores, 1))
+
+
 def _scope(claims: TokenClaims) -> tuple[Optional[str], Optional[str]]:
     if claims.role is Role.ADMIN:
         return None, None
@@ -174,7 +191,7 @@ def cpu_efficiency(db: Database, claims: TokenClaims, days: int, by: str) -> Eff
         total = totals[str(row[by])]
         total[0] += 1
         total[1] += float(cpu_s)
-        total[2] += float(wall_s) * max(int(row["cores"]), 1)
+        total[2] += float(wall_s) * held_cores(used, row["cores"])
     result = [
         EfficiencyRow(
             key=key,

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from coordinator.errors import BadRequest, NotFound
 from coordinator.logic import sandboxes, states
+from coordinator.logic.accounting import efficiency, held_cores
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import stored_mapping
 from coordinator.logic.description import JobFields, job_fields, parse_description
@@ -193,17 +194,24 @@ def job_info(row: Row) -> JobInfo:
         # Lists read rows without the description (store.jobs.SUMMARY_COLUMNS).
         description=stored_mapping(row.get("description")),
         reschedule_count=int(row["reschedule_count"]),
-        **_reported_usage(row["accounting"]),
+        **_reported_usage(row),
     )
 
 
-def _reported_usage(accounting_json: str) -> dict[str, Any]:
-    """Timings, CPU and peak memory from the pilot's final report, for ``JobInfo``."""
-    accounting = stored_mapping(accounting_json)
+def _reported_usage(row: Row) -> dict[str, Any]:
+    """Timings, CPU, peak memory, cores and GPUs from the pilot's final report, and the CPU
+    efficiency over the cores held, for ``JobInfo``."""
+    accounting = stored_mapping(row["accounting"])
+    timings = dict(accounting.get("timings_s") or {})
+    cores = held_cores(accounting, row.get("cores"))
+    gpus = accounting.get("gpus")
     return {
-        "timings_s": dict(accounting.get("timings_s") or {}),
+        "timings_s": timings,
         "cpu_s": accounting.get("cpu_s"),
         "max_rss_bytes": accounting.get("max_rss_bytes"),
+        "cores": cores,
+        "gpus": gpus if isinstance(gpus, int) and not isinstance(gpus, bool) else None,
+        "cpu_efficiency": efficiency(accounting.get("cpu_s"), timings.get("payload"), cores),
     }
 
 

@@ -297,8 +297,8 @@ class MatchRound:
     def wider_waiting(self, memory_mb: int) -> int:
         """``MatchReply.wider_job_cores``: the fewest cores of the waiting jobs that would
         fit this pilot's node (``memory_mb`` in all) but neither its cores free now nor the
-        widest job this round gave; from the index, and only when some queue is that wide, one statement to see that it has a
-        job waiting."""
+        widest job this round gave; from the index, and only when some queue is that wide,
+        one statement to see that it has a job waiting."""
         candidates = {
             queue.task_queue_id: queue.needs
             for queue in self.index.queues(self.conn, self.offer.vo)

@@ -285,5 +285,9 @@ def _report_columns(
         accounting["max_rss_bytes"] = update.max_rss_bytes
     if update.log_offsets:
         accounting["log_bytes"] = dict(update.log_offsets)
+    if update.cores is not None:
+        accounting["cores"] = update.cores
+    if update.gpus is not None:
+        accounting["gpus"] = update.gpus
     columns["accounting"] = json.dumps(accounting)
     return columns

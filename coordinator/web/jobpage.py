@@ -56,7 +56,7 @@ def gather(
         logs=[_tail(db, sandboxes.store, claims, job_id, stream) for stream in LOG_STREAMS],
         outputs=_outputs(db, sandboxes, claims, job_id) if info.output_sandbox else [],
         pilot=_pilot(db, claims, info.pilot_id),
-        parameters=parameters(info, int(found[0]["NumberOfProcessors"]) if found else 1),
+        parameters=parameters(info),
     )
 
 
@@ -95,7 +95,7 @@ def _pilot(db: Database, claims: TokenClaims, pilot_id: str) -> Optional[registr
         return None
 
 
-def parameters(info: JobInfo, cores: int) -> list[tuple[str, str]]:
+def parameters(info: JobInfo) -> list[tuple[str, str]]:
     """What the pilot reported about the run, as DIRAC's job parameters."""
     shown: list[tuple[str, str]] = []
     if info.exit_code is not None:
@@ -106,9 +106,10 @@ def parameters(info: JobInfo, cores: int) -> list[tuple[str, str]]:
         shown.append(("Peak memory", f"{info.max_rss_bytes / 2**20:.1f} MiB"))
     for phase, seconds in info.timings_s.items():
         shown.append((f"Time in {phase.replace('_', ' ')}", f"{seconds:.3f} s"))
-    wall = info.timings_s.get("payload")
-    if info.cpu_s is not None and wall:
-        efficiency = 100 * info.cpu_s / (wall * max(cores, 1))
-        shown.append((f"CPU efficiency ({cores} core(s))", f"{efficiency:.1f} %"))
+    if info.gpus:
+        shown.append(("GPUs", str(info.gpus)))
+    if info.cpu_efficiency is not None:
+        cores = f"{info.cores} core(s)"
+        shown.append((f"CPU efficiency ({cores})", f"{100 * info.cpu_efficiency:.1f} %"))
     shown.append(("Reschedulings", str(info.reschedule_count)))
     return shown
