@@ -25,10 +25,12 @@ from protocol import (
     LOG_SIZE_HEADER,
     HistoryEntry,
     IssuedTokenReply,
+    JobExplanation,
     JobHistory,
     JobInfo,
     JobList,
     Message,
+    PilotExplanation,
     PilotInfo,
     PilotList,
     RevocationInfo,
@@ -190,6 +192,12 @@ class UserClient:
     def pilots(self, limit: int = 100) -> list[PilotInfo]:
         pages = self._pages(PilotList, "/pilots", {}, limit)
         return [pilot for page in pages for pilot in page.pilots][:limit]
+
+    def explain_job(self, job_id: int) -> JobExplanation:
+        return self._message(JobExplanation, "GET", f"/jobs/{job_id}/explain")
+
+    def explain_pilot(self, pilot_id: str) -> PilotExplanation:
+        return self._message(PilotExplanation, "GET", f"/pilots/{pilot_id}/explain")
 
     def read_pilot_log(self, pilot_id: str, offset: int, limit: int) -> LogPiece:
         params = {"offset": offset, "limit": limit}

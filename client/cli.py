@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional
 import typer
 import typer.main
 
-from client import access_cli, jobs_cli, tracking_cli
+from client import access_cli, explain_cli, jobs_cli, tracking_cli
 from client.connection import CONNECTION_OPTIONS, ConnectionFactory, ConnectionOptions
 from client.errors import ClientError, InputError, NotAuthorised, Unreachable, UsageError
 from client.invocation import CONNECTION_MARK, Invocation, PartialFailure, say_error
@@ -155,6 +155,7 @@ def demo(
 
 jobs_cli.register(app)
 tracking_cli.register(app)
+explain_cli.register(app)
 access_cli.register(app)
 
 

@@ -168,16 +168,34 @@ def peek(
 def pilots(
     ctx: typer.Context,
     limit: int = typer.Option(100, help="At most this many pilots, newest first"),
+    why: Optional[str] = typer.Option(
+        None, "--why", metavar="PILOT_ID", help="Why this pilot's last match got no job"
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List registered pilots: node, site, batch job, whether they take work and why not."""
+    """List registered pilots: node, site, batch job, whether they take work and why not;
+    with --why, why one pilot's last request for work came back empty."""
     run = invocation(ctx)
     run.json_output = as_json
+    if why is not None:
+        _why(run.client(), why, as_json)
+        return
     found = run.client().pilots(limit)
     if as_json:
         typer.echo(json.dumps({"pilots": [pilot.to_dict() for pilot in found]}, indent=2))
         return
     for line in format_pilots_table(found):
+        typer.echo(line)
+
+
+def _why(client: UserClient, pilot_id: str, as_json: bool) -> None:
+    from client.explain_cli import format_pilot_explanation
+
+    answer = client.explain_pilot(pilot_id)
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), indent=2))
+        return
+    for line in format_pilot_explanation(answer):
         typer.echo(line)
 
 

@@ -144,6 +144,30 @@ def test_job_page_shows_a_status_change_within_2s_and_a_log_line_within_1s(
     print(f"status change shown after {status_s:.3f} s, log line after {log_s:.3f} s")
 
 
+def test_a_waiting_job_says_why_it_waits(browser: Any, portal: Portal) -> None:
+    """No pilot here has 64 cores: the panel names that requirement as the reason."""
+    (job_id,) = portal.submit("alice", '[Executable = "/bin/true"; NumberOfProcessors = 64;]')
+    portal.jobs["too-wide"] = job_id  # killed when the module ends
+    login(browser, portal, "alice")
+    browser.get(f"{portal.url}/web/jobs/{job_id}")
+    wait_until(lambda: browser.find_element("id", "why-it-waits").is_displayed(), 10.0, "the panel")
+    summary = text_of(browser, "why-summary")
+    assert summary.startswith("none of the ") and summary.endswith("meets: cores (64)")
+    row = browser.find_element("css selector", '#why-requirements tr[data-requirement="cores"]')
+    assert "excludes-all" in (row.get_attribute("class") or "")
+    assert row.text.startswith("cores 64 0 of ") and row.text.endswith("excludes every pilot")
+    vo_row = browser.find_element("css selector", '#why-requirements tr[data-requirement="vo"]')
+    assert "excludes every pilot" not in vo_row.text
+    assert "Task queue" in text_of(browser, "why-it-waits-body")
+    shot(browser, portal, "why-it-waits")
+    portal.api("alice", "POST", f"/jobs/{job_id}/kill")
+    wait_until(
+        lambda: not browser.find_element("id", "why-it-waits").is_displayed(),
+        5.0,
+        "the panel hidden once the job is no longer waiting",
+    )
+
+
 def test_live_log_of_a_real_pilot_then_kill_from_the_monitor(browser: Any, portal: Portal) -> None:
     ticker = portal.jobs["ticker"]
     portal.wait_status(ticker, {"Running"})

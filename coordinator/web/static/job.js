@@ -104,18 +104,81 @@
     explainIfWaiting(event.status);
   }
 
-  // Issue 17's GET /api/v1/jobs/{id}/explain fills this panel once it exists; until then
-  // the request answers 404 and the panel stays hidden.
+  // "Why it waits": GET /api/v1/jobs/{id}/explain while the job is Waiting, asked again
+  // every EXPLAIN_EVERY_MS (pilots come and go) and at each status change.
+  const EXPLAIN_EVERY_MS = 30000;
+  let explainTimer = null;
+
+  function element(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined) node.textContent = text;
+    if (className) node.className = className;
+    return node;
+  }
+
+  function requirementsTable(found) {
+    const table = element("table", undefined, "why-requirements");
+    table.id = "why-requirements";
+    const caption = element("caption",
+      `Pilots seen in the last ${found.interval_s / 60} minutes: ${found.pilots_seen}; ` +
+      `meeting every requirement: ${found.pilots_meeting_all}`);
+    const head = element("tr");
+    for (const name of ["Requirement", "Job asks", "Pilots meeting it"]) {
+      const th = element("th", name);
+      th.scope = "col";
+      head.append(th);
+    }
+    table.append(caption, head);
+    for (const check of found.requirements) {
+      const row = element("tr", undefined, check.excludes_all ? "excludes-all" : "");
+      row.dataset.requirement = check.name;
+      const name = element("th", check.name);
+      name.scope = "row";
+      const count = element("td", `${check.pilots_meeting} of ${found.pilots_seen}`);
+      if (check.excludes_all) count.append(element("strong", " excludes every pilot"));
+      row.append(name, element("td", check.wanted || "—"), count);
+      table.append(row);
+    }
+    return table;
+  }
+
+  function standing(found) {
+    const lines = [];
+    if (found.task_queue_id !== null) {
+      lines.push(`Task queue ${found.task_queue_id}: number ${found.queue_position} ` +
+        `of ${found.queue_waiting} waiting.`);
+    }
+    const share = found.fair_share;
+    if (share) {
+      lines.push(`Fair share: ${share.owner}${share.group ? " (" + share.group + ")" : ""} ` +
+        `is ${share.position} of ${share.owners} owner(s) with jobs waiting ` +
+        `(recent usage ${share.usage} cores, weight ${share.weight}).`);
+    }
+    const when = (found.last_pilot_at || "").slice(0, 19).replace("T", " ");
+    lines.push(when ? `A pilot of its VO was last heard from at ${when} UTC.`
+      : "No pilot of its VO has been heard from.");
+    return lines.map((line) => element("p", line, "muted"));
+  }
+
+  function showExplanation(found) {
+    const body = document.getElementById("why-it-waits-body");
+    const summary = element("p", found.summary);
+    summary.id = "why-summary";
+    const parts = [summary];
+    if (found.requirements.length) parts.push(requirementsTable(found));
+    body.replaceChildren(...parts, ...standing(found));
+  }
+
   async function explainIfWaiting(status) {
     const panel = document.getElementById("why-it-waits");
+    clearTimeout(explainTimer);
     if (status !== "Waiting") { panel.hidden = true; return; }
     const reply = await gp.api("GET", panel.dataset.explainUrl);
     if (!reply.ok || !reply.data) { panel.hidden = true; return; }
-    const body = document.getElementById("why-it-waits-body");
-    const pre = document.createElement("pre");
-    pre.textContent = JSON.stringify(reply.data, null, 2);
-    body.replaceChildren(pre);
+    showExplanation(reply.data);
     panel.hidden = false;
+    explainTimer = setTimeout(() => explainIfWaiting(
+      document.getElementById("job-status").textContent.trim()), EXPLAIN_EVERY_MS);
   }
 
   explainIfWaiting(document.getElementById("job-status").textContent.trim());
