@@ -160,9 +160,7 @@ def _replay(
         for row in rows
         if row["status"] == JobStatus.MATCHED.value and row["pilot_id"] == pilot_id
     ]
-    return _deliverable(
-        conn, [Claimed(row, *given[int(row["job_id"])]) for row in held], lease_s
-    )
+    return _deliverable(conn, [Claimed(row, *given[int(row["job_id"])]) for row in held], lease_s)
 
 
 def pilot_offer(claims: TokenClaims, pilot: Row, request: MatchRequest) -> Offer:

@@ -45,8 +45,8 @@ def post(lane: str, url: str, body: Any, headers: dict[str, str]) -> requests.Re
 class Pilot(FakePilot):
     """A hand-driven pilot whose match and reports take one lane."""
 
-    def __init__(self, coord: RunningCoordinator, vo: str, lane: str) -> None:
-        super().__init__(coord, vo)
+    def __init__(self, coord: RunningCoordinator, vo: str, lane: str, **reg: Any) -> None:
+        super().__init__(coord, vo, **reg)
         self.lane = lane
 
     def report(self, job_id: int, status: str, **update: Any) -> requests.Response:
@@ -54,9 +54,9 @@ class Pilot(FakePilot):
         return post(self.lane, url, {"status": status, **update}, self.job_headers())
 
 
-def match(pilot: Pilot, request_id: str, n: int = 2) -> list[dict[str, Any]]:
+def match(pilot: Pilot, request_id: str, n: int = 2, **request: Any) -> list[dict[str, Any]]:
     url = pilot.coord.api(f"/pilots/{pilot.pilot_id}/match")
-    body = {"n": n, "cores_free": n, "request_id": request_id}
+    body = {"n": n, "cores_free": n, "request_id": request_id, **request}
     reply = post(pilot.lane, url, body, pilot.headers())
     assert reply.status_code == 200, reply.text
     jobs: list[dict[str, Any]] = reply.json()["jobs"]
@@ -90,6 +90,31 @@ def test_retried_match_leaves_out_jobs_that_moved_on(
     assert pilot.report(first[0]["job_id"], "Running").status_code == 200
     again = match(pilot, "match-a")
     assert [job["job_id"] for job in again] == [first[1]["job_id"]]
+
+
+def test_retried_match_gives_the_same_gpus_and_whole_node(
+    shared_coordinator: RunningCoordinator, vo: str, lane: str
+) -> None:
+    """A k-job match's retry gives every job the GPUs (by id) and cores it got the first
+    time, whatever the retry offers, and no GPU twice; a whole-node job stays one."""
+    coord, user = shared_coordinator, User(shared_coordinator, vo)
+    (pair,) = user.submit(NumberOfGPUs=2)
+    singles = user.submit(NumberOfGPUs=1, Parameters=2)
+    pilot = Pilot(coord, vo, lane, cores=8, tags=["GPU"])
+    gpus = [{"id": str(i), "model": "Tesla T4", "memory_mb": 15360} for i in range(4)]
+    first = match(pilot, "gpus-1", n=8, cores_free=8, gpus_free=gpus)
+    given = {job["job_id"]: job["gpus"] for job in first}
+    assert set(given) == {pair, *singles}
+    assert len(given[pair]) == 2 and all(len(given[job]) == 1 for job in singles)
+    assert sorted(gpu for ids in given.values() for gpu in ids) == ["0", "1", "2", "3"]
+    # The retry offers other GPUs (as a pilot whose jobs ended meanwhile might): no matter.
+    again = match(pilot, "gpus-1", n=8, cores_free=8, gpus_free=list(reversed(gpus)))
+    assert again == first
+    (whole,) = user.submit(WholeNode="yes")
+    node = Pilot(coord, vo, lane, cores=6)
+    [got] = match(node, "whole-1", n=2, cores_free=6)
+    assert (got["job_id"], got["cores"], got["whole_node"]) == (whole, 6, True)
+    assert match(node, "whole-1", n=2, cores_free=1) == [got]
 
 
 def test_empty_match_is_remembered_too(
