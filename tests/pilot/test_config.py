@@ -111,8 +111,11 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "bool": ("no", False),
     "tuple[str, ...]": ("a, b", ("a", "b")),
 }
-NAMED_SAMPLES: dict[str, tuple[str, object]] = {"payload_uids": ("61000-61009", "61000-61009")}
-"""Settings whose text is checked beyond its type."""
+NAMED_SAMPLES: dict[str, tuple[str, object]] = {
+    "payload_uids": ("61000-61009", "61000-61009"),
+    "slot_policy": ("smallest_first", "smallest_first"),
+}
+"""Settings whose text is checked beyond its type (a range, one of a few words)."""
 REQUIRED = ("url", "token", "workdir")
 
 
@@ -124,12 +127,6 @@ def _setting(config: PilotConfig, name: str) -> object:
     for part in WRAPPER_SETTINGS[name]:
         place = getattr(place, part)
     return place
-
-
-NAMED_SAMPLES: dict[str, tuple[str, object]] = {
-    "slot_policy": ("smallest_first", "smallest_first"),
-}
-"""Settings that take one of a few words, not any value of their type."""
 
 
 def _sample(name: str) -> tuple[str, object]:

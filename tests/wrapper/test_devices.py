@@ -11,7 +11,7 @@ import pytest
 
 from protocol import JobStatus
 from tests.fake_gpus import make_fake_gpu_node
-from tests.wrapper.conftest import DirectoryTransport, assignment
+from tests.wrapper.conftest import IMAGE_LOCATIONS, DirectoryTransport, assignment
 from tests.wrapper.rootfs import build_rootfs
 from tests.wrapper.test_apptainer import ISOLATION, run_with, stand_in, workdir_options
 from wrapper.devices import (
@@ -26,7 +26,9 @@ from wrapper.job import ContainerSettings, JobOutcome, JobRun, WrapperConfig
 
 PLAIN = WrapperConfig(allow_plain=True, kill_grace_s=0.5)
 BWRAP = WrapperConfig(
-    allow_plain=False, containers=ContainerSettings(runtimes=("bwrap",)), kill_grace_s=0.5
+    allow_plain=False,
+    containers=ContainerSettings(runtimes=("bwrap",), allowed_images=IMAGE_LOCATIONS),
+    kill_grace_s=0.5,
 )
 SHOW = (
     "echo CUDA=${CUDA_VISIBLE_DEVICES-unset} ROCR=${ROCR_VISIBLE_DEVICES-unset} "
