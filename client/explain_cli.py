@@ -44,9 +44,11 @@ def format_job_explanation(found: JobExplanation) -> list[str]:
             f"  {check.name:<13} {wanted[:width]:<{width}} {check.pilots_meeting}/{seen}{mark}"
         )
     if found.task_queue_id is not None:
+        limit = found.queue_count_limit
+        past = "+" if limit and (found.queue_position or 0) > limit else ""
         lines.append(
-            f"TaskQueue={found.task_queue_id}; Position={found.queue_position} "
-            f"of {found.queue_waiting} waiting;"
+            f"TaskQueue={found.task_queue_id}; Position={found.queue_position}{past} "
+            f"of {found.queue_waiting}{'+' if limit else ''} waiting;"
         )
     share = found.fair_share
     if share is not None:

@@ -773,6 +773,10 @@ class JobExplanation(Message):
     """1: the next job its task queue gives out."""
     queue_waiting: int = 0
     """Jobs waiting in its task queue."""
+    queue_count_limit: int = 0
+    """Non-zero when the queue counts stopped at this many (the coordinator counts no
+    further): ``queue_waiting`` is then at least that, a ``queue_position`` past it means
+    further back."""
     fair_share: Optional[FairShareStanding] = None
     last_pilot_at: str = ""
     """When a pilot of the job's VO last asked for work (UTC); empty: never."""

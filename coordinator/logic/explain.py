@@ -80,6 +80,8 @@ class QueuePlace:
     position: int
     """1: the next job of the queue."""
     waiting: int
+    count_limit: int = 0
+    """The counts stopped at this many (0: they are exact)."""
 
 
 def fair_share_standing(
@@ -139,6 +141,7 @@ def explain_job(
         task_queue_id=job.queue.task_queue_id if job.queue else None,
         queue_position=job.queue.position if job.queue else None,
         queue_waiting=job.queue.waiting if job.queue else 0,
+        queue_count_limit=job.queue.count_limit if job.queue else 0,
         fair_share=job.fair_share,
         last_pilot_at=last_pilot_at,
     )

@@ -5,8 +5,8 @@ What is read is bounded and indexed, never a scan of the jobs: the job itself; t
 pilots heard from within ``explain_interval_s`` (at most ``explain_max_pilots``, newest
 first; an index on (vo, last_seen)), with what they registered (cores, memory, GPUs, CPU
 score) and their last match request; the VO's task queues that have a job waiting (one
-index seek each); the job's place in its queue (a count over that queue's index range);
-the owners' fair-share usage.
+index seek each); the job's place in its queue (counts over that queue's index ranges
+that stop at ``taskqueues.QUEUE_COUNT_LIMIT``); the owners' fair-share usage.
 """
 
 from __future__ import annotations
@@ -165,7 +165,13 @@ def _queue_place(conn: Connection, row: Row) -> Optional[explain.QueuePlace]:
         return None
     tq_id = int(row["task_queue_id"])
     ahead, waiting = tq_store.queue_place(conn, tq_id, int(row["priority"]), int(row["job_id"]))
-    return explain.QueuePlace(task_queue_id=tq_id, position=ahead + 1, waiting=waiting)
+    limit = tq_store.QUEUE_COUNT_LIMIT
+    return explain.QueuePlace(
+        task_queue_id=tq_id,
+        position=ahead + 1,
+        waiting=waiting,
+        count_limit=limit if max(ahead, waiting) >= limit else 0,
+    )
 
 
 def _fair_share(

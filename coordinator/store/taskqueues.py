@@ -11,11 +11,9 @@ from sqlalchemy import (
     Integer,
     RowMapping,
     Select,
-    and_,
     bindparam,
     delete,
     func,
-    or_,
     select,
     text,
     union_all,
@@ -322,16 +320,25 @@ def queues_with_waiting(conn: Connection, vo: str) -> list[RowMapping]:
     return list(conn.execute(query).mappings())
 
 
+QUEUE_COUNT_LIMIT = 1000
+"""``queue_place`` counts up to this many: an explanation costs the same in a queue of a
+million jobs (a job that far back learns it is past the first thousand)."""
+
+
 def queue_place(
     conn: Connection, task_queue_id: int, priority: int, job_id: int
 ) -> tuple[int, int]:
-    """(Waiting jobs before this one in match order, Waiting jobs in its queue): ranges of
-    the queue's index, so the cost is the queue's size, not the jobs table's."""
+    """(Waiting jobs before this one in match order, Waiting jobs in its queue), each
+    counted up to ``QUEUE_COUNT_LIMIT``, in one statement over ranges of the queue's index
+    that stop there (``ix_jobs_task_queue``: higher priorities, then the same priority and
+    an older id)."""
     in_queue = (jobs.c.task_queue_id == task_queue_id, jobs.c.status == JobStatus.WAITING.value)
-    ahead = or_(
-        jobs.c.priority > priority, and_(jobs.c.priority == priority, jobs.c.job_id < job_id)
-    )
-    count = select(func.count()).select_from(jobs)
-    before = conn.execute(count.where(*in_queue, ahead)).scalar() or 0
-    waiting = conn.execute(count.where(*in_queue)).scalar() or 0
-    return int(before), int(waiting)
+    higher = (jobs.c.priority > priority,)
+    older = (jobs.c.priority == priority, jobs.c.job_id < job_id)
+
+    def counted(*where: Any) -> Any:
+        first = select(jobs.c.job_id).where(*in_queue, *where).limit(QUEUE_COUNT_LIMIT)
+        return select(func.count()).select_from(first.subquery()).scalar_subquery()
+
+    row = conn.execute(select(counted(*higher), counted(*older), counted())).one()
+    return min(QUEUE_COUNT_LIMIT, int(row[0]) + int(row[1])), int(row[2])

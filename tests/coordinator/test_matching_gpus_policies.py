@@ -3,6 +3,7 @@ jobs, the pilots' slot policies and the wider-job signal."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.conftest import RunningCoordinator
@@ -137,3 +138,40 @@ def test_cpu_efficiency_counts_the_cores_the_job_held(
     ).json()["rows"]
     [mine] = [row for row in rows if row["key"] == user]
     assert (mine["jobs"], mine["wall_core_s"], mine["efficiency_percent"]) == (1, 8.0, 75.0)
+
+
+GPU_YAML = """
+Executable: /bin/echo
+NumberOfGPUs: 2
+MinGPUCapability: 8.0
+GPUMemoryMB: 40000
+GPUModel: [A100]
+"""
+"""As a user writes it: the capability unquoted (YAML reads a number)."""
+
+
+def test_gpu_requirements_in_yaml_and_json_descriptions_are_matched(
+    shared_coordinator: RunningCoordinator, vo: str
+) -> None:
+    """The same GPU job submitted as YAML and as JSON: neither goes to a node of T4s (7.5,
+    15 GB); a node with two A100s and two T4s takes one of them, on the A100s."""
+    import requests
+    import yaml
+
+    coord = shared_coordinator
+    headers = coord.headers(coord.token(subject="alice", vo=vo))
+    as_json = json.dumps(yaml.safe_load(GPU_YAML))
+    assert '"MinGPUCapability": 8.0' in as_json  # a JSON number too
+    submitted = []
+    for text, fmt in ((GPU_YAML, "yaml"), (as_json, "json")):
+        body = {"description": text, "format": fmt}
+        reply = requests.post(coord.api("/jobs"), json=body, headers=headers, timeout=60)
+        assert reply.status_code == 201, reply.text
+        submitted += reply.json()["job_ids"]
+    pilot = register_pilot(coord, vo, cores=4, tags=["GPU"])
+    t4s = [{"id": str(i), **T4} for i in range(4)]
+    assert match(coord, pilot, n=2, cores_free=4, gpus_free=t4s) == []
+    got = given(match(coord, pilot, n=2, cores_free=4, gpus_free=GPUS))
+    assert list(got.values()) == [["0", "1"]] and set(got) < set(submitted)
+    rest = given(match(coord, pilot, n=2, cores_free=4, gpus_free=GPUS))  # as once that job ended
+    assert set(rest) == set(submitted) - set(got) and list(rest.values()) == [["0", "1"]]

@@ -145,8 +145,10 @@
   function standing(found) {
     const lines = [];
     if (found.task_queue_id !== null) {
-      lines.push(`Task queue ${found.task_queue_id}: number ${found.queue_position} ` +
-        `of ${found.queue_waiting} waiting.`);
+      const limit = found.queue_count_limit || 0;
+      const past = limit && found.queue_position > limit ? "+" : "";
+      lines.push(`Task queue ${found.task_queue_id}: number ${found.queue_position}${past} ` +
+        `of ${found.queue_waiting}${limit ? "+" : ""} waiting.`);
     }
     const share = found.fair_share;
     if (share) {
