@@ -305,8 +305,7 @@ class MatchRound:
         }
         if not candidates:
             return 0
-        heads = tq_store.next_waiting_of(self.conn, list(candidates), 1)
-        waiting = [candidates[tq_id] for tq_id, rows in heads.items() if rows]
+        waiting = [candidates[tq_id] for tq_id in tq_store.waiting_among(self.conn, candidates)]
         return wider_job_cores(waiting, self.offer, memory_mb, self.given_cores)
 
     def _finish(self) -> None:

@@ -302,9 +302,9 @@ def save_usage(conn: Connection, vo: str, usage: Mapping[str, float], at_s: floa
     _SAVE_USAGE.on(conn).run_many(conn, rows)
 
 
-def queues_with_waiting(conn: Connection, vo: str) -> list[RowMapping]:
-    """The VO's task queues with at least one Waiting job: one index seek per queue."""
-    waiting = (
+def _has_waiting() -> Any:
+    """EXISTS a Waiting job of the task queue in the outer query: one index seek."""
+    return (
         select(jobs.c.job_id)
         .where(
             jobs.c.task_queue_id == task_queues.c.task_queue_id,
@@ -312,12 +312,24 @@ def queues_with_waiting(conn: Connection, vo: str) -> list[RowMapping]:
         )
         .exists()
     )
+
+
+def queues_with_waiting(conn: Connection, vo: str) -> list[RowMapping]:
+    """The VO's task queues with at least one Waiting job: one index seek per queue."""
     query = (
         select(task_queues)
-        .where(task_queues.c.vo == vo, waiting)
+        .where(task_queues.c.vo == vo, _has_waiting())
         .order_by(task_queues.c.task_queue_id)
     )
     return list(conn.execute(query).mappings())
+
+
+def waiting_among(conn: Connection, task_queue_ids: Iterable[int]) -> set[int]:
+    """Those of ``task_queue_ids`` with at least one Waiting job: one index seek each."""
+    query = select(task_queues.c.task_queue_id).where(
+        task_queues.c.task_queue_id.in_(list(task_queue_ids)), _has_waiting()
+    )
+    return {int(tq_id) for tq_id in conn.execute(query).scalars()}
 
 
 QUEUE_COUNT_LIMIT = 1000
