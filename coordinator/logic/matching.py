@@ -224,23 +224,33 @@ def whole_node_offer(offer: Offer, memory_mb: int) -> Offer:
     )
 
 
+K = TypeVar("K")
+
+
+def wider_widths(
+    needs: Mapping[K, Requirements], offer: Offer, memory_mb: int = 0, given_cores: int = 0
+) -> dict[K, int]:
+    """The cores each job of ``needs`` would take, for those that would fit the node (its
+    ``memory_mb`` in all) but neither what it has free now nor the width of the jobs it was
+    just given (``given_cores``, the widest: a job no wider was not passed over). The node
+    as a whole is worked out once, not per job (a match asks this of every queue)."""
+    if offer.cores_free >= offer.node_cores:
+        return {}
+    empty = whole_node_offer(offer, memory_mb)
+    narrower = max(offer.cores_free, given_cores)
+    return {
+        key: cores_to_give(job, empty) if job.whole_node else job.cores
+        for key, job in needs.items()
+        if (job.cores > narrower or job.whole_node) and fits(job, empty)
+    }
+
+
 def wider_job_cores(
     needs: Iterable[Requirements], offer: Offer, memory_mb: int = 0, given_cores: int = 0
 ) -> int:
-    """The fewest cores of the jobs in ``needs`` that would fit the node (its ``memory_mb``
-    in all) but neither what it has free now nor the width of the jobs it was just given
-    (``given_cores``, the widest: a job no wider was not passed over); 0 when none."""
-    if offer.cores_free >= offer.node_cores:
-        return 0
-    empty = whole_node_offer(offer, memory_mb)
-    narrower = max(offer.cores_free, given_cores)
-    widths = [
-        cores_to_give(job, empty) if job.whole_node else job.cores
-        for job in needs
-        if job.cores > narrower or job.whole_node
-        if fits(job, empty)
-    ]
-    return min(widths, default=0)
+    """The fewest cores of ``wider_widths``; 0 when none."""
+    widths = wider_widths(dict(enumerate(needs)), offer, memory_mb, given_cores)
+    return min(widths.values(), default=0)
 
 
 Q = TypeVar("Q")

@@ -54,7 +54,7 @@ from coordinator.logic.matching import (
     gpus_for,
     policy_choice,
     request_offer,
-    wider_job_cores,
+    wider_widths,
 )
 from coordinator.logic.pilots import check_request_id, own_pilot
 from coordinator.logic.queue_index import IndexedQueue, QueueIndex
@@ -297,16 +297,20 @@ class MatchRound:
         fit this pilot's node (``memory_mb`` in all) but neither its cores free now nor the
         widest job this round gave; from the index, and only when some queue is that wide,
         one statement to see that it has a job waiting."""
-        candidates = {
-            queue.task_queue_id: queue.needs
-            for queue in self.index.queues(self.conn, self.offer.vo)
-            if queue.task_queue_id not in self.exhausted
-            and wider_job_cores([queue.needs], self.offer, memory_mb, self.given_cores)
-        }
-        if not candidates:
+        widths = wider_widths(
+            {
+                queue.task_queue_id: queue.needs
+                for queue in self.index.queues(self.conn, self.offer.vo)
+                if queue.task_queue_id not in self.exhausted
+            },
+            self.offer,
+            memory_mb,
+            self.given_cores,
+        )
+        if not widths:
             return 0
-        waiting = [candidates[tq_id] for tq_id in tq_store.waiting_among(self.conn, candidates)]
-        return wider_job_cores(waiting, self.offer, memory_mb, self.given_cores)
+        waiting = tq_store.waiting_among(self.conn, widths)
+        return min((widths[tq_id] for tq_id in waiting), default=0)
 
     def _finish(self) -> None:
         tq_store.save_usage(
