@@ -264,7 +264,8 @@ class MatchRound:
         queues would still fit what is left after that many of its largest jobs (the most
         cores and the most memory any of them takes), and until fair share would turn to
         another owner."""
-        if any(queue.needs.gpus or queue.needs.whole_node for queue in queues):
+        counted = self.offer.gpus is not None  # else GPU jobs match on the tag, get no ids
+        if any(queue.needs.whole_node or (counted and queue.needs.gpus) for queue in queues):
             return 1  # which GPUs a job gets depends on the ones before it: one at a time
         offer, usage, count = self.offer, dict(self.usage), 0
         while count < room and all(fits(queue.needs, offer) for queue in queues):
