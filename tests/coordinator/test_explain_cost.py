@@ -24,6 +24,7 @@ from coordinator.logic import explanations, jobs, matchmaker, pilots
 from coordinator.logic.auth import TokenClaims
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
+from coordinator.store import revisions
 from coordinator.store.database import Database
 from coordinator.store.taskqueues import QUEUE_COUNT_LIMIT
 from protocol import JobExplanation, MatchRequest, PilotRegistration, Role, SubmitRequest
@@ -71,7 +72,7 @@ class Cost:
 def test_explaining_a_job_costs_the_same_with_10_or_10000_jobs_waiting(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     db = Database(settings.database_url)
-    db.create_schema()
+    revisions.upgrade(db)
     alice = claims("alice", Role.USER)
     factory = claims("factory", Role.PILOT)
     # A pilot that asked for work and was refused: the job names another site.
