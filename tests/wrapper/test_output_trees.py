@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import subprocess
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -47,7 +48,12 @@ def output_names(transport: DirectoryTransport, outcome: JobOutcome, tmp_path: P
 def test_deep_tree_under_a_glob_fails_the_job_not_the_wrapper(
     tmp_path: Path, transport: DirectoryTransport
 ) -> None:
-    outcome = run(tmp_path, transport, DEEP_TREE, ["**/x"])
+    try:
+        outcome = run(tmp_path, transport, DEEP_TREE, ["**/x"])
+    finally:
+        # pytest's clean-up of old temporary dirs recurses (RecursionError at the end of a
+        # later run); rm does not.
+        subprocess.run(["rm", "-rf", str(tmp_path / "pilot")], check=True, timeout=120)
     assert outcome.status == JobStatus.FAILED
     assert outcome.minor_status == (
         "Output Sandbox Not Collected: the work dir holds a tree deeper than 256 directory "
