@@ -35,7 +35,9 @@ def test_login_shows_vo_and_role_and_keeps_the_token_in_an_httponly_cookie(
     shot(browser, portal, "login")
     browser.find_element("id", "token").send_keys("not-a-token")
     browser.find_element("id", "login-submit").click()
-    assert "cannot log in" in text_of(browser, "login-error")
+    # The form posts and the answer is a new page: wait for it (the click may return first).
+    errors = wait_until(lambda: browser.find_elements("id", "login-error"), what="login error")
+    assert "cannot log in" in errors[0].text
     browser.find_element("id", "token").send_keys(portal.tokens["alice"])
     browser.find_element("id", "login-submit").click()
     wait_until(lambda: "/web/jobs?status=Done" in browser.current_url, what="the page asked for")
