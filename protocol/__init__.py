@@ -8,6 +8,9 @@ newer coordinator that added fields. A snapshot of every message's fields is kep
 
 This module imports only the standard library: the single-file pilot carries it and the
 coordinator imports it.
+
+One module over 800 lines on purpose (docs/architecture.md says why): the whole contract
+is read and reviewed as one unit.
 """
 
 from __future__ import annotations
