@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
 from protocol import API_PREFIX, PROTOCOL_HEADER, PROTOCOL_VERSION, Role
 from tests.services.databases import CHOICES, TestDatabases, default_mode
+from tests.services.ports import free_port
 from tests.services.postgres import PostgresCluster, stop_orphaned_clusters
 from tests.services.s3 import S3Server, running_s3
 
@@ -122,13 +122,6 @@ class PortTaken(RuntimeError):
     """The port given to a coordinator was bound by someone else first."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -197,7 +190,7 @@ def launch_coordinator(
         # A port found free may be taken before the coordinator binds it: another go.
         for _attempt in range(3):
             try:
-                return launch_coordinator(data_dir, _free_port(), env=env, key_dir=key_dir, **flags)
+                return launch_coordinator(data_dir, free_port(), env=env, key_dir=key_dir, **flags)
             except PortTaken:
                 continue
         raise RuntimeError("three free ports in a row were taken before the coordinator bound them")

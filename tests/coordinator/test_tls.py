@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from cryptography import x509
 
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
 from protocol import Role
+from tests.services.ports import free_port
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -45,13 +45,6 @@ def gridpilot(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("certs")
@@ -65,7 +58,7 @@ def tls_coordinator(
     certs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TLSCoordinator]:
     data_dir = tmp_path_factory.mktemp("tls-coordinator")
-    port = _free_port()
+    port = free_port()
     log_path = data_dir / "server.log"
     args = ["serve", "--data-dir", str(data_dir), "--port", str(port)]
     args += ["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server-key.pem")]
@@ -210,7 +203,7 @@ def test_the_clock_and_coordinator_checks_trust_the_pilots_ca_bundle(
 
 def test_serve_refuses_a_missing_key_clearly(certs: Path, tmp_path: Path) -> None:
     result = gridpilot(
-        "serve", "--data-dir", str(tmp_path / "data"), "--port", str(_free_port()),
+        "serve", "--data-dir", str(tmp_path / "data"), "--port", str(free_port()),
         "--tls-cert", str(certs / "server.pem"), "--tls-key", str(tmp_path / "missing.pem"),
     )  # fmt: skip
     assert result.returncode == 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from tests.packaging.service_files import (
     parse_environment_file,
     parse_unit,
 )
+from tests.services.ports import free_port
 
 SYSTEMD = REPO_ROOT / "packaging" / "systemd"
 UNIT = SYSTEMD / "gridpilot-coordinator.service"
@@ -39,13 +39,6 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 STOPPED_CLEANLY = (0, -signal.SIGTERM)
 """uvicorn ends a graceful stop by re-raising the signal; systemd and Docker count a
 service ended by its stop signal as stopped cleanly."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

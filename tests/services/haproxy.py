@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from tests.services.postgres import free_port
+from tests.services.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 CONFIG = REPO_ROOT / "packaging" / "scaleout" / "haproxy.cfg"

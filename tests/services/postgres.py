@@ -15,7 +15,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import psutil
+
+from tests.services.ports import free_port
 
 START_TIMEOUT_S = 60
 SUPERUSER = "gridpilot"
@@ -52,13 +53,6 @@ def bin_dir() -> Path:
 def _version_key(path: str) -> int:
     version = Path(path).parent.parent.name
     return int(version) if version.isdigit() else 0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresCluster:

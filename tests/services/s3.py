@@ -21,7 +21,7 @@ from typing import Optional
 
 import requests
 
-from tests.services.postgres import free_port
+from tests.services.ports import free_port
 
 START_TIMEOUT_S = 60.0
 ACCESS_KEY = "gridpilot"
