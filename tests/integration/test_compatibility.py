@@ -22,8 +22,9 @@ import pytest
 import requests
 
 from coordinator.logic.auth import load_or_create_signing_key
-from tests.conftest import REPO_ROOT, RunningCoordinator, _free_port, _stop, launch_coordinator
+from tests.conftest import REPO_ROOT, RunningCoordinator, _stop, launch_coordinator
 from tests.coordinator.pilot_calls import User
+from tests.services.ports import free_port
 
 PREVIOUS = "7c64aa1"
 """The release before the hot path (issue 14): its pilot and its coordinator."""
@@ -66,7 +67,7 @@ def previous_coordinator(previous_tree: Path, tmp_path: Path) -> Iterator[Runnin
     data_dir = tmp_path / "previous-coordinator"
     data_dir.mkdir()
     key = load_or_create_signing_key(data_dir)
-    port = _free_port()
+    port = free_port()
     log_path = data_dir / "server.log"
     command = [sys.executable, "-m", "coordinator", "serve", "--data-dir", str(data_dir)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--heartbeat-interval-s", "1"]
