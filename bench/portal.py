@@ -47,6 +47,11 @@ GOAL_PAGE_MS = 300.0
 GOAL_SEARCH_P99_MS = 100.0
 SERVE_OPTIONS = ("--rate-limit-per-s", "0", "--log-level", "WARNING")
 
+
+def _name_like(pattern: str) -> tuple[str, dict[str, Any]]:
+    return ("search", {"search": [{"parameter": "JobName", "operator": "like", "value": pattern}]})
+
+
 QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
     "monitor page (25 newest, not Deleted)": (
         "search",
@@ -66,10 +71,10 @@ QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
             "sort": [{"parameter": "LastUpdateTime", "direction": "desc"}],
         },
     ),
-    "JobName like %-g7-% (no index)": (
-        "search",
-        {"search": [{"parameter": "JobName", "operator": "like", "value": "bench-g7-%"}]},
-    ),
+    # Names are bench-g<group>-<n>: every job holds the trigrams of "bench-g".
+    "JobName like bench-g7-% (prefix, 1 in 50)": _name_like("bench-g7-%"),
+    "JobName like %-g8-1% (substring, 1 in 90)": _name_like("%-g8-1%"),
+    "JobName like %12345% (substring, 1 in 20,000)": _name_like("%12345%"),
     "summary by Status": ("summary", {"grouping": ["Status"]}),
     "summary by Site, Status": ("summary", {"grouping": ["Site", "Status"]}),
 }

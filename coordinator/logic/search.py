@@ -18,6 +18,7 @@ from coordinator.errors import BadRequest
 from coordinator.logic.auth import TokenClaims
 from coordinator.store import search as search_store
 from coordinator.store.database import Database
+from coordinator.store.name_index import LIKE_ESCAPE
 from coordinator.store.schema import utc_timestamp
 from protocol import Role
 
@@ -39,7 +40,8 @@ class SearchSpec:
     parameter: str
     operator: str
     value: Value = None
-    """For eq, neq, gt, lt, like, not like (``%`` and ``_`` wildcards, case-insensitive),
+    """For eq, neq, gt, lt, like, not like (``%`` and ``_`` wildcards, ``\\`` escapes the
+    next character; case-insensitive),
     and ``last days`` (a number of days, on a time attribute)."""
     values: Optional[list[Value]] = None
     """For in and not in."""
@@ -91,7 +93,7 @@ def _typed(name: str, value: Value, operator: str) -> Any:
     if value is None:
         raise BadRequest(f"{name} {operator}: a value is needed", details={"parameter": name})
     if operator in ("like", "not like"):
-        return str(value)
+        return _pattern(name, str(value))
     if name in search_store.NUMBER_ATTRIBUTES:
         try:
             return int(value)
@@ -111,6 +113,23 @@ def _typed(name: str, value: Value, operator: str) -> Any:
             moment = moment.replace(tzinfo=timezone.utc)
         return utc_timestamp(moment)
     return str(value)
+
+
+def _pattern(name: str, pattern: str) -> str:
+    """A ``like`` pattern: ``%`` any text, ``_`` one character, ``\\`` makes the next
+    character literal (``100\\%``), so a pattern may not end with a lone one."""
+    if (len(pattern) - len(pattern.rstrip(LIKE_ESCAPE))) % 2 == 1:
+        raise BadRequest(
+            f"{name} like {pattern!r}: the pattern ends with an unfinished escape "
+            f"({LIKE_ESCAPE!r} makes the next character literal; write it twice to mean it)",
+            details={"parameter": name},
+        )
+    return pattern
+
+
+def like_literal(text: str) -> str:
+    """``text`` as a ``like`` pattern that matches it exactly (its wildcards escaped)."""
+    return "".join(LIKE_ESCAPE + char if char in "%_\\" else char for char in text)
 
 
 def condition(spec: SearchSpec, now: datetime) -> search_store.Condition:
@@ -169,6 +188,7 @@ def search(
     sort = [(attribute(s.parameter), _descending(s.direction)) for s in params.sort]
     first = (page - 1) * per_page
     with db.read() as conn:
+        query = search_store.with_indexes(conn, query)
         rows = search_store.search(
             conn,
             query,
@@ -189,7 +209,7 @@ def summary(db: Database, claims: TokenClaims, params: SummaryParams) -> list[di
     grouping = list(dict.fromkeys(attribute(name) for name in params.grouping))
     query = scoped_query(claims, params.search)
     with db.read() as conn:
-        return search_store.summary(conn, query, grouping)
+        return search_store.summary(conn, search_store.with_indexes(conn, query), grouping)
 
 
 def _descending(direction: str) -> bool:

@@ -101,6 +101,12 @@ jobs = Table(
     Index("ix_jobs_created", "created_at"),
 )
 
+# Job names by trigram, for ``JobName like %x%`` (coordinator/store/name_index.py): each
+# dialect's own kind of object, made and kept by migration 0006 and not declared here
+# (SQLAlchemy has no FTS5 table): SQLite's FTS5 table ``job_names`` and PostgreSQL's GIN
+# index ``job_names_trgm``. Every object whose name starts so is one of them.
+NAME_INDEX = "job_names"
+
 job_history = Table(
     "job_history",
     metadata,
@@ -267,11 +273,11 @@ pilot_jobs = Table(
     Index("ix_pilot_jobs_job", "job_id"),
 )
 
-# Jobs per (VO, owner, group, site, status, job group), kept by triggers on ``jobs`` (on
-# SQLite; elsewhere it stays empty and summaries count the jobs themselves): the Job
-# Monitor's counts and search totals read a few rows here instead of a million jobs
-# (coordinator/store/search.py). The triggers and the first counts are made by migration
-# 0003 (coordinator/store/migrations/versions/), like every part of the schema.
+# Jobs per (VO, owner, group, site, status, job group), kept by triggers on ``jobs``: the
+# Job Monitor's counts and search totals read a few rows here instead of a million jobs
+# (coordinator/store/search.py). The triggers and the first counts are made by migrations
+# 0003 (SQLite) and 0006 (PostgreSQL) (coordinator/store/migrations/versions/), like every
+# part of the schema.
 ROLLUP_KEY = ("vo", "owner", "owner_group", "site", "status", "job_group")
 job_counts = Table(
     "job_counts",

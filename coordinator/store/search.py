@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from sqlalchemy import Column, ColumnElement, Connection, Select, func, select
 
+from coordinator.store import name_index
 from coordinator.store.schema import job_counts, jobs
 
 # Attribute name (DIRAC's, as DiracX's search uses them) -> column. The description is
@@ -80,9 +81,34 @@ class Query:
     """None: every owner (admins); else only this owner's jobs..."""
     vo: Optional[str] = None
     """...in this VO."""
+    narrowing: tuple[ColumnElement[bool], ...] = ()
+    """Conditions implied by the others that an index answers (``with_indexes``)."""
 
 
-def _clause(condition: Condition, columns: dict[str, Column[Any]]) -> ColumnElement[bool]:
+def with_indexes(conn: Connection, query: Query) -> Query:
+    """``query`` with what the name index says about its ``like`` patterns on JobName
+    (coordinator/store/name_index.py): the same jobs, found without reading them all."""
+    narrowing = []
+    for condition in query.conditions:
+        if condition.attribute == "JobName" and condition.operator == "like":
+            found = name_index.candidates(conn, condition.value)
+            if found is not None:
+                narrowing.append(found)
+    return dataclasses.replace(query, narrowing=tuple(narrowing))
+
+
+def _like(column: Column[Any], pattern: str, dialect: str) -> ColumnElement[bool]:
+    """Case-insensitive for ASCII letters (on PostgreSQL for all), ``\\`` escaping: on
+    PostgreSQL ``ILIKE``'s default escape, which an explicit ESCAPE would hide from the
+    trigram index."""
+    if dialect == "postgresql":
+        return column.ilike(pattern)
+    return column.ilike(pattern, escape=name_index.LIKE_ESCAPE)
+
+
+def _clause(
+    condition: Condition, columns: dict[str, Column[Any]], dialect: str
+) -> ColumnElement[bool]:
     column = columns[condition.attribute]
     value = condition.value
     op = condition.operator
@@ -95,9 +121,9 @@ def _clause(condition: Condition, columns: dict[str, Column[Any]]) -> ColumnElem
     if op == "lt":
         return column < value
     if op == "like":
-        return column.ilike(value)
+        return _like(column, value, dialect)
     if op == "not like":
-        return ~column.ilike(value)
+        return ~_like(column, value, dialect)
     if op == "in":
         return column.in_(list(value))
     if op == "not in":
@@ -106,20 +132,26 @@ def _clause(condition: Condition, columns: dict[str, Column[Any]]) -> ColumnElem
 
 
 def _where(
-    statement: Select[Any], query: Query, columns: dict[str, Column[Any]] = ATTRIBUTES
+    conn: Connection,
+    statement: Select[Any],
+    query: Query,
+    columns: dict[str, Column[Any]] = ATTRIBUTES,
 ) -> Select[Any]:
     if query.owner is not None:
         statement = statement.where(columns["Owner"] == query.owner)
     if query.vo is not None:
         statement = statement.where(columns["VO"] == query.vo)
-    return statement.where(*(_clause(c, columns) for c in query.conditions))
+    if columns is ATTRIBUTES:
+        statement = statement.where(*query.narrowing)
+    dialect = conn.dialect.name
+    return statement.where(*(_clause(c, columns, dialect) for c in query.conditions))
 
 
 def _rollup_answers(conn: Connection, query: Query, attributes: Sequence[str]) -> bool:
-    """Whether ``job_counts`` can answer: it is kept (SQLite) and every attribute the
+    """Whether ``job_counts`` can answer: every attribute the
     question names is one it counts by (``like`` included: it filters the key columns)."""
     names = [*attributes, *(c.attribute for c in query.conditions)]
-    return conn.dialect.name == "sqlite" and all(name in ROLLUP for name in names)
+    return all(name in ROLLUP for name in names)
 
 
 def search(
@@ -135,7 +167,7 @@ def search(
     """Rows of ``parameters`` (attribute names) matching ``query``, ordered by ``sort``
     (attribute, descending) and then by job id (newest first)."""
     columns = [ATTRIBUTES[name].label(name) for name in parameters]
-    statement = _where(select(*columns), query)
+    statement = _where(conn, select(*columns), query)
     if distinct:
         statement = statement.distinct()
     order = [ATTRIBUTES[name].desc() if desc else ATTRIBUTES[name].asc() for name, desc in sort]
@@ -147,13 +179,13 @@ def search(
 
 def count(conn: Connection, query: Query, parameters: Sequence[str], distinct: bool) -> int:
     if not distinct and _rollup_answers(conn, query, ()):
-        total = _where(select(func.sum(job_counts.c.n)), query, ROLLUP)
+        total = _where(conn, select(func.sum(job_counts.c.n)), query, ROLLUP)
         return int(conn.scalar(total) or 0)
     if distinct:
         columns = [ATTRIBUTES[name] for name in parameters]
-        inner = _where(select(*columns), query).distinct().subquery()
+        inner = _where(conn, select(*columns), query).distinct().subquery()
         return int(conn.scalar(select(func.count()).select_from(inner)) or 0)
-    return int(conn.scalar(_where(select(func.count()).select_from(jobs), query)) or 0)
+    return int(conn.scalar(_where(conn, select(func.count()).select_from(jobs), query)) or 0)
 
 
 def summary(conn: Connection, query: Query, grouping: Sequence[str]) -> list[dict[str, Any]]:
@@ -161,12 +193,13 @@ def summary(conn: Connection, query: Query, grouping: Sequence[str]) -> list[dic
     if _rollup_answers(conn, query, grouping):
         keys = [ROLLUP[name] for name in grouping]
         total = func.sum(job_counts.c.n)
-        statement = _where(select(*(k.label(n) for k, n in zip(keys, grouping))), query, ROLLUP)
+        labelled = select(*(key.label(name) for key, name in zip(keys, grouping)))
+        statement = _where(conn, labelled, query, ROLLUP)
         statement = statement.add_columns(total.label("count")).group_by(*keys)
         statement = statement.having(total > 0).order_by(*keys)
         return [dict(row) for row in conn.execute(statement).mappings()]
     columns = [ATTRIBUTES[name].label(name) for name in grouping]
-    statement = _where(select(*columns, func.count().label("count")), query)
+    statement = _where(conn, select(*columns, func.count().label("count")), query)
     statement = statement.select_from(jobs).group_by(*(ATTRIBUTES[n] for n in grouping))
     statement = statement.order_by(*(ATTRIBUTES[n] for n in grouping))
     return [dict(row) for row in conn.execute(statement).mappings()]

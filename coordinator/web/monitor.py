@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 from urllib.parse import urlencode
 
-from coordinator.logic.search import SearchParams, SearchSpec, SortSpec, SummaryParams
+from coordinator.logic.search import (
+    SearchParams,
+    SearchSpec,
+    SortSpec,
+    SummaryParams,
+    like_literal,
+)
 from protocol import JobStatus
 
 PAGE_SIZES = (25, 50, 100)
@@ -79,7 +85,8 @@ class MonitorView:
             if key in self.filters:
                 specs.append(SearchSpec(name, "in", values=list(self.filters[key])))
         if "job_name" in self.filters:
-            specs.append(SearchSpec("JobName", "like", f"%{self.filters['job_name'][0]}%"))
+            name = like_literal(self.filters["job_name"][0])
+            specs.append(SearchSpec("JobName", "like", f"%{name}%"))
         if "days" in self.filters:
             specs.append(SearchSpec("SubmissionTime", "last days", self.filters["days"][0]))
         if "from" in self.filters:

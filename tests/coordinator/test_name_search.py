@@ -1,0 +1,196 @@
+"""``JobName like`` through the trigram name index (coordinator/store/name_index.py) finds
+exactly what reading every job finds: the same jobs, in the same order, with the same
+total, under the same access rules, for patterns with wildcards, escapes, short literals
+and trigrams common to most jobs. On SQLite and on PostgreSQL (``--database postgresql``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, insert, text
+
+from coordinator.errors import BadRequest
+from coordinator.logic import search
+from coordinator.logic.auth import TokenClaims
+from coordinator.store import name_index, revisions
+from coordinator.store import search as search_store
+from coordinator.store.database import Database
+from coordinator.store.schema import jobs, utc_timestamp
+from protocol import Role
+from tests.conftest import DATABASES
+
+NAMES = [
+    "bench-g7-12", "Bench-G7-3", "BENCH-g70-1", "a_b%c", "a\\b", "abc", "ab", "", "x",
+    "été-ÉTÉ", 'q"uote', "  two  spaces", "100%", "under_score_job", "UNDER-score",
+    "prod-2026-mc-simulation", "Prod-2026-MC-reco", "ümlaut-Ü", "tab\tname",
+]  # fmt: skip
+COMMON = 1_500
+"""Jobs named ``bench-common-N``: more than ``PROBE_LIMITS[0]`` share its trigrams."""
+FRAGMENTS = ["bench", "g7", "-", "G7-", "abc", "b%", "ab", "prod-2026", "mc", "été", "Ü",
+             "q\"u", "  ", "score", "common-1", "x", "100", "a"]  # fmt: skip
+PIECES = st.one_of(
+    st.sampled_from(["%", "_", "\\%", "\\_", "\\\\"]),
+    st.sampled_from(FRAGMENTS),
+    st.text(alphabet="abcBEG7-_%é ", max_size=3),
+)
+PATTERNS = st.lists(PIECES, max_size=6).map("".join)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    where = tmp_path_factory.mktemp("name-search")
+    url = (
+        DATABASES.postgres_url(str(where))
+        if DATABASES.is_postgresql
+        else f"sqlite:///{Path(where) / 'gridpilot.db'}"
+    )
+    database = Database(url)
+    revisions.check(database)
+    now = datetime.now(timezone.utc)
+    rows = [
+        _job(name, owner, vo, now - timedelta(seconds=len(name)))
+        for name in NAMES
+        for owner in ("alice", "bob")
+        for vo in ("vo1", "vo2")
+    ]
+    rows += [_job(f"bench-common-{n}", "alice", "vo1", now) for n in range(COMMON)]
+    with database.write() as conn:
+        conn.execute(insert(jobs), rows)
+        if not database.is_sqlite:
+            # A few thousand jobs are read faster whole: make the planner take the index
+            # (plain_scan takes it away again), or the comparison would compare two scans.
+            name = conn.scalar(text("SELECT current_database()"))
+            conn.execute(text(f'ALTER DATABASE "{name}" SET enable_seqscan = off'))
+    database.engine.dispose()
+    yield database
+    database.dispose()
+
+
+def _job(name: str, owner: str, vo: str, at: datetime) -> dict[str, Any]:
+    stamp = utc_timestamp(at)
+    return {"status": "Waiting", "owner": owner, "vo": vo, "job_name": name,
+            "description": "{}", "created_at": stamp, "updated_at": stamp}  # fmt: skip
+
+
+def claims(role: Role) -> TokenClaims:
+    expires = datetime.now(timezone.utc) + timedelta(hours=1)
+    return TokenClaims("alice", "vo1", role, "", expires, "test-name-search")
+
+
+@contextmanager
+def plain_scan(conn: Connection) -> Iterator[None]:
+    """Without the name index: SQLite is not asked it, PostgreSQL may not use an index."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL enable_bitmapscan = off"))
+        conn.execute(text("SET LOCAL enable_indexscan = off"))
+    yield
+
+
+def scanned(db: Database, role: Role, params: search.SearchParams) -> tuple[list[Any], int]:
+    query = search.scoped_query(claims(role), params.search)
+    sort = [(s.parameter, s.direction == "desc") for s in params.sort]
+    with db.read() as conn, plain_scan(conn):
+        rows = search_store.search(conn, query, ["JobID", "JobName"], sort, offset=0, limit=5000)
+        total = search_store.count(conn, query, ["JobID"], False)
+    return [(row["JobID"], row["JobName"]) for row in rows], total
+
+
+def indexed(db: Database, role: Role, params: search.SearchParams) -> tuple[list[Any], int]:
+    page = search.search(db, claims(role), params, 1, 5000)
+    return [(row["JobID"], row["JobName"]) for row in page.rows], page.total
+
+
+def like_regex(pattern: str) -> re.Pattern[str]:
+    """What ``LIKE`` means, for ASCII names: ``%``, ``_``, ``\\`` escapes, any case."""
+    parts, escaped = [], False
+    for char in pattern:
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            parts.append({"%": ".*", "_": "."}.get(char, re.escape(char)))
+    return re.compile("".join(parts), re.DOTALL | re.IGNORECASE | re.ASCII)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pattern=PATTERNS, role=st.sampled_from([Role.USER, Role.ADMIN]), by_name=st.booleans())
+def test_indexed_name_search_finds_what_a_scan_finds(
+    db: Database, pattern: str, role: Role, by_name: bool
+) -> None:
+    sort = [search.SortSpec("JobName", "desc")] if by_name else []
+    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", pattern)], sort=sort)
+    found, total = indexed(db, role, params)
+    assert (found, total) == scanned(db, role, params)
+    assert total == len(found)
+    ascii_found = [name for _id, name in found if name.isascii()]
+    expected = [name for _id, name in found_all(db, role) if name.isascii()]
+    regex = like_regex(pattern)
+    assert sorted(ascii_found) == sorted(n for n in expected if regex.fullmatch(n))
+
+
+def found_all(db: Database, role: Role) -> list[Any]:
+    return indexed(db, role, search.SearchParams())[0]
+
+
+def test_the_index_narrows_on_the_rare_trigrams(db: Database) -> None:
+    """``bench-common-1%``: every job holds the trigrams of ``bench-``; only ``n-1`` and
+    ``-1`` ... are rare, and asking for those finds the same jobs as asking for all."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL's planner asks its GIN index itself")
+    with db.read() as conn:
+        chosen = name_index.rare_trigrams(conn, "bench-common-1%")
+        assert chosen and not {"ben", "enc", "nch", "ch-"} & set(chosen)
+        assert name_index.rare_trigrams(conn, "%ab%") == []
+    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", "bench-common-1%")])
+    found, total = indexed(db, Role.USER, params)
+    assert total == len(found) == 1 + 10 + 100 + 500  # 1, 1x, 1xx, 1xxx below 1,500
+
+
+@pytest.mark.parametrize(
+    ("literal", "names"),
+    [
+        ("a_b%c", ["a_b%c"]),
+        ("100%", ["100%"]),
+        ("a\\b", ["a\\b"]),
+        ("_", ["a_b%c", "under_score_job"]),
+    ],
+)
+def test_the_monitor_searches_names_containing_the_text_as_typed(
+    db: Database, literal: str, names: list[str]
+) -> None:
+    """The Job Monitor's "job name contains" escapes what it is given (web/monitor.py)."""
+    pattern = f"%{search.like_literal(literal)}%"
+    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", pattern)])
+    assert sorted({name for _id, name in indexed(db, Role.USER, params)[0]}) == names
+
+
+def test_a_pattern_ending_in_a_lone_escape_is_refused(db: Database) -> None:
+    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", "abc\\")])
+    with pytest.raises(BadRequest, match="unfinished escape"):
+        search.search(db, claims(Role.USER), params, 1, 25)
+    doubled = search.SearchParams(search=[search.SearchSpec("JobName", "like", "a\\\\%")])
+    assert [name for _id, name in indexed(db, Role.USER, doubled)[0]] == ["a\\b"]
+
+
+def test_names_changed_or_deleted_leave_the_index(db: Database) -> None:
+    """The triggers keep the index true through an UPDATE and a DELETE of jobs."""
+    with db.write() as conn:
+        conn.execute(text("UPDATE jobs SET job_name = 'renamed-zzqy' WHERE job_name = 'x'"))
+    like = search.SearchParams(search=[search.SearchSpec("JobName", "like", "%zzqy%")])
+    assert len(indexed(db, Role.ADMIN, like)[0]) == 4
+    with db.write() as conn:
+        conn.execute(text("DELETE FROM jobs WHERE job_name = 'renamed-zzqy'"))
+    assert indexed(db, Role.ADMIN, like) == ([], 0)
