@@ -99,6 +99,9 @@ jobs = Table(
     Index("ix_jobs_vo_owner_status", "vo", "owner", "status", "job_id"),
     Index("ix_jobs_updated", "updated_at"),
     Index("ix_jobs_created", "created_at"),
+    # The monitor's minor status filter and the accounting's failures drilled down to their
+    # jobs: a minor status's newest jobs, or how many there are, without reading the rest.
+    Index("ix_jobs_minor_status", "minor_status", "job_id"),
 )
 
 # Job names by trigram, for ``JobName like %x%`` (coordinator/store/name_index.py): each

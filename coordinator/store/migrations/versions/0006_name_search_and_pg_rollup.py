@@ -1,4 +1,5 @@
-"""Job name search by any substring, and the job counts rollup on PostgreSQL (issue 16).
+"""Job name search by any substring, an index on the minor status, and the job counts
+rollup on PostgreSQL (issue 16).
 
 - SQLite: ``job_names``, an FTS5 table with the ``trigram`` tokenizer over ``jobs.job_name``
   (external content: it stores the index only), kept by triggers on ``jobs`` and built
@@ -27,6 +28,7 @@ KEY = ", ".join(ROLLUP_KEY)
 
 
 def upgrade() -> None:
+    op.create_index("ix_jobs_minor_status", "jobs", ["minor_status", "job_id"])
     statements = _sqlite_ddl() if op.get_bind().dialect.name == "sqlite" else _postgresql_ddl()
     for statement in statements:
         op.execute(statement)
