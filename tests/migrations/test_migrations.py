@@ -9,14 +9,19 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import Connection, insert, text
 
+from coordinator.logic import search
+from coordinator.logic.auth import TokenClaims
 from coordinator.store import revisions
 from coordinator.store.database import Database
+from coordinator.store.schema import jobs
+from protocol import Role
 from tests.conftest import DATABASES, REPO_ROOT, launch_coordinator
 from tests.coordinator.pilot_calls import FakePilot, User
 
@@ -207,3 +212,58 @@ def test_an_unreachable_or_unknown_database_is_one_line(tmp_path: Path) -> None:
     unknown = serve_once(tmp_path, "--database-url", "mysql://db/gridpilot")
     assert unknown.returncode == 2
     assert "unsupported database URL" in unknown.stderr
+
+
+ROLLUP_ROWS = (
+    "SELECT vo, owner, owner_group, site, status, job_group, {n} FROM {table} {where}"
+    "GROUP BY vo, owner, owner_group, site, status, job_group ORDER BY 1, 2, 3, 4, 5, 6"
+)
+
+
+def rollup_is_true(conn: Connection) -> bool:
+    kept = conn.execute(text(ROLLUP_ROWS.format(n="SUM(n)", table="job_counts",
+                                                where=""))).all()  # fmt: skip
+    counted = conn.execute(text(ROLLUP_ROWS.format(n="COUNT(*)", table="jobs", where=""))).all()
+    return [row for row in kept if row[-1]] == counted
+
+
+def names_found(db: Database, pattern: str) -> list[str]:
+    admin = TokenClaims("ops", "vo1", Role.ADMIN, "", datetime.now(timezone.utc) +
+                        timedelta(hours=1), "test")  # fmt: skip
+    params = search.SearchParams(["JobName"], [search.SearchSpec("JobName", "like", pattern)])
+    return sorted(row["JobName"] for row in search.search(db, admin, params, 1, 1000).rows)
+
+
+def test_0006_indexes_the_jobs_already_there_and_keeps_counting(tmp_path: Path) -> None:
+    """Jobs written at 0005 are found by name and counted in ``job_counts`` after the
+    upgrade (on PostgreSQL the rollup starts there), and stay so through later changes."""
+    db = empty_database(tmp_path)
+    stamp = "2026-12-01T00:00:00+00:00"
+    rows = [{"status": status, "owner": owner, "vo": "vo1", "job_name": f"scan-{n}-{owner}",
+             "description": "{}", "created_at": stamp, "updated_at": stamp}
+            for n, status in enumerate(["Waiting", "Done", "Failed"] * 4)
+            for owner in ("alice", "bob")]  # fmt: skip
+    try:
+        with db.write() as conn:
+            command.upgrade(revisions.alembic_config(conn), "0005")
+            conn.execute(insert(jobs), rows)
+        with db.write() as conn:
+            command.upgrade(revisions.alembic_config(conn), "head")
+        with db.read() as conn:
+            assert rollup_is_true(conn)
+        assert names_found(db, "%n-1%") == sorted(
+            f"scan-{n}-{owner}" for n in (1, 10, 11) for owner in ("alice", "bob")
+        )
+        with db.write() as conn:
+            conn.execute(text("UPDATE jobs SET status = 'Killed', job_name = 'renamed' "
+                              "WHERE job_name LIKE 'scan-1%'"))  # fmt: skip
+            conn.execute(text("DELETE FROM jobs WHERE job_name LIKE 'scan-2%'"))
+            conn.execute(insert(jobs), rows[:2])
+        with db.read() as conn:
+            assert rollup_is_true(conn)
+        assert names_found(db, "%n-1%") == []
+        assert names_found(db, "%NAMED%") == ["renamed"] * 6
+        assert names_found(db, "scan-0-%") == ["scan-0-alice", "scan-0-alice", "scan-0-bob",
+                                               "scan-0-bob"]  # fmt: skip
+    finally:
+        db.dispose()
