@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import portal
 from tests.bench.smoke import run_smoke
 
 
@@ -18,6 +19,7 @@ def test_portal_smoke(tmp_path: Path) -> None:
         requests = size["requests"]
         assert "GET /health (floor)" in requests
         assert {"GET /web/jobs (user)", "GET /web/jobs (admin)"} <= set(requests)
-        assert len(size["in_process"]) == 12  # six queries, as a user and as an admin
+        assert len(size["in_process"]) == 2 * len(portal.QUERIES)  # as a user and an admin
+        assert sum("JobName like" in name for name in portal.QUERIES) == 3
         for figures in [*requests.values(), *size["in_process"].values()]:
             assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
