@@ -37,6 +37,7 @@ import psutil
 import requests
 
 from bench.harness import arguments, start_coordinator, stop, write_result
+from bench.profiles import Profiler
 from coordinator.logic.auth import issue_token, load_or_create_signing_key
 from protocol import API_PREFIX, Role
 
@@ -124,6 +125,7 @@ def measure_gridpilot(
     data_dir.mkdir(parents=True)
     server, url, pilot_token = start_coordinator(data_dir, profile=profile)
     pilot: Optional[subprocess.Popen[bytes]] = None
+    pilot_profiler: Optional[Profiler] = None
     try:
         key = load_or_create_signing_key(data_dir)
         user = issue_token(key, subject="bench", vo="bench", role=Role.USER, ttl_s=7200)
@@ -140,12 +142,16 @@ def measure_gridpilot(
         server_cpu_s = cpu_s(psutil.Process(server.pid))
         pilot = start_pilot(base, url, pilot_token, slots)
         pilot_process = psutil.Process(pilot.pid)
+        if profile is not None:  # the pilot's per-job path is this bench's other half
+            pilot_profiler = Profiler(pilot.pid, profile.with_name(f"pilot-{profile.name}"))
         first_done = wait_all_done(url, user, n)
         ended = time.perf_counter()
         # CPU per job does not drift with the machine's other load the way wall time does.
         pilot_cpu_s = cpu_s(pilot_process, with_children=True)
         server_cpu_s = cpu_s(psutil.Process(server.pid)) - server_cpu_s
     finally:
+        if pilot_profiler is not None:
+            pilot_profiler.stop()
         if pilot is not None:
             pilot.terminate()
             pilot.wait(timeout=120)

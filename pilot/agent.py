@@ -400,6 +400,8 @@ class Agent:
         a match's reply is lost: asked again, it replays the jobs the coordinator gave."""
         if self._match_id is not None:
             return True
+        if self._uids.enabled and not self._uids.free():
+            return False  # a job reporting still holds its uid: its reap wakes the loop
         free = self._slots.free().cores
         return free > 0 and not self._wide_jobs.holding(free, self._clock())
 
@@ -452,6 +454,7 @@ class Agent:
                 self._wrapper_config,
                 on_running=lambda: self._report_running(job),
                 on_payload_started=lambda: self._payload_started(job),
+                on_payload_lasting=lambda: self._payload_lasting(job),
                 payload_user=uid,
                 allocation=allocation,
             ),
@@ -476,6 +479,10 @@ class Agent:
         if self._sentinel is not None and job.payload_pid is not None:
             self._sentinel.watch(job.payload_pid)
         if job.logs is not None:
+            job.logs.arm()  # its thread starts if the payload lasts (_payload_lasting)
+
+    def _payload_lasting(self, job: RunningJob) -> None:
+        if job.logs is not None:
             job.logs.start()
 
     def _report_running(self, job: RunningJob) -> None:
@@ -496,6 +503,9 @@ class Agent:
             job.outcome = job.run.run()
         except Exception:  # boundary: a wrapper bug must not take the pilot down silently
             logger.exception("job %d: wrapper crashed", job.assignment.job_id)
+        # The slot is free now: the loop matches its next job while this thread reports.
+        job.payload_done = True
+        self.waker.wake()
         try:
             offsets = None
             if job.logs is not None:
@@ -515,13 +525,22 @@ class Agent:
             self.waker.wake()
 
     def _reap_finished(self) -> None:
-        for job in self._slots.take_finished():
+        """Count the jobs whose payload is done and free what they held (their final
+        reports may still be on their way: the next match need not wait for them, one
+        round trip off each slot's path between two jobs), then forget the reported ones."""
+        for job in self._slots.done_unreleased():
             self._account(job)
+        for job in self._slots.take_finished():
+            if not job.released:
+                self._account(job)
+            if self._sentinel is not None and job.payload_pid is not None:
+                self._sentinel.release(job.payload_pid)
+            self._uids.give_back(job.uid)
 
     def _account(self, job: RunningJob) -> None:
-        if self._sentinel is not None and job.payload_pid is not None:
-            self._sentinel.release(job.payload_pid)
-        self._uids.give_back(job.uid)
+        """The job's outcome counted (black-hole guard, broken runtimes) before the loop
+        may match into its cores."""
+        job.released = True
         if job.outcome is not None:
             self._wrapper_config = self._runtimes.record(job.outcome, self._wrapper_config)
         black_hole = self.tally.record(job, self._clock() - job.started_at)

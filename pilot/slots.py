@@ -118,6 +118,12 @@ class RunningJob:
     """Stopped because its lease could not be renewed: reported as an infrastructure failure."""
     allocation: Allocation = dataclasses.field(default_factory=Allocation)
     """Its CPUs and GPUs."""
+    payload_done: bool = False
+    """The wrapper is done (payload ended, output staged out); the final report may still
+    be on its way. Set by the job's thread."""
+    released: bool = False
+    """The loop has counted the job's outcome and freed its cores, CPUs and GPUs for the
+    next match, while the job's thread still sends its final report."""
 
     def __post_init__(self) -> None:
         self.renewed_at = self.renewed_at or self.started_at
@@ -164,8 +170,14 @@ class Slots:
                 del self._jobs[job.assignment.job_id]
         return done
 
+    def done_unreleased(self) -> list[RunningJob]:
+        """Jobs whose payload is done and whose resources the loop has not freed yet."""
+        with self._lock:
+            return [j for j in self._jobs.values() if j.payload_done and not j.released]
+
     def free(self) -> NodeCapacity:
-        jobs = self.jobs()
+        """What is free for new jobs: released jobs hold nothing any more."""
+        jobs = [job for job in self.jobs() if not job.released]
         capacity = self.capacity
         busy_gpus = {gpu.id for job in jobs for gpu in job.allocation.gpus}
         busy_cpus = {cpu for job in jobs for cpu in job.allocation.cpus}

@@ -106,6 +106,7 @@ class JobRun:
         *,
         on_running: Optional[Callable[[], None]] = None,
         on_payload_started: Optional[Callable[[], None]] = None,
+        on_payload_lasting: Optional[Callable[[], None]] = None,
         payload_user: Optional[int] = None,
         allocation: Optional[Allocation] = None,
     ) -> None:
@@ -118,6 +119,9 @@ class JobRun:
         self._on_running = on_running
         # Called once the payload has opened its output files (live log shipping starts).
         self._on_payload_started = on_payload_started
+        # Called once if the payload still runs after the first supervision poll: what is
+        # only worth a thread for a payload that lasts (live log shipping) starts then.
+        self._on_payload_lasting = on_payload_lasting
         # The job's own uid (``wrapper.identity``): its work dir is handed over before start.
         self._payload_user = payload_user
         self._lock = threading.Lock()
@@ -310,12 +314,16 @@ class JobRun:
 
     def _supervise(self, payload: RunningPayload, watchdog: Watchdog) -> RunResult:
         killed = False
+        lasting = self._on_payload_lasting
         while True:
             # Wait before the first sample: a payload that ends within the first poll never
             # pays for the watchdog's process-tree scans (bench/throughput.py).
             if payload.wait(timeout_s=SUPERVISE_POLL_S) is not None:
                 self._limit_hit = self._limit_hit or watchdog.after_exit()
                 return payload.finish(self._config.kill_grace_s)
+            if lasting is not None:
+                self._notify(lasting)
+                lasting = None
             if not killed and self._kill_requested.is_set():
                 payload.kill_tree(self._kill_reason, self._config.kill_grace_s)
                 killed = True

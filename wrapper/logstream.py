@@ -106,6 +106,7 @@ class LogShipper:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._refused = False
+        self._armed = False
         self._thread: Optional[threading.Thread] = None
 
     def offsets(self) -> dict[str, int]:
@@ -113,7 +114,15 @@ class LogShipper:
         with self._lock:
             return dict(self._offsets)
 
+    def arm(self) -> None:
+        """The payload has started (its files are its own now): ``close`` ships what it
+        wrote, whether or not the thread was ever started. The pilot starts the thread only
+        for a payload still running after a moment: one that ended at once spares a thread
+        started and joined (bench/throughput.py), and its output goes in ``close``."""
+        self._armed = True
+
     def start(self) -> None:
+        self._armed = True
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name=f"logs-{self._label}", daemon=True
@@ -123,13 +132,14 @@ class LogShipper:
     def close(self) -> dict[str, int]:
         """Stop the thread, then ship everything left; call before the final status.
 
-        A shipper never started ships nothing: the payload did not run, and a file of that
-        name may be an old one from the input sandbox.
+        A shipper never started nor armed ships nothing: the payload did not run, and a
+        file of that name may be an old one from the input sandbox.
         """
         self._stopping.set()
-        if self._thread is None:
+        if not self._armed:
             return self.offsets()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         deadline = time.monotonic() + self._final_flush_s
         while not self._refused:
             complete = self.ship_once(limit_bytes=None)

@@ -36,6 +36,7 @@ import psutil
 
 from wrapper.devices import GpuDevice
 from wrapper.errors import RuntimeFailure
+from wrapper.usage import PidsSince, process_ids
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class RunningPayload:
         self._signal: Optional[int] = None
         self._lock = threading.RLock()
         self._root: Optional[psutil.Process] = _psutil_process(process.pid)
+        self.pids_since = PidsSince(process.pid)
+        """The pids its processes can hold: searches over the node's processes skip others."""
         self._exit_fd = _open_pidfd(process.pid)
         self._known: dict[int, psutil.Process] = {}
         self._finders: list[ProcessFinder] = []
@@ -238,7 +241,7 @@ class RunningPayload:
             except psutil.Error:
                 pass
         if with_group:
-            for proc in _group_members(self.pid):
+            for proc in _group_members(self.pid, self.pids_since):
                 procs.setdefault(proc.pid, proc)
         for pid, proc in list(self._known.items()):
             if pid in procs:
@@ -388,10 +391,11 @@ def _is_live(proc: psutil.Process) -> bool:
         return False
 
 
-def _group_members(pgid: int) -> list[psutil.Process]:
-    """Processes of a process group, including orphans never seen below the payload."""
+def _group_members(pgid: int, since: PidsSince) -> list[psutil.Process]:
+    """Processes of a process group, including orphans never seen below the payload (all
+    younger than its leader, ``since``'s root)."""
     members = []
-    for pid in psutil.pids():
+    for pid in process_ids(since.test()):
         try:
             if pid != pgid and os.getpgid(pid) == pgid:
                 members.append(psutil.Process(pid))

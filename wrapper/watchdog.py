@@ -213,7 +213,10 @@ class Watchdog:
         self._workdir_bytes = 0
         self.last: Optional[Sample] = None
         if marker:
-            payload.also_track(functools.partial(marked_processes, dict(marker), marker_uid))
+            finder = functools.partial(
+                marked_processes, dict(marker), marker_uid, payload.pids_since
+            )
+            payload.also_track(finder)
         self._cgroup: Optional[cgroups.JobCgroup] = None
         if policy.use_cgroups:
             self._cgroup = cgroups.for_payload(

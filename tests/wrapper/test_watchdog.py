@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pilot.config import load_config
 from wrapper import cgroups
-from wrapper.usage import marked_processes, tree_bytes
+from wrapper.usage import PidsSince, marked_processes, tree_bytes
 from wrapper.watchdog import (
     GIB,
     MIB,
@@ -171,6 +171,32 @@ def test_marked_processes_finds_the_jobs_processes_only(tmp_path: Path) -> None:
         assert os.getpid() not in found
     finally:
         for proc in (mine, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_marked_processes_since_a_root_skip_older_processes_only(tmp_path: Path) -> None:
+    """The search after a payload's end looks at processes younger than its root alone:
+    an older process carrying the marker is left out, a younger one (a daemon the payload
+    started, say) is found; once pid numbers may have come round, everything is looked at."""
+    code = "import time; time.sleep(30)"
+    marker = {"GRIDPILOT_JOB_ID": "8", "GRIDPILOT_WORKDIR": str(tmp_path)}
+    env = {**os.environ, **marker}
+    older = subprocess.Popen([sys.executable, "-c", code], env=env)
+    root = subprocess.Popen([sys.executable, "-c", code])
+    younger = subprocess.Popen([sys.executable, "-c", code], env=env)
+    now = [0.0]
+    try:
+        since = PidsSince(root.pid, clock=lambda: now[0])
+        found = {proc.pid for proc in marked_processes(marker, since=since)}
+        assert younger.pid in found
+        assert older.pid not in found
+        now[0] = 3600.0  # far past the time pids take to come round: no shortcut
+        assert since.test() is None
+        found = {proc.pid for proc in marked_processes(marker, since=since)}
+        assert {older.pid, younger.pid} <= found
+    finally:
+        for proc in (older, root, younger):
             proc.kill()
             proc.wait()
 
