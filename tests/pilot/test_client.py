@@ -21,6 +21,7 @@ class Script:
     def __init__(self) -> None:
         self.replies: list[tuple[int, dict[str, object], dict[str, str]]] = []
         self.requests: list[dict[str, str]] = []
+        self.paths: list[str] = []
 
 
 @pytest.fixture
@@ -32,6 +33,7 @@ def server() -> Iterator[tuple[str, Script]]:
             length = int(self.headers.get("Content-Length", 0))
             self.rfile.read(length)
             script.requests.append(dict(self.headers))
+            script.paths.append(self.path)
             status, body, headers = script.replies.pop(0)
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -143,3 +145,28 @@ def test_an_unusable_url_is_refused_at_once_not_retried(url: str) -> None:
         _client(url, fake).match("p1", MatchRequest())
     assert caught.value.reason == "not a usable URL"
     assert fake.sleeps == []
+
+
+def test_the_environments_proxy_decides_every_request_as_in_requests(
+    server: tuple[str, Script], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reads the proxy settings once per coordinator, not at every request:
+    every request still goes through the proxy the environment names, and a host in
+    no_proxy is still reached directly."""
+    proxy_url, script = server
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy_url)
+    coordinator = "http://coordinator.invalid:8000"
+    client = CoordinatorClient(coordinator, "tok", retry=RetryPolicy(max_retry_s=0.0))
+    for _ in range(2):
+        script.replies.append((200, {}, {}))
+        client.request("POST", "/pilots/p1/state", json={})
+    assert script.paths == [f"{coordinator}/api/v1/pilots/p1/state"] * 2
+    assert all(r["Authorization"] == "Bearer tok" for r in script.requests)
+
+    monkeypatch.setenv("no_proxy", "coordinator.invalid")
+    direct = CoordinatorClient(coordinator, "tok", retry=RetryPolicy(max_retry_s=0.0))
+    with pytest.raises(CoordinatorUnreachable, match="unknown host name"):
+        direct.request("POST", "/pilots/p1/state", json={})
+    assert len(script.paths) == 2
