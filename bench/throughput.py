@@ -18,6 +18,8 @@ For each N, in the same run:
 
 Per-job overhead per slot = wall time x slots / N, minus the floor's time per job. Prints a
 table and writes ``bench/results/throughput.json`` (``--output`` elsewhere). ``--smoke``: N=20.
+``--profile DIR`` records the pilot too (``DIR/pilot-throughput-N.raw`` and its ``.txt``
+summary), next to the coordinator's ``DIR/throughput-N.raw``.
 """
 
 from __future__ import annotations
