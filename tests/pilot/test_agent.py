@@ -149,6 +149,27 @@ def test_runs_every_job_then_exits_when_idle(world: World) -> None:
     assert 1.0 <= time.monotonic() - started < 15.0  # idle_timeout_s after the last job
 
 
+def test_a_freed_core_takes_its_next_job_while_the_last_report_is_on_its_way(
+    world: World,
+) -> None:
+    """One core, two jobs. The first writes 8 MB to stdout and ends at once: no log thread
+    was started for it, its job thread ships the 8 MB (32 requests) before the final
+    report, and the core is free meanwhile, so the second job is matched before the first
+    is Done at the coordinator; the whole log arrives all the same."""
+    size = 8_000_000
+    first = world.submit("/usr/bin/head", f"-c {size} /dev/zero")
+    second = world.submit("/bin/true")
+    assert Pilot(world.agent()).start().finish() is PilotExit.IDLE
+    assert world.statuses(first + second) == [JobStatus.DONE] * 2
+
+    def when(job_id: int, status: JobStatus) -> str:
+        return next(e.at for e in world.user.history(job_id) if e.status is status)
+
+    assert when(second[0], JobStatus.MATCHED) < when(first[0], JobStatus.DONE)
+    log = world.user.read_log(first[0], "stdout", 0, 1)
+    assert log.size_bytes == size
+
+
 def test_a_node_failing_every_job_fast_stops_taking_work(world: World) -> None:
     failing = world.submit("/bin/false", count=4)
     # One owner's jobs only: a node failing them all is told from one user's broken jobs
