@@ -117,7 +117,7 @@ class JobRun:
         self._transport = transport
         self._config = config
         self._on_running = on_running
-        # Called once the payload has opened its output files (live log shipping starts).
+        # Called once the payload has opened its output files (live log shipping is armed).
         self._on_payload_started = on_payload_started
         # Called once if the payload still runs after the first supervision poll: what is
         # only worth a thread for a payload that lasts (live log shipping) starts then.
