@@ -1,5 +1,6 @@
-"""The pilots' hot routes, served below FastAPI: match, heartbeats, job reports, and
-sandbox downloads (``sendfile``, ``coordinator.api.zerocopy``).
+"""The pilots' hot routes, served below FastAPI: match, heartbeats, job reports, sandbox
+downloads (``sendfile``, ``coordinator.api.zerocopy``) and large sandbox uploads (read from
+the socket, ``coordinator.api.socketupload``).
 
 These are the requests that grow with the grid (every pilot, every job, every interval).
 Through FastAPI each one paid for dependency solving, pydantic's validation of the body and
@@ -46,6 +47,7 @@ from coordinator.api.deps import (
     pilot_id_of,
 )
 from coordinator.api.failures import error_answer
+from coordinator.api.socketupload import SocketUploads
 from coordinator.api.zerocopy import send_file
 from coordinator.errors import WriterBusy
 from coordinator.logic import sandboxes
@@ -118,11 +120,17 @@ class HotPath:
         self.app = app
         self.context: AppContext = app.state.context
         self.max_body_bytes = self.context.settings.max_request_bytes
+        self.uploads = SocketUploads(self.context)
+        """Large sandbox uploads, read from the socket (``coordinator.api.socketupload``)."""
         self.sendfile_downloads = self.context.store.local_files
         """Downloads by sendfile only from a store of local files; an S3 store's are
         streamed by FastAPI's route (``coordinator.api.sandboxes``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upload = self.uploads.length(scope, send) if scope["type"] == "http" else None
+        if upload is not None:
+            await self.uploads.serve(upload, scope, receive, send)
+            return
         call = self._call(scope) if scope["type"] == "http" else None
         if call is None:
             lane = scope["type"] == "http" and self.sendfile_downloads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
@@ -42,17 +43,8 @@ async def upload_sandbox(
     context: AppContext = Depends(get_context),
 ) -> SandboxInfo:
     """Store a tar archive under its sha256 (201), or confirm it is stored already (200)."""
-    announced = request.headers.get(SHA256_HEADER)
-    if announced is None:
-        raise BadRequest(f"send the archive's sha256 in the {SHA256_HEADER} header")
-    sha256 = check_digest(announced.strip().lower())
     limit = context.settings.max_sandbox_bytes
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise TooLarge(
-            f"sandbox of {length} bytes is larger than the limit of {limit} bytes",
-            details={"max_bytes": limit, "size_bytes": int(length)},
-        )
+    sha256 = check_upload(request.headers, limit)
     files = context.sandbox_files
     # Bytes the store has already are checked (they must hash to the digest: that is how
     # an uploader proves they hold them) but not stored a second time.
@@ -66,6 +58,22 @@ async def upload_sandbox(
     if not created:
         response.status_code = 200
     return SandboxInfo(sha256=stored.sha256, size_bytes=stored.size_bytes)
+
+
+def check_upload(headers: Mapping[str, str], limit: int) -> str:
+    """The announced digest of an upload whose declared length (if any) is within ``limit``;
+    else ``BadRequest`` or ``TooLarge``. Shared with ``coordinator.api.socketupload``."""
+    announced = headers.get(SHA256_HEADER)
+    if announced is None:
+        raise BadRequest(f"send the archive's sha256 in the {SHA256_HEADER} header")
+    sha256 = check_digest(announced.strip().lower())
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise TooLarge(
+            f"sandbox of {length} bytes is larger than the limit of {limit} bytes",
+            details={"max_bytes": limit, "size_bytes": int(length)},
+        )
+    return sha256
 
 
 @router.get(

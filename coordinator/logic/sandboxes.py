@@ -17,7 +17,8 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -36,6 +37,8 @@ from protocol import Role
 logger = logging.getLogger(__name__)
 
 WRITE_BATCH_BYTES = 1024 * 1024
+BODY_BATCH_BYTES = 1024 * 1024
+"""Each of the two buffers of a body read in a worker thread (``receive_blocking``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,19 +98,47 @@ class SandboxFiles:
             digest, size = await _copy(chunks, None, max_bytes)
             _check_digest(expected_sha256, digest)
             return StoredSandbox(sha256=digest, size_bytes=size)
+        with self._staged() as (out, tmp_path):
+            digest, size = await _copy(chunks, out, max_bytes)
+            await anyio.to_thread.run_sync(_flush, out)
+            out.close()
+            return await anyio.to_thread.run_sync(
+                self._keep, expected_sha256, digest, size, tmp_path
+            )
+
+    def receive_blocking(
+        self, body: BodyReader, size_bytes: int, expected_sha256: str, *, keep: bool
+    ) -> StoredSandbox:
+        """``receive`` for a body of a declared ``size_bytes`` (within the limit), read by
+        ``body`` in this (a worker) thread: ``coordinator.api.socketupload``'s lane."""
+        if not keep:
+            digest = _hash_body(body, size_bytes, None)
+            _check_digest(expected_sha256, digest)
+            return StoredSandbox(sha256=digest, size_bytes=size_bytes)
+        with self._staged() as (out, tmp_path):
+            digest = _hash_body(body, size_bytes, out.fileno())
+            _flush(out)
+            out.close()
+            return self._keep(expected_sha256, digest, size_bytes, tmp_path)
+
+    @contextlib.contextmanager
+    def _staged(self) -> Iterator[tuple[BinaryIO, Path]]:
+        """A new file in the staging directory, removed at the end unless stored."""
         fd, tmp_name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=self.store.staging_dir())
         tmp_path = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                digest, size = await _copy(chunks, out, max_bytes)
-                await anyio.to_thread.run_sync(_flush, out)
-            _check_digest(expected_sha256, digest)
-            key = self.key_for(digest)
-            await anyio.to_thread.run_sync(self.store.put_file, key, tmp_path)
-            return StoredSandbox(sha256=digest, size_bytes=size, path=self.store.local_path(key))
+                yield out, tmp_path
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
+
+    def _keep(self, expected_sha256: str, digest: str, size: int, tmp_path: Path) -> StoredSandbox:
+        """The staged, flushed file into the store if its bytes hashed to the digest."""
+        _check_digest(expected_sha256, digest)
+        key = self.key_for(digest)
+        self.store.put_file(key, tmp_path)
+        return StoredSandbox(sha256=digest, size_bytes=size, path=self.store.local_path(key))
 
 
 def _check_digest(expected: str, actual: str) -> None:
@@ -161,6 +192,48 @@ def _write(out: Optional[BinaryIO], hasher: hashlib._Hash, pieces: list[bytes]) 
         hasher.update(piece)
         if out is not None:
             out.write(piece)
+
+
+BodyReader = Callable[[memoryview], int]
+"""Fills the start of a buffer with the next bytes of a request body and says how many
+(at least one: it raises when the body ends early), like ``socket.recv_into``."""
+
+
+def _hash_body(body: BodyReader, size_bytes: int, out_fd: Optional[int]) -> str:
+    """The sha256 of ``size_bytes`` bytes read by ``body``, written to ``out_fd`` if given.
+
+    Two buffers reused in turn: one is filled while the other is hashed and written by a
+    second thread (hashlib and ``os.write`` release the GIL), so the three overlap with no
+    copy of the bytes in Python."""
+    hasher = hashlib.sha256()
+    buffers = [bytearray(BODY_BATCH_BYTES), bytearray(BODY_BATCH_BYTES)]
+    left = size_bytes
+    turn = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="sandbox-hash") as hashing:
+        consumed: Optional[Future[None]] = None
+        try:
+            while left > 0:
+                batch = memoryview(buffers[turn])[: min(BODY_BATCH_BYTES, left)]
+                filled = 0
+                while filled < len(batch):
+                    filled += body(batch[filled:])
+                if consumed is not None:
+                    consumed.result()
+                consumed = hashing.submit(_consume, hasher, batch, out_fd)
+                left -= filled
+                turn = 1 - turn
+            if consumed is not None:
+                consumed.result()
+        finally:
+            if consumed is not None:
+                wait([consumed])
+    return hasher.hexdigest()
+
+
+def _consume(hasher: hashlib._Hash, batch: memoryview, out_fd: Optional[int]) -> None:
+    hasher.update(batch)
+    while out_fd is not None and batch:
+        batch = batch[os.write(out_fd, batch) :]
 
 
 def _flush(out: BinaryIO) -> None:
