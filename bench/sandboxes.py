@@ -11,8 +11,9 @@ For each size, a real coordinator on 127.0.0.1 (started here) and:
    destination each time) six ways: ``cp`` to the same disk; ``curl -T`` (PUT) to the
    plain-HTTP floor and to a bare ASGI app under uvicorn (``bench/http_floor.py``);
    ``curl -o`` back from the plain-HTTP floor; our client's upload
-   (``CoordinatorClient.upload_sandbox``) and download (``download_sandbox``, sha256
-   verified), each in a process of its own.
+   (``CoordinatorClient.upload_sandbox``; the coordinator's copy is removed first, so that
+   it stores the bytes again rather than only check an identical re-upload) and download
+   (``download_sandbox``, sha256 verified), each in a process of its own.
 
 The plain-HTTP floor is stdlib ``http.server`` in its own process, streaming PUT bodies to
 a file and files back on GET with 1 MiB buffers, no hashing, no fsync. Our coordinator
@@ -127,6 +128,9 @@ def one_round(archive: Path, base: Path, servers: Servers, sha256: str) -> dict[
     ):
         put = ["curl", "-sSf", "-T", str(local), f"{url}/floor.tar.gz"]
         timings[name] = timed_command(put, server)
+    # The coordinator's copy goes first, so that our upload stores the bytes (written and
+    # fsynced) as curl's do, not the identical re-upload's check of them (hashed only).
+    archive.unlink()
     timings["our upload"] = ours("upload", servers, local, sha256)
     get = ["curl", "-sSf", "-o", str(fetched), f"{servers.stdlib_url}/floor.tar.gz"]
     for name, fetch in (

@@ -23,9 +23,10 @@ import re
 import socket
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, BinaryIO, Callable, Optional, TypeVar
 
 import requests
 import urllib3
@@ -446,17 +447,38 @@ class CoordinatorClient:
         A download cut half-way is retried from the start (the file is rewritten)."""
 
         def save(response: requests.Response) -> str:
-            digest = hashlib.sha256()
             with open(dest, "wb") as out:
-                for chunk in response.iter_content(CHUNK_BYTES):
-                    digest.update(chunk)
-                    out.write(chunk)
-            return digest.hexdigest()
+                return _save_hashing(response.iter_content(CHUNK_BYTES), out)
 
         actual = self.exchange("GET", f"/sandboxes/{sha256}", save, stream=True)
         if actual != sha256.lower():
             dest.unlink()
             raise SandboxChecksumMismatch(sha256, actual)
+
+
+def _save_hashing(chunks: Iterator[bytes], out: BinaryIO) -> str:
+    """Write ``chunks`` to ``out`` and return their sha256; each chunk is hashed and written
+    by a second thread while the next one is received (hashlib and file writes release the
+    GIL), one chunk in flight at most, so memory stays at a few ``CHUNK_BYTES``."""
+    digest = hashlib.sha256()
+
+    def consume(chunk: bytes) -> None:
+        digest.update(chunk)
+        out.write(chunk)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sandbox-hash") as hashing:
+        pending: Optional[Future[None]] = None
+        try:
+            for chunk in chunks:
+                if pending is not None:
+                    pending.result()
+                pending = hashing.submit(consume, chunk)
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                wait([pending])  # a failed read: the caller closes ``out`` after this write
+    return digest.hexdigest()
 
 
 def json_body(response: requests.Response) -> Any:

@@ -12,7 +12,7 @@ calls and three copies of every byte in Python, about 2 CPU s/GB on the coordina
   limit), answered the usual way when they fail;
 - then it pauses uvicorn's reading of the connection, takes the body bytes uvicorn holds
   already, and hands a duplicate of the socket to a worker thread that reads the rest with
-  ``recv_into`` into two reused 1 MiB buffers, hashing and writing one while it fills the
+  ``recv_into`` into two reused 256 KiB buffers, hashing and writing one while it fills the
   other (``SandboxFiles.receive_blocking``): no event-loop turn, no Python copy per block;
 - the answer is the route's (201 or 200, ``SandboxInfo``; errors as ``{code, message,
   details}``) with ``Connection: close``: uvicorn's parser never saw the body, so this
