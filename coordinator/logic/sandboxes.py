@@ -6,6 +6,9 @@ hashed and counted, then handed to the store (renamed into place, or sent to S3)
 never held whole in memory. Bytes the store has already are hashed (the uploader proves
 they hold them) but not stored again.
 Disk writes and store calls run in a worker thread so they never stall the event loop.
+Two ways in: ``receive`` takes the body as ASGI messages (FastAPI's route), and
+``receive_blocking`` reads it in a worker thread (the socket lane of large uploads,
+``coordinator.api.socketupload``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ streamed back, logs appended by offset and read back through every replica."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +38,9 @@ def test_sandboxes_are_stored_once_and_streamed_back(
     deployment = deploy(replicas=2, proxy=False)
     r0, r1 = deployment.replicas
     alice, bob = User(r0, "vo1"), User(r0, "vo1", subject="bob")
-    data = tarball({f"file{i}.txt": bytes([i]) * 300_000 for i in range(8)})
+    # Incompressible, 2.4 MB: over 1 MiB, so stored through the socket lane
+    # (coordinator/api/socketupload.py) into the staging directory and then the bucket.
+    data = tarball({f"file{i}.txt": os.urandom(300_000) for i in range(8)})
     digest = hashlib.sha256(data).hexdigest()
     assert upload(r0, alice.token, data).status_code == 201
     assert upload(r1, alice.token, data).status_code == 200  # hers already: not stored again
