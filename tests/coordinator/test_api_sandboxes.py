@@ -201,10 +201,12 @@ def test_interrupted_upload_leaves_nothing_behind(
     )
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(head.encode() + os.urandom(300_000))
+    # The log names the test's directory, "interrupted" included: wait for the message.
+    message = f"sandbox upload {'ab' * 32} from alice was interrupted"
     deadline = time.monotonic() + 5
-    while "interrupted" not in coord.log() and time.monotonic() < deadline:
+    while message not in coord.log() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "interrupted" in coord.log()
+    assert message in coord.log()
     assert leftovers(coord) == []
     assert stored_files(coord) == []
     assert requests.get(f"{coord.url}/health").status_code == 200
