@@ -30,6 +30,7 @@ setup. Prints a table and writes ``bench/results/scaleout.json``.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import hashlib
@@ -38,7 +39,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from bench.heartbeats import heartbeat_requests
 from coordinator.logic.auth import SIGNING_KEY_FILE
 
 SETUPS = (("sqlite", 1), ("postgresql", 1), ("postgresql", 2), ("postgresql", 3))
+RUNS = ("health", "match", "heartbeat")
 JOBS_PER_PILOT = 50
 HEARTBEAT_INTERVAL_S = 30.0
 HELD: list[httpload.Request] = []
@@ -142,6 +144,10 @@ def run(
     }
     if kind == "match":
         result["matches_per_s"] = len(job_ids) / wall_s
+        # A match that found nothing costs more (a reload of the task queues) and gives no
+        # job: counted, so that a drained bench is seen for what it is.
+        empty = [s for s in samples if isinstance(s.body, dict) and not s.body.get("jobs")]
+        result["empty"] = len(empty)
     if kind == "heartbeat":
         beats_per_s = ok * JOBS_PER_PILOT / wall_s
         result["job_heartbeats_per_s"] = beats_per_s
@@ -151,9 +157,10 @@ def run(
 
 @contextlib.contextmanager
 def replicas(
-    base: Path, count: int, database_url: str
+    base: Path, count: int, database_url: str, profile: Path | None = None
 ) -> Iterator[tuple[list[Any], list[str], str]]:
-    """``count`` coordinators on one database, sharing the first one's signing key."""
+    """``count`` coordinators on one database, sharing the first one's signing key;
+    ``profile``: a directory to record a py-spy profile of each into."""
     servers, urls, token = [], [], ""
     options = list(matching.SERVE_OPTIONS)
     if database_url:
@@ -165,7 +172,10 @@ def replicas(
                 extra = ["--signing-key-file", str(base / "replica-0" / SIGNING_KEY_FILE)]
             data_dir = base / f"replica-{index}"
             data_dir.mkdir(parents=True, exist_ok=True)
-            server, url, own_token = start_coordinator(data_dir, *options, *extra)
+            recording = None if profile is None else profile / f"{base.name}-{index}.raw"
+            server, url, own_token = start_coordinator(
+                data_dir, *options, *extra, profile=recording
+            )
             servers.append(server)
             urls.append(url)
             token = token or own_token
@@ -185,18 +195,16 @@ def bench_setup(base: Path, backend: str, count: int, args: Any, cluster: Any) -
     seeding.seed_waiting(data_dir / "replica-0", args.running + args.running // 2, database_url=url)
     held = seeding.seed_running(data_dir / "replica-0", pilots, database_url=url)
     pg_pid = cluster.pid() if backend == "postgresql" else None
-    with replicas(data_dir, count, url) as (servers, urls, token):
+    with replicas(data_dir, count, url, args.profile) as (servers, urls, token):
         matching.TOKEN = token
         HELD[:] = heartbeat_requests(held, token, batched=True)
         run(servers, urls, pg_pid, "match", 4, 200)  # warm-up: statements compiled
         figures: dict[str, Any] = {}
-        for kind, total in (("health", args.requests), ("match", args.requests),
-                            ("heartbeat", args.requests // 4)):  # fmt: skip
-            figures[kind] = run(servers, urls, pg_pid, kind, args.clients, total)
+        totals = {"health": args.requests, "match": args.requests, "heartbeat": args.requests // 4}
+        for kind in args.runs:
+            figures[kind] = run(servers, urls, pg_pid, kind, args.clients, totals[kind])
             show(name, kind, figures[kind])
-    handed = collections.Counter(figures["match"].pop("job_ids"))
-    for kind in ("health", "heartbeat"):
-        figures[kind].pop("job_ids")
+    handed = collections.Counter(job for f in figures.values() for job in f.pop("job_ids"))
     figures["duplicates"] = sum(1 for n in handed.values() if n > 1)
     return {"setup": name, "backend": backend, "replicas": count, **figures}
 
@@ -207,7 +215,8 @@ def show(name: str, kind: str, f: dict[str, Any]) -> None:
     print(
         f"{name:<13} {kind:<9} {f['per_s']:>8.0f} req/s {rate:>9.0f}/s "
         f"p50 {f['p50_ms']:>6.1f} p99 {f['p99_ms']:>6.1f} ms  replica CPU {cpu} ms/req  "
-        f"PostgreSQL {f['postgres_cpu_ms']:.2f} ms/req  errors {f['errors']}",
+        f"PostgreSQL {f['postgres_cpu_ms']:.2f} ms/req  errors {f['errors']}"
+        + (f"  empty {f['empty']}" if "empty" in f else ""),
         flush=True,
     )
 
@@ -280,23 +289,42 @@ def bench_downloads(base: Path, size_mb: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from tests.services.postgres import PostgresCluster
 
-    parser = arguments(__doc__, "small sizes, for CI", "scaleout")
+    parser = arguments(__doc__, "small sizes, for CI", "scaleout", profile=True)
     parser.add_argument("--waiting", type=int, default=20_000, help="Waiting jobs per setup")
     parser.add_argument("--running", type=int, default=10_000, help="Running jobs per setup")
     parser.add_argument("--clients", type=int, default=24, help="concurrent simulated pilots")
     parser.add_argument("--requests", type=int, default=4000, help="requests per run")
     parser.add_argument("--download-mb", type=int, default=256, help="sandbox download size")
+    parser.add_argument(
+        "--setups",
+        type=_names(f"{backend}-{n}" for backend, n in SETUPS),
+        default=[f"{backend}-{n}" for backend, n in SETUPS],
+        help="comma-separated, of " + ", ".join(f"{backend}-{n}" for backend, n in SETUPS),
+    )
+    parser.add_argument(
+        "--runs",
+        type=_names(RUNS),
+        default=list(RUNS),
+        help="comma-separated, of " + ", ".join(RUNS),
+    )
+    parser.add_argument("--no-downloads", action="store_true", help="skip the download runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.waiting, args.running, args.clients, args.requests = 600, 200, 6, 300
+        # Each simulated pilot fits a tenth of the groups (one site and platform): enough
+        # Waiting jobs that no pilot drains its queues within the smoke's 500 matches.
+        args.waiting, args.running, args.clients, args.requests = 3000, 200, 6, 300
         args.download_mb = 8
     load = os.getloadavg()
     base = Path(tempfile.mkdtemp(prefix="gridpilot-bench-scaleout-"))
     cluster = PostgresCluster()
     cluster.start()
     try:
-        results = [bench_setup(base, backend, n, args, cluster) for backend, n in SETUPS]
-        downloads = bench_downloads(base, args.download_mb)
+        results = [
+            bench_setup(base, backend, n, args, cluster)
+            for backend, n in SETUPS
+            if f"{backend}-{n}" in args.setups
+        ]
+        downloads = None if args.no_downloads else bench_downloads(base, args.download_mb)
     finally:
         cluster.stop("immediate")
         shutil.rmtree(cluster.base_dir, ignore_errors=True)
@@ -314,7 +342,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_result(args.output, result)
     print(f"load average before {load}, after {result['load_after']}")
-    return 1 if any(r["duplicates"] or r["match"]["errors"] for r in results) else 0
+    errors = any(f.get("errors") for r in results for f in r.values() if isinstance(f, dict))
+    return 1 if errors or any(r["duplicates"] for r in results) else 0
+
+
+def _names(allowed: Iterable[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of some of ``allowed``."""
+    known = list(allowed)
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"choose among {', '.join(known)}")
+        return names
+
+    return parse
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def job_heartbeat(
     db: Database, claims: TokenClaims, pilot_id: str, entry: JobHeartbeat
 ) -> HeartbeatReply:
     """The per-job endpoint: a refusal is the HTTP error (and nothing is written)."""
-    with db.write() as conn:
+    with db.write(pipelined=True) as conn:
         (renewal,) = renew(conn, claims, pilot_id, [entry])
         if renewal.refusal is not None:
             raise renewal.refusal
@@ -119,7 +119,7 @@ def pilot_heartbeat(
             f"this one {len(batch.jobs)}",
             details={"jobs": len(batch.jobs), "limit": MAX_JOBS_PER_HEARTBEAT},
         )
-    with db.write() as conn:
+    with db.write(pipelined=True) as conn:
         renewals = renew(conn, claims, pilot_id, batch.jobs)
     renewed = sum(1 for renewal in renewals if renewal.refusal is None)
     if renewed < len(renewals):

@@ -97,7 +97,7 @@ def match(
     started_s = time.perf_counter()
     assignments: list[JobAssignment] = []
     wider = 0
-    with db.write() as conn:
+    with db.write(pipelined=True) as conn:
         # Locked first (PostgreSQL): the same match retried through another replica while
         # this one is in flight waits here, then finds its record and replays it.
         pilot = own_pilot(conn, claims, pilot_id, lock=True)

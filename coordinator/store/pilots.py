@@ -41,9 +41,9 @@ def touch_pilot(conn: Connection, pilot_id: str, last_match: str | None = None) 
     """Record that the pilot was heard from just now (and, from a match request, what it
     asked and got: JSON, see ``coordinator.logic.explanations``)."""
     if last_match is None:
-        _TOUCH.run(conn, p_pilot=pilot_id, p_now=utc_timestamp())
+        _TOUCH.send(conn, p_pilot=pilot_id, p_now=utc_timestamp())
     else:
-        _TOUCH_MATCH.run(conn, p_pilot=pilot_id, p_now=utc_timestamp(), p_match=last_match)
+        _TOUCH_MATCH.send(conn, p_pilot=pilot_id, p_now=utc_timestamp(), p_match=last_match)
 
 
 def set_pilot_state(

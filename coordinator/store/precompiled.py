@@ -25,6 +25,8 @@ from typing import Any, Callable, Optional
 from sqlalchemy import Connection
 from sqlalchemy.sql import ClauseElement
 
+from coordinator.store.database import PIPELINE
+
 Row = Mapping[Any, Any]
 """A row as the store hands it out: SQLAlchemy's ``RowMapping`` or a precompiled
 statement's dict."""
@@ -55,8 +57,9 @@ class Precompiled:
         cursor, compiled = self._cursor(conn)
         try:
             cursor.execute(compiled.sql, compiled.arguments(params))
+            found = cursor.fetchall()  # first: in a pipeline, the result is here only now
             columns = [d[0] for d in cursor.description]
-            return [dict(zip(columns, row)) for row in cursor.fetchall()]
+            return [dict(zip(columns, row)) for row in found]
         finally:
             cursor.close()
 
@@ -69,16 +72,34 @@ class Precompiled:
         cursor, compiled = self._cursor(conn)
         try:
             cursor.execute(compiled.sql, compiled.arguments(params))
+            pipeline = conn.info.get(PIPELINE)
+            if pipeline is not None:
+                pipeline.sync()  # the row count is the server's answer: wait for it
             return int(cursor.rowcount)
         finally:
             cursor.close()
 
+    def send(self, conn: Connection, **params: Any) -> None:
+        """Execute, for a write whose outcome the caller does not read: in a pipelined
+        transaction (``Database.write(pipelined=True)``) it goes out with the next
+        statement that answers, or the commit, and an error it meets fails that one."""
+        cursor, compiled = self._cursor(conn)
+        try:
+            cursor.execute(compiled.sql, compiled.arguments(params))
+        finally:
+            cursor.close()
+
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per row; like ``send``, nobody waits for the outcome in a
+        pipelined transaction."""
         if not rows:
             return
         cursor, compiled = self._cursor(conn)
         try:
-            cursor.executemany(compiled.sql, [compiled.arguments(row) for row in rows])
+            if len(rows) == 1:  # psycopg's executemany opens a pipeline of its own
+                cursor.execute(compiled.sql, compiled.arguments(rows[0]))
+            else:
+                cursor.executemany(compiled.sql, [compiled.arguments(row) for row in rows])
         finally:
             cursor.close()
 

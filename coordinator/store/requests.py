@@ -40,7 +40,7 @@ def recall(conn: Connection, pilot_id: str, request_id: str, kind: str) -> Optio
 def remember(
     conn: Connection, pilot_id: str, request_id: str, kind: str, record: Sequence[Any]
 ) -> None:
-    _REMEMBER.run(
+    _REMEMBER.send(
         conn,
         p_pilot_id=pilot_id,
         p_request_id=request_id,
