@@ -25,7 +25,7 @@ from coordinator.logic import rescheduling
 from coordinator.logic.auth import TokenClaims
 from coordinator.logic.bounds import stored_mapping
 from coordinator.logic.jobs import can_see
-from coordinator.logic.pilots import HEARTBEAT_STATES, own_pilot, start_running
+from coordinator.logic.pilots import HEARTBEAT_STATES, owned, start_running
 from coordinator.store import jobs as job_store
 from coordinator.store import pilots as pilot_store
 from coordinator.store.database import Database
@@ -75,8 +75,12 @@ def renew(
 
     ``NotFound`` (for the whole call) if the pilot is not this token's.
     """
-    own_pilot(conn, claims, pilot_id)
-    found = job_store.get_jobs(conn, _job_ids(entries), lock=True)
+    job_ids = _job_ids(entries)
+    # Both sent before either is read: one round trip in a pipelined transaction.
+    pilot = pilot_store.get_pilot_later(conn, pilot_id)
+    jobs_found = job_store.get_jobs_later(conn, job_ids, lock=True)
+    owned(pilot(), claims, pilot_id)
+    found = jobs_found()
     rows = {int(row["job_id"]): row for row in found}
     now = utc_timestamp()
     renewals: list[Renewal] = []

@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -56,7 +57,7 @@ from coordinator.logic.matching import (
     request_offer,
     wider_widths,
 )
-from coordinator.logic.pilots import check_request_id, own_pilot
+from coordinator.logic.pilots import check_request_id, owned
 from coordinator.logic.queue_index import IndexedQueue, QueueIndex
 from coordinator.logic.taskqueues import remove_if_done
 from coordinator.metrics import Metrics
@@ -98,16 +99,23 @@ def match(
     assignments: list[JobAssignment] = []
     wider = 0
     with db.write(pipelined=True) as conn:
-        # Locked first (PostgreSQL): the same match retried through another replica while
-        # this one is in flight waits here, then finds its record and replays it.
-        pilot = own_pilot(conn, claims, pilot_id, lock=True)
-        earlier = request_store.recall(conn, pilot_id, request_id, request_store.MATCH)
+        # Sent together, run in this order, read after (one round trip in a pipelined
+        # transaction): the pilot, locked first (PostgreSQL: the same match retried
+        # through another replica while this one is in flight waits here, then finds its
+        # record and replays it), that record, the owners' usage.
+        pilot_read = pilot_store.get_pilot_later(conn, pilot_id, lock=True)
+        earlier_read = request_store.recall_later(conn, pilot_id, request_id, request_store.MATCH)
+        usage_read = tq_store.usage_of_vo_later(conn, claims.vo)
+        pilot = owned(pilot_read(), claims, pilot_id)
+        earlier = earlier_read()
         if earlier is not None:
             assignments = _replay(conn, pilot_id, earlier, settings.match_timeout_s)
             logger.info("pilot %s: match %s retried, same jobs", pilot_id, request_id)
         elif pilot["accepting_work"]:
             offer = pilot_offer(claims, pilot, request)
-            round_ = MatchRound(conn, settings, pilot_id, offer, index, request.slot_policy)
+            round_ = MatchRound(
+                conn, settings, pilot_id, offer, index, request.slot_policy, usage_read()
+            )
             claimed = round_.claim(min(request.n, MAX_JOBS_PER_MATCH))
             assignments = _deliverable(conn, claimed, settings.match_timeout_s)
             wider = round_.wider_waiting(int(pilot["memory_mb"] or 0))
@@ -179,6 +187,7 @@ class MatchRound:
         offer: Offer,
         index: QueueIndex | None = None,
         slot_policy: str = "",
+        recorded_usage: Mapping[str, tuple[float, float]] | None = None,
     ):
         self.conn = conn
         self.pilot_id = pilot_id
@@ -189,7 +198,9 @@ class MatchRound:
         self.half_life_s = settings.fair_share_half_life_s
         self.now_s = time.time()
         self.now = utc_timestamp()
-        recorded = tq_store.usage_of_vo(conn, offer.vo)
+        recorded = (
+            tq_store.usage_of_vo(conn, offer.vo) if recorded_usage is None else recorded_usage
+        )
         self.usage = {
             owner: fairshare.decayed(used, self.now_s - at_s, self.half_life_s)
             for owner, (used, at_s) in recorded.items()

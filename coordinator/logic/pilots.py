@@ -159,7 +159,12 @@ def cpu_score(facts: Mapping[str, Any]) -> float:
 def own_pilot(conn: Connection, claims: TokenClaims, pilot_id: str, *, lock: bool = False) -> Row:
     """The pilot row if this token registered it; ``NotFound`` otherwise. ``lock`` as in
     ``job_store.get_job``."""
-    pilot = pilot_store.get_pilot(conn, pilot_id, lock=lock)
+    return owned(pilot_store.get_pilot(conn, pilot_id, lock=lock), claims, pilot_id)
+
+
+def owned(pilot: Row | None, claims: TokenClaims, pilot_id: str) -> Row:
+    """``pilot`` (the row read for ``pilot_id``, or None) if this token registered it;
+    ``NotFound`` otherwise."""
     if pilot is None or pilot["subject"] != claims.subject or pilot["vo"] != claims.vo:
         raise NotFound(f"no pilot {pilot_id}", details={"pilot_id": pilot_id})
     return pilot

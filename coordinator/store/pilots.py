@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, bindparam, func, insert, or_, select, update
@@ -35,6 +35,14 @@ def insert_pilot(conn: Connection, row: Mapping[str, Any]) -> None:
 def get_pilot(conn: Connection, pilot_id: str, *, lock: bool = False) -> Row | None:
     """The pilot's row; ``lock`` as in ``jobs.get_job``."""
     return (_PILOT_LOCKED if lock else _PILOT).first(conn, p_pilot=pilot_id)
+
+
+def get_pilot_later(
+    conn: Connection, pilot_id: str, *, lock: bool = False
+) -> Callable[[], Row | None]:
+    """``get_pilot``, read when called (``Precompiled.rows_later``)."""
+    read = (_PILOT_LOCKED if lock else _PILOT).rows_later(conn, p_pilot=pilot_id)
+    return lambda: next(iter(read()), None)
 
 
 def touch_pilot(conn: Connection, pilot_id: str, last_match: str | None = None) -> None:

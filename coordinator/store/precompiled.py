@@ -57,11 +57,32 @@ class Precompiled:
         cursor, compiled = self._cursor(conn)
         try:
             cursor.execute(compiled.sql, compiled.arguments(params))
-            found = cursor.fetchall()  # first: in a pipeline, the result is here only now
-            columns = [d[0] for d in cursor.description]
-            return [dict(zip(columns, row)) for row in found]
+            return _fetched(cursor)
         finally:
             cursor.close()
+
+    def rows_later(self, conn: Connection, **params: Any) -> Callable[[], list[dict[str, Any]]]:
+        """Execute now, read the rows when the returned function is called: in a pipelined
+        transaction (``Database.write(pipelined=True)``) the statements sent this way
+        before the first read travel to the server and back together, one round trip for
+        all, and run there in the order sent. Elsewhere the rows are read at once."""
+        cursor, compiled = self._cursor(conn)
+        try:
+            cursor.execute(compiled.sql, compiled.arguments(params))
+            if conn.info.get(PIPELINE) is None:
+                found = _fetched(cursor)
+                return lambda: found
+        except BaseException:
+            cursor.close()
+            raise
+
+        def read() -> list[dict[str, Any]]:
+            try:
+                return _fetched(cursor)
+            finally:
+                cursor.close()
+
+        return read
 
     def first(self, conn: Connection, **params: Any) -> Optional[dict[str, Any]]:
         found = self.rows(conn, **params)
@@ -102,6 +123,12 @@ class Precompiled:
                 cursor.executemany(compiled.sql, [compiled.arguments(row) for row in rows])
         finally:
             cursor.close()
+
+
+def _fetched(cursor: Any) -> list[dict[str, Any]]:
+    found = cursor.fetchall()  # first: in a pipeline, the result is here only now
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row)) for row in found]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ Read and written on the hot path (every match and report that carries an id), so
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
@@ -33,8 +33,20 @@ _REMEMBER = Precompiled(
 
 def recall(conn: Connection, pilot_id: str, request_id: str, kind: str) -> Optional[Any]:
     """What the first request with this id recorded (decoded JSON), or None if there was none."""
-    found = _RECALL.first(conn, p_pilot=pilot_id, p_request=request_id, p_kind=kind)
-    return None if found is None else json.loads(found["job_ids"])
+    return recall_later(conn, pilot_id, request_id, kind)()
+
+
+def recall_later(
+    conn: Connection, pilot_id: str, request_id: str, kind: str
+) -> Callable[[], Optional[Any]]:
+    """``recall``, read when called (``Precompiled.rows_later``)."""
+    read = _RECALL.rows_later(conn, p_pilot=pilot_id, p_request=request_id, p_kind=kind)
+
+    def recalled() -> Optional[Any]:
+        found = read()
+        return json.loads(found[0]["job_ids"]) if found else None
+
+    return recalled
 
 
 def remember(

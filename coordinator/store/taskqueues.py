@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -283,9 +283,14 @@ _SAVE_USAGE = PerDialect(
 
 def usage_of_vo(conn: Connection, vo: str) -> dict[str, tuple[float, float]]:
     """``owner -> (usage, updated_at_s)`` of every owner of ``vo`` with recorded usage."""
-    return {
-        str(row["owner"]): (float(row["usage"]), float(row["updated_at_s"]))
-        for row in _USAGE.rows(conn, p_vo=vo)
+    return usage_of_vo_later(conn, vo)()
+
+
+def usage_of_vo_later(conn: Connection, vo: str) -> Callable[[], dict[str, tuple[float, float]]]:
+    """``usage_of_vo``, read when called (``Precompiled.rows_later``)."""
+    read = _USAGE.rows_later(conn, p_vo=vo)
+    return lambda: {
+        str(row["owner"]): (float(row["usage"]), float(row["updated_at_s"])) for row in read()
     }
 
 
