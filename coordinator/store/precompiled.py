@@ -71,6 +71,7 @@ class Precompiled:
             cursor.execute(compiled.sql, compiled.arguments(params))
             if conn.info.get(PIPELINE) is None:
                 found = _fetched(cursor)
+                cursor.close()
                 return lambda: found
         except BaseException:
             cursor.close()
