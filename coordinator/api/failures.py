@@ -46,7 +46,7 @@ def error_answer(exc: Exception, where: str) -> tuple[int, ErrorBody, dict[str, 
         status = exc.status_code
         body = ErrorBody(HTTP_CODES.get(status, ErrorCode.HTTP_ERROR), str(exc.detail), {})
         headers.update(exc.headers or {})
-    elif isinstance(exc, (OperationalError, InterfaceError)):
+    elif _database_gone(exc):
         # The database went away (a restart, a failover): the client retries on 503.
         logger.warning("database unavailable in %s: %s", where, exc)
         unavailable = Unavailable("the database cannot be reached just now; retry later")
@@ -62,6 +62,22 @@ def error_answer(exc: Exception, where: str) -> tuple[int, ErrorBody, dict[str, 
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     return status, body, headers
+
+
+def _database_gone(exc: Exception) -> bool:
+    """Whether ``exc`` says the database cannot be reached: SQLAlchemy's wrappers, or the
+    DBAPI's own PEP 249 classes, which the precompiled statements of the hot path
+    (``coordinator.store.precompiled``) raise unwrapped when a connection is cut mid-way."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return any(
+        cls.__name__ in _DBAPI_GONE and cls.__module__.split(".")[0] in _DBAPIS
+        for cls in type(exc).__mro__
+    )
+
+
+_DBAPI_GONE = ("OperationalError", "InterfaceError")
+_DBAPIS = ("sqlite3", "psycopg")
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
