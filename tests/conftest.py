@@ -43,25 +43,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     global DATABASES
     DATABASES = TestDatabases(config.getoption("--database"))
-    for base_dir in stop_orphaned_clusters():
-        logging.getLogger(__name__).warning(
-            "stopped an earlier session's PostgreSQL in %s", base_dir
-        )
+    if not hasattr(config, "workerinput"):
+        # Once per run, in pytest-xdist's controller (or the only process): each worker has
+        # a cluster of its own, owned by its pid, and only dead owners' clusters are reaped.
+        for base_dir in stop_orphaned_clusters():
+            logging.getLogger(__name__).warning(
+                "stopped an earlier session's PostgreSQL in %s", base_dir
+            )
     config.addinivalue_line(
         "markers", "sqlite_only: reads or writes the SQLite file itself; skipped on PostgreSQL"
     )
+    # pytest-xdist's own mark, declared here too so --strict-markers accepts it without xdist.
+    config.addinivalue_line("markers", "xdist_group(name): run on the one worker of the group")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     DATABASES.close()
 
 
+MACHINE_WIDE_FIXTURES = {"slurm_env": "slurm"}
+"""Session fixtures over something the machine has only one of, and the pytest-xdist group
+of the tests using them: one worker runs them all (``--dist loadgroup``). Two workers would
+each start, and at their end stop, the one test Slurm under the other's jobs."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if DATABASES.is_postgresql:
-        skip = pytest.mark.skip(reason="looks into the SQLite file; run without --database")
-        for item in items:
-            if "sqlite_only" in item.keywords:
-                item.add_marker(skip)
+    skip = pytest.mark.skip(reason="looks into the SQLite file; run without --database")
+    for item in items:
+        if DATABASES.is_postgresql and "sqlite_only" in item.keywords:
+            item.add_marker(skip)
+        fixtures = getattr(item, "fixturenames", ())
+        for group in {MACHINE_WIDE_FIXTURES[f] for f in fixtures if f in MACHINE_WIDE_FIXTURES}:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @dataclasses.dataclass
@@ -136,8 +150,8 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) ->
             healthy = requests.get(f"{url}/health", timeout=1).status_code == 200
             if healthy and _listens_on(process.pid, int(url.rsplit(":", 1)[1])):
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy starting to answer within the second
         time.sleep(0.05)
     raise RuntimeError(f"coordinator did not become healthy:\n{log_path.read_text()}")
 

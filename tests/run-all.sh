@@ -15,31 +15,21 @@ echo "== mypy"
 echo "== vermin (worker side must run on Python 3.9)"
 .venv/bin/vermin -q -t=3.9- --no-tips --violations --no-eval-annotations protocol pilot wrapper checks
 echo "== pytest"
+# The suite mostly waits (pilots, heartbeats, leases, sleeps): four workers on two cores
+# (pytest-xdist). --dist loadgroup keeps the tests of one xdist_group on one worker: the
+# Slurm tests share the machine's one test Slurm (tests/conftest.py). One process, to debug:
+# GRIDPILOT_TEST_WORKERS=0 (or pytest's own -n 0 / -p no:xdist).
+workers="${GRIDPILOT_TEST_WORKERS:-4}"
+parallel=(-n "$workers" --dist loadgroup)
 set +e
-.venv/bin/python -m pytest --durations=40 "$@"  # the slowest tests: the 25-minute budget
+.venv/bin/python -m pytest "${parallel[@]}" --durations=40 "$@"  # the slowest: the budget
 status=$?
 if [ "$status" = 0 ] && [ "$#" = 0 ]; then
-    # The store's PostgreSQL-specific behaviour again on PostgreSQL (one throw-away cluster,
-    # a database per coordinator): schema and migrations, the SKIP LOCKED claims of the hot
-    # path (exactly once with 50 pilots and a SIGKILLed coordinator, the queue index, the hot
-    # routes; every match's fair-share upsert with them), the sweeps' locks, ON CONFLICT
-    # queue creation.
-    # GRIDPILOT_CI_POSTGRESQL=full runs all of tests/coordinator there instead (about 6 min
-    # more; docs/development.md, "Both databases").
-    echo "== pytest on PostgreSQL (${GRIDPILOT_CI_POSTGRESQL:-subset})"
-    if [ "${GRIDPILOT_CI_POSTGRESQL:-subset}" = full ]; then
-        postgresql_tests=(tests/coordinator tests/migrations)
-    else
-        postgresql_tests=(
-            tests/migrations
-            tests/coordinator/test_concurrency.py
-            tests/coordinator/test_hotpath.py
-            tests/coordinator/test_queue_index.py
-            tests/coordinator/test_leases.py
-            tests/coordinator/test_taskqueues.py
-        )
-    fi
-    .venv/bin/python -m pytest --database postgresql "${postgresql_tests[@]}"
+    # The whole coordinator suite and the migrations again on PostgreSQL (a throw-away
+    # cluster per worker, a database per coordinator): docs/development.md, "Both databases".
+    echo "== pytest on PostgreSQL: tests/coordinator tests/migrations"
+    .venv/bin/python -m pytest "${parallel[@]}" --durations=20 --database postgresql \
+        tests/coordinator tests/migrations
     status=$?
 fi
 set -e
