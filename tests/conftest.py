@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -258,11 +260,37 @@ def slurm_env() -> Iterator[dict[str, str]]:
     (a developer's, shared) is left running."""
     from tests.slurm.cluster import ensure_slurm, slurm_running, stop_slurm
 
-    already_up = slurm_running()
-    env = ensure_slurm()  # fails under CI when no Slurm can be started, skips elsewhere
-    yield env
-    if not already_up:
-        stop_slurm()
+    with _one_worker_of_the_run("slurm"):
+        already_up = slurm_running()
+        env = ensure_slurm()  # fails under CI when no Slurm can be started, skips elsewhere
+        yield env
+        if not already_up:
+            stop_slurm()
+
+
+@contextlib.contextmanager
+def _one_worker_of_the_run(group: str) -> Iterator[None]:
+    """Fail loudly when two pytest-xdist workers of one run set up the same machine-wide
+    fixture: its ``xdist_group`` (MACHINE_WIDE_FIXTURES) was not honoured."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:
+        yield  # one process: nothing to share
+        return
+    claim = Path(tempfile.gettempdir()) / f"gridpilot-xdist-{run_id}-{group}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "?")
+    try:
+        fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pytest.fail(
+            f"worker {worker} needs the {group} fixture that worker "
+            f"{claim.read_text()} of this run holds: run with --dist loadgroup"
+        )
+    os.write(fd, worker.encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        claim.unlink()
 
 
 @pytest.fixture
