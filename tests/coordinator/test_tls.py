@@ -84,7 +84,7 @@ def _wait_healthy(url: str, ca_file: Path, process: subprocess.Popen[bytes]) -> 
         try:
             if requests.get(f"{url}/health", verify=str(ca_file), timeout=1).ok:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a slow first answer under load
             time.sleep(0.05)
     raise AssertionError("the TLS coordinator did not become healthy")
 

@@ -82,7 +82,7 @@ def previous_coordinator(previous_tree: Path, tmp_path: Path) -> Iterator[Runnin
         try:
             if requests.get(f"{url}/health", timeout=1).ok:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a slow first answer under load
             pass
         if time.monotonic() > deadline or process.poll() is not None:
             _stop(process)

@@ -76,7 +76,7 @@ def wait_healthy(
             if reply.status_code == 200:
                 body: dict[str, str] = reply.json()
                 return body
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a slow first answer under load
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} never became healthy:\n{log.read_text()}")
