@@ -1,7 +1,8 @@
 """The sweeper: a background task of the coordinator app that expires leases and forgets
 live-stream events older than ``event_retention_s``; hourly it refreshes the query
 planner's statistics (``Database.analyze``). It also forgets pilots' old request ids
-(``coordinator.logic.pilot_requests``).
+(``coordinator.logic.pilot_requests``) and, on PostgreSQL, folds the job counts' deltas
+into ``job_counts`` (``coordinator.store.rollup.compact``).
 
 Started and stopped with the app (``running_sweeper`` in the app's lifespan). Every
 ``sweep_interval_s`` it runs ``coordinator.logic.leases.sweep`` in a worker thread, so the
@@ -24,6 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from coordinator.logic import events, leases, pilot_requests
 from coordinator.settings import Settings
+from coordinator.store import rollup
 from coordinator.store.database import Database
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,16 @@ class Sweeper:
         decisions = leases.sweep(self._db, self._settings, now)
         events.prune(self._db, self._settings.event_retention_s, now)
         pilot_requests.forget_old(self._db, now)
+        self.compact_counts()
         return decisions
+
+    def compact_counts(self) -> int:
+        """Fold the job counts' deltas (PostgreSQL); the replica that finds another one
+        folding skips its turn (an advisory lock, tried, not waited for)."""
+        if self._db.is_sqlite:
+            return 0
+        with self._db.write() as conn:
+            return rollup.compact(conn)
 
     def refresh_statistics_if_due(self) -> None:
         now = time.monotonic()

@@ -289,6 +289,19 @@ job_counts = Table(
     Column("n", Integer, nullable=False, default=0),
 )
 
+# PostgreSQL's triggers do not update ``job_counts`` (one row per key is a row lock every
+# writer of that key would queue on, and two writers taking keys in opposite orders
+# deadlock): they append +n/-n here, with no key to wait on; a count is ``job_counts``
+# plus these, and the sweeper folds them into ``job_counts`` (coordinator/store/rollup.py,
+# docs/scale-out.md). SQLite's triggers update ``job_counts`` itself (one writer at a
+# time): the table stays empty there.
+job_count_deltas = Table(
+    "job_count_deltas",
+    metadata,
+    *(Column(name, Text, nullable=False) for name in ROLLUP_KEY),
+    Column("n", Integer, nullable=False),
+)
+
 
 # Requests a pilot already had applied, by the id it chose (``MatchRequest.request_id``,
 # ``JobStatusUpdate.request_id``): a retry whose first reply was lost is answered from here

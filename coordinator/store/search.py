@@ -5,13 +5,13 @@ them into SQL. Callers own the transaction."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from sqlalchemy import Column, ColumnElement, Connection, Select, func, select
+from sqlalchemy import Column, ColumnElement, Connection, FromClause, Select, func, select
 
-from coordinator.store import name_index
-from coordinator.store.schema import job_counts, jobs
+from coordinator.store import name_index, rollup
+from coordinator.store.schema import jobs
 
 # Attribute name (DIRAC's, as DiracX's search uses them) -> column. The description is
 # left out on purpose: lists never carry it (GET /jobs/{id} does).
@@ -54,15 +54,21 @@ NUMBER_ATTRIBUTES = frozenset(
 )
 
 
-# The attributes the rollup table ``job_counts`` keeps counts by (see schema.py).
-ROLLUP: dict[str, Column[Any]] = {
-    "Status": job_counts.c.status,
-    "Site": job_counts.c.site,
-    "Owner": job_counts.c.owner,
-    "OwnerGroup": job_counts.c.owner_group,
-    "VO": job_counts.c.vo,
-    "JobGroup": job_counts.c.job_group,
+# The attributes the rollup ``job_counts`` keeps counts by (see schema.py), by column name:
+# read from ``rollup.source``, the table itself or (PostgreSQL) it plus its deltas.
+ROLLUP: dict[str, str] = {
+    "Status": "status",
+    "Site": "site",
+    "Owner": "owner",
+    "OwnerGroup": "owner_group",
+    "VO": "vo",
+    "JobGroup": "job_group",
 }
+
+
+def _rollup_columns(conn: Connection) -> tuple[FromClause, dict[str, ColumnElement[Any]]]:
+    counts = rollup.source(conn)
+    return counts, {name: counts.c[column] for name, column in ROLLUP.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +103,7 @@ def with_indexes(conn: Connection, query: Query) -> Query:
     return dataclasses.replace(query, narrowing=tuple(narrowing))
 
 
-def _like(column: Column[Any], pattern: str, dialect: str) -> ColumnElement[bool]:
+def _like(column: ColumnElement[Any], pattern: str, dialect: str) -> ColumnElement[bool]:
     """Case-insensitive for ASCII letters (on PostgreSQL for all), ``\\`` escaping: on
     PostgreSQL ``ILIKE``'s default escape, which an explicit ESCAPE would hide from the
     trigram index."""
@@ -107,7 +113,7 @@ def _like(column: Column[Any], pattern: str, dialect: str) -> ColumnElement[bool
 
 
 def _clause(
-    condition: Condition, columns: dict[str, Column[Any]], dialect: str
+    condition: Condition, columns: Mapping[str, ColumnElement[Any]], dialect: str
 ) -> ColumnElement[bool]:
     column = columns[condition.attribute]
     value = condition.value
@@ -135,7 +141,7 @@ def _where(
     conn: Connection,
     statement: Select[Any],
     query: Query,
-    columns: dict[str, Column[Any]] = ATTRIBUTES,
+    columns: Mapping[str, ColumnElement[Any]] = ATTRIBUTES,
 ) -> Select[Any]:
     if query.owner is not None:
         statement = statement.where(columns["Owner"] == query.owner)
@@ -148,7 +154,7 @@ def _where(
 
 
 def _rollup_answers(conn: Connection, query: Query, attributes: Sequence[str]) -> bool:
-    """Whether ``job_counts`` can answer: every attribute the
+    """Whether the rollup ``job_counts`` can answer: every attribute the
     question names is one it counts by (``like`` included: it filters the key columns)."""
     names = [*attributes, *(c.attribute for c in query.conditions)]
     return all(name in ROLLUP for name in names)
@@ -179,7 +185,8 @@ def search(
 
 def count(conn: Connection, query: Query, parameters: Sequence[str], distinct: bool) -> int:
     if not distinct and _rollup_answers(conn, query, ()):
-        total = _where(conn, select(func.sum(job_counts.c.n)), query, ROLLUP)
+        counts, by_name = _rollup_columns(conn)
+        total = _where(conn, select(func.sum(counts.c.n)), query, by_name)
         return int(conn.scalar(total) or 0)
     if distinct:
         columns = [ATTRIBUTES[name] for name in parameters]
@@ -191,10 +198,11 @@ def count(conn: Connection, query: Query, parameters: Sequence[str], distinct: b
 def summary(conn: Connection, query: Query, grouping: Sequence[str]) -> list[dict[str, Any]]:
     """Job counts per distinct combination of the ``grouping`` attributes."""
     if _rollup_answers(conn, query, grouping):
-        keys = [ROLLUP[name] for name in grouping]
-        total = func.sum(job_counts.c.n)
+        counts, columns = _rollup_columns(conn)
+        keys = [columns[name] for name in grouping]
+        total = func.sum(counts.c.n)
         labelled = select(*(key.label(name) for key, name in zip(keys, grouping)))
-        statement = _where(conn, labelled, query, ROLLUP)
+        statement = _where(conn, labelled, query, columns)
         statement = statement.add_columns(total.label("count")).group_by(*keys)
         statement = statement.having(total > 0).order_by(*keys)
         return [dict(row) for row in conn.execute(statement).mappings()]

@@ -6,8 +6,10 @@ rollup on PostgreSQL (issue 16).
   from the jobs already there. ``coordinator/store/name_index.py`` asks it for candidates.
 - PostgreSQL: the ``pg_trgm`` extension (a trusted extension: the database's owner may
   create it) and a GIN trigram index on ``jobs.job_name``, which the planner uses for
-  ``ILIKE`` itself; and the ``job_counts`` triggers SQLite got in 0003, written in
-  plpgsql, with the counts of the jobs already there.
+  ``ILIKE`` itself; and the ``job_counts`` rollup SQLite got in 0003, with the counts of
+  the jobs already there, kept without hot rows: the triggers append deltas to
+  ``job_count_deltas`` (made on both databases, as ``schema.py`` declares it; SQLite's
+  stays empty), which the sweeper folds into ``job_counts`` (coordinator/store/rollup.py).
 
 Revision ID: 0006
 Revises: 0005
@@ -16,6 +18,7 @@ Create Date: 2026-12-03
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
@@ -29,6 +32,11 @@ KEY = ", ".join(ROLLUP_KEY)
 
 def upgrade() -> None:
     op.create_index("ix_jobs_minor_status", "jobs", ["minor_status", "job_id"])
+    op.create_table(
+        "job_count_deltas",
+        *(sa.Column(name, sa.Text(), nullable=False) for name in ROLLUP_KEY),
+        sa.Column("n", sa.Integer(), nullable=False),
+    )
     statements = _sqlite_ddl() if op.get_bind().dialect.name == "sqlite" else _postgresql_ddl()
     for statement in statements:
         op.execute(statement)
@@ -72,30 +80,31 @@ def _function(name: str, body: str) -> str:
 
 
 def _postgresql_rollup() -> list[str]:
-    """Inserts and deletes: once per statement, over its rows grouped by key, so that a
-    parametric submission of 10,000 jobs writes one row here, not 10,000 times the same
-    one. Updates: per row, and only when a key column changes (a heartbeat does not)."""
-    match = " AND ".join(f"c.{name} = d.{name}" for name in ROLLUP_KEY)
+    """The triggers only append to ``job_count_deltas``, which has no key: a writer never
+    waits on another for a count (an ``UPDATE job_counts`` would hold that key's row until
+    commit, queueing every match of one owner's jobs on every replica behind it, and two
+    writers taking two keys in opposite orders would deadlock).
+
+    Inserts and deletes: once per statement, over its rows grouped by key, so that a
+    parametric submission of 10,000 jobs appends one row, not 10,000. Updates: per row,
+    and only when a key column changes (a heartbeat does not), a -1 and a +1. A
+    statement-level update trigger cannot have a column list or a WHEN when it reads the
+    transition tables, so it would capture every updated row of every heartbeat and match
+    claim; measured in docs/scale-out.md ("Job counts")."""
     new = ", ".join(f"NEW.{name}" for name in ROLLUP_KEY)
-    where_old = " AND ".join(f"{name} = OLD.{name}" for name in ROLLUP_KEY)
+    old = ", ".join(f"OLD.{name}" for name in ROLLUP_KEY)
     changed = " OR ".join(f"OLD.{name} IS DISTINCT FROM NEW.{name}" for name in ROLLUP_KEY)
-    upsert = f"ON CONFLICT ({KEY}) DO UPDATE SET n = job_counts.n + EXCLUDED.n;"
+    append = f"INSERT INTO job_count_deltas ({KEY}, n)"
     return [
         _function(
             "job_counts_inserted",
-            f"INSERT INTO job_counts ({KEY}, n) SELECT {KEY}, COUNT(*) FROM new_rows "
-            f"GROUP BY {KEY} ORDER BY {KEY} {upsert}",
+            f"{append} SELECT {KEY}, COUNT(*) FROM new_rows GROUP BY {KEY};",
         ),
         _function(
             "job_counts_deleted",
-            f"UPDATE job_counts AS c SET n = c.n - d.n FROM (SELECT {KEY}, COUNT(*) AS n "
-            f"FROM old_rows GROUP BY {KEY}) AS d WHERE {match};",
+            f"{append} SELECT {KEY}, -COUNT(*) FROM old_rows GROUP BY {KEY};",
         ),
-        _function(
-            "job_counts_updated",
-            f"UPDATE job_counts SET n = n - 1 WHERE {where_old}; "
-            f"INSERT INTO job_counts ({KEY}, n) VALUES ({new}, 1) {upsert}",
-        ),
+        _function("job_counts_updated", f"{append} VALUES ({old}, -1), ({new}, 1);"),
         "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS "
         "new_rows FOR EACH STATEMENT EXECUTE FUNCTION job_counts_inserted()",
         "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS "
