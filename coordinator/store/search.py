@@ -198,11 +198,11 @@ def count(conn: Connection, query: Query, parameters: Sequence[str], distinct: b
 def summary(conn: Connection, query: Query, grouping: Sequence[str]) -> list[dict[str, Any]]:
     """Job counts per distinct combination of the ``grouping`` attributes."""
     if _rollup_answers(conn, query, grouping):
-        counts, columns = _rollup_columns(conn)
-        keys = [columns[name] for name in grouping]
+        counts, by_name = _rollup_columns(conn)
+        keys = [by_name[name] for name in grouping]
         total = func.sum(counts.c.n)
         labelled = select(*(key.label(name) for key, name in zip(keys, grouping)))
-        statement = _where(conn, labelled, query, columns)
+        statement = _where(conn, labelled, query, by_name)
         statement = statement.add_columns(total.label("count")).group_by(*keys)
         statement = statement.having(total > 0).order_by(*keys)
         return [dict(row) for row in conn.execute(statement).mappings()]
