@@ -18,7 +18,7 @@ from sqlalchemy import Connection, delete, insert, text, update
 from coordinator.store import rollup
 from coordinator.store.database import Database
 from coordinator.store.schema import jobs
-from tests.conftest import DATABASES
+from tests.conftest import DATABASES, launch_coordinator
 from tests.services.postgres import PostgresCluster
 
 DEADLINE_S = 60.0
@@ -211,3 +211,33 @@ def test_one_replica_folds_at_a_time(db: Database) -> None:
     with db.read() as conn:
         kept = conn.execute(text("SELECT owner, status, n FROM job_counts ORDER BY owner"))
         assert kept.all() == [("alice", "Done", 3), ("bob", "Waiting", 1)]
+
+
+def test_the_coordinators_sweepers_fold_the_deltas(db: Database, tmp_path: Path) -> None:
+    """Two coordinators on the database: their sweepers fold what writers left (whichever
+    takes the lock), and the counts stay those of the jobs."""
+    with db.write() as conn:
+        add_jobs(conn, "alice", 4)
+        conn.execute(text("UPDATE jobs SET status = 'Killed' WHERE job_id % 2 = 0"))
+    coordinators = [
+        launch_coordinator(tmp_path / name, database_url=db.url, sweep_interval_s=0.2)
+        for name in ("one", "two")
+    ]
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            with db.read() as conn:
+                left = conn.execute(text("SELECT COUNT(*) FROM job_count_deltas")).scalar()
+            if left == 0:
+                break
+            time.sleep(0.1)
+        with db.read() as conn:
+            kept = conn.execute(text(f"SELECT {KEY}, n FROM job_counts ORDER BY {KEY}"))
+            assert kept.all() == conn.execute(text(COUNTED)).all()
+        assert left == 0
+    finally:
+        for coordinator in coordinators:
+            coordinator.process.terminate()
+        for coordinator in coordinators:
+            coordinator.process.wait(timeout=30)
+            assert "Traceback" not in coordinator.log(), coordinator.log()

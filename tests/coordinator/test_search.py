@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import requests
 
+from coordinator.store import rollup
+from coordinator.store.database import Database
 from tests.conftest import RunningCoordinator
 from tests.coordinator.pilot_calls import FakePilot, User
 
@@ -208,7 +210,6 @@ def test_counts_stay_true_to_the_jobs_through_every_kind_of_change(
     pilot.report(matched, "Failed", exit_code=3)
     grouping = ["VO", "Owner", "OwnerGroup", "Site", "Status", "JobGroup"]
     mine = [{"parameter": "VO", "operator": "eq", "value": vo}]
-    rolled = summary(world["admin"], {"grouping": grouping, "search": mine}).json()
     counted = [
         tuple(row)
         for row in alice.coord.sql(
@@ -217,8 +218,22 @@ def test_counts_stay_true_to_the_jobs_through_every_kind_of_change(
             vo=vo,
         )
     ]
-    assert [(*(row[name] for name in grouping), row["count"]) for row in rolled] == counted
     assert len(counted) >= 6
+
+    def rolled() -> list[tuple[Any, ...]]:
+        rows = summary(world["admin"], {"grouping": grouping, "search": mine}).json()
+        return [(*(row[name] for name in grouping), row["count"]) for row in rows]
+
+    assert rolled() == counted
+    # On PostgreSQL the changes above are deltas until the sweeper folds them: fold them
+    # now, as it would, and the counts are the same.
+    db = Database(alice.coord.database_url)
+    try:
+        with db.write() as conn:
+            rollup.compact(conn)
+    finally:
+        db.dispose()
+    assert rolled() == counted
     total = search(alice, {"search": [{"parameter": "Status", "operator": "neq",
                                        "value": "Deleted"}]}, per_page=1)  # fmt: skip
     expected = sum(n for *_key, status, _group, n in counted if status != "Deleted"
