@@ -19,7 +19,8 @@ The writes: ``match`` (10 jobs' status changed by one statement, a transaction e
 ``heartbeat`` (10 jobs' heartbeat time, no key changes), ``kill`` (1,000 jobs' status in
 one statement), and ``contended`` (4 threads changing 10 jobs each of the same owner, with
 2 ms of other work in the transaction after the change, as a match's history rows):
-milliseconds per transaction, median of the rounds, and ratios to ``none``.
+milliseconds per transaction, median of the rounds, the ways taken in turn ``--repeats``
+times (median of those), and ratios to ``none``.
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="bench.rollup", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="2,000 jobs, fewer rounds")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the ways")
     options = parser.parse_args(argv)
     n_jobs, rounds = (2_000, 40) if options.smoke else (20_000, 200)
     cluster = PostgresCluster().start()
@@ -163,10 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             revisions.check(db)
             seed(db, n_jobs)
-            results = {}
-            for way in WAYS:
-                install(db, way)
-                results[way] = writes(db, n_jobs, rounds)
+            runs: dict[str, list[dict[str, float]]] = {way: [] for way in WAYS}
+            for _ in range(options.repeats):  # the ways in turn: none gets no warm start
+                for way in WAYS:
+                    install(db, way)
+                    runs[way].append(writes(db, n_jobs, rounds))
+            results = {
+                way: {name: statistics.median(run[name] for run in found) for name in found[0]}
+                for way, found in runs.items()
+            }
         finally:
             db.dispose()
     finally:
