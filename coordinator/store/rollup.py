@@ -60,8 +60,8 @@ def compact(conn: Connection) -> int:
     if not taken:
         return 0
     moved, folded = conn.execute(_FOLD).one()
-    # Only compaction writes job_counts on PostgreSQL, and under the lock: no one waits.
-    conn.execute(text("DELETE FROM job_counts WHERE n = 0"))
     if moved:
+        # Only compaction writes job_counts on PostgreSQL, and under the lock: no one waits.
+        conn.execute(text("DELETE FROM job_counts WHERE n = 0"))
         logger.debug("job counts: folded %d deltas into %d keys", moved, folded)
     return int(moved)
