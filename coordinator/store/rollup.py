@@ -5,7 +5,7 @@ On PostgreSQL the triggers on ``jobs`` (migration 0006) append +n/-n rows to
 a count; a count is the sum of both tables (``source``). ``compact`` folds the deltas into
 ``job_counts`` in one transaction, so a reader sees them either all in the deltas or all
 in the counts, never both or neither. On SQLite the triggers keep ``job_counts`` itself
-and the deltas table stays empty. See docs/scale-out.md ("Job counts").
+and the deltas table stays empty. See docs/scale-out.md ("Job counts without hot rows").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 says: SQLite has one writer at a time). The triggers append deltas instead of updating a
 shared counter row, so writers of the same counts neither wait for nor deadlock with each
 other, and folding the deltas while jobs change loses nothing (coordinator/store/rollup.py,
-docs/scale-out.md "Job counts")."""
+docs/scale-out.md "Job counts without hot rows")."""
 
 from __future__ import annotations
 

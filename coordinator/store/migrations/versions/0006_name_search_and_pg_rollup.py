@@ -90,7 +90,7 @@ def _postgresql_rollup() -> list[str]:
     and only when a key column changes (a heartbeat does not), a -1 and a +1. A
     statement-level update trigger cannot have a column list or a WHEN when it reads the
     transition tables, so it would capture every updated row of every heartbeat and match
-    claim; measured in docs/scale-out.md ("Job counts")."""
+    claim; measured in docs/scale-out.md ("Job counts without hot rows")."""
     new = ", ".join(f"NEW.{name}" for name in ROLLUP_KEY)
     old = ", ".join(f"OLD.{name}" for name in ROLLUP_KEY)
     changed = " OR ".join(f"OLD.{name} IS DISTINCT FROM NEW.{name}" for name in ROLLUP_KEY)
