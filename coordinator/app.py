@@ -14,7 +14,6 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from coordinator.api import (
@@ -33,7 +32,7 @@ from coordinator.api import (
     tokens,
 )
 from coordinator.api.deps import AppContext
-from coordinator.api.failures import error_answer
+from coordinator.api.failures import database_outages, error_answer
 from coordinator.api.limits import BodyLimitMiddleware
 from coordinator.api.openapi import install_openapi
 from coordinator.errors import CoordinatorError
@@ -77,7 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Database disconnects have handlers of their own: starlette re-raises (and logs as a
     # crash) whatever reaches the catch-all ``Exception`` handler, even after our reply.
     handled = (CoordinatorError, RequestValidationError, HTTPException)
-    for exc_class in (*handled, OperationalError, InterfaceError, Exception):
+    outages = database_outages(settings.database_url)
+    for exc_class in (*handled, *outages, Exception):
         app.add_exception_handler(exc_class, error_response)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_openapi(app)

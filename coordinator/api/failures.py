@@ -7,6 +7,7 @@ and by the hot routes served below FastAPI (``coordinator.api.hotpath``).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -64,16 +65,25 @@ def error_answer(exc: Exception, where: str) -> tuple[int, ErrorBody, dict[str, 
     return status, body, headers
 
 
+def database_outages(database_url: str) -> tuple[type[Exception], ...]:
+    """The exceptions that say the database cannot be reached: SQLAlchemy's wrappers, and
+    the DBAPI's own PEP 249 classes, which the precompiled statements of the hot path
+    (``coordinator.store.precompiled``) raise unwrapped when a connection is cut mid-way.
+    psycopg is imported only for a PostgreSQL URL (it comes with an extra)."""
+    classes: list[type[Exception]] = [OperationalError, InterfaceError]
+    classes += [sqlite3.OperationalError, sqlite3.InterfaceError]
+    if database_url.startswith("postgresql"):
+        import psycopg
+
+        classes += [psycopg.OperationalError, psycopg.InterfaceError]
+    return tuple(classes)
+
+
 def _database_gone(exc: Exception) -> bool:
-    """Whether ``exc`` says the database cannot be reached: SQLAlchemy's wrappers, or the
-    DBAPI's own PEP 249 classes, which the precompiled statements of the hot path
-    (``coordinator.store.precompiled``) raise unwrapped when a connection is cut mid-way."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
     return any(
         cls.__name__ in _DBAPI_GONE and cls.__module__.split(".")[0] in _DBAPIS
         for cls in type(exc).__mro__
-    )
+    ) or isinstance(exc, (OperationalError, InterfaceError))
 
 
 _DBAPI_GONE = ("OperationalError", "InterfaceError")
