@@ -144,9 +144,11 @@ def test_missing_pyz(tmp_path: Path) -> None:
 
 
 def _default_hangup() -> None:
-    # Under nohup the test runner ignores SIGHUP, and a shell started with a signal ignored
-    # cannot trap it: give the launcher the disposition a batch system gives it.
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # Under nohup the test runner ignores SIGHUP, started in the background of a script it
+    # ignores SIGINT and SIGQUIT, and a shell started with a signal ignored cannot trap it:
+    # give the launcher the dispositions a batch system gives it.
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _start_sleeping(pyz: Path) -> tuple[subprocess.Popen[str], int]:
