@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import subprocess
+from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,15 +47,19 @@ def output_names(transport: DirectoryTransport, outcome: JobOutcome, tmp_path: P
     return sorted(unpack(transport.path_of(outcome.output_sandbox), dest))
 
 
+@pytest.fixture(autouse=True)
+def _deep_trees_removed(tmp_path: Path) -> Iterator[None]:
+    """pytest's clean-up of old temporary dirs recurses into the payloads' 1,200-level
+    trees (a RecursionError that fails a later pytest run, e.g. CI's PostgreSQL pass);
+    rm does not."""
+    yield
+    subprocess.run(["rm", "-rf", str(tmp_path / "pilot")], check=True, timeout=120)
+
+
 def test_deep_tree_under_a_glob_fails_the_job_not_the_wrapper(
     tmp_path: Path, transport: DirectoryTransport
 ) -> None:
-    try:
-        outcome = run(tmp_path, transport, DEEP_TREE, ["**/x"])
-    finally:
-        # pytest's clean-up of old temporary dirs recurses (RecursionError at the end of a
-        # later run); rm does not.
-        subprocess.run(["rm", "-rf", str(tmp_path / "pilot")], check=True, timeout=120)
+    outcome = run(tmp_path, transport, DEEP_TREE, ["**/x"])
     assert outcome.status == JobStatus.FAILED
     assert outcome.minor_status == (
         "Output Sandbox Not Collected: the work dir holds a tree deeper than 256 directory "
