@@ -188,6 +188,19 @@ def test_output_sandbox_reaches_the_owner(shared_coordinator: RunningCoordinator
     assert download(coord, coord.token(subject="bob", vo=vo), digest).status_code == 404
 
 
+def assert_upload_interrupted(coord: RunningCoordinator, timeout_s: float) -> None:
+    """The coordinator logged the upload as interrupted, kept nothing and still serves."""
+    # The log names the test's directory, "interrupted" included: wait for the message.
+    message = f"sandbox upload {'ab' * 32} from alice was interrupted"
+    deadline = time.monotonic() + timeout_s
+    while message not in coord.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert message in coord.log()
+    assert leftovers(coord) == []
+    assert stored_files(coord) == []
+    assert requests.get(f"{coord.url}/health").status_code == 200
+
+
 def test_interrupted_upload_leaves_nothing_behind(
     start_coordinator: Callable[..., RunningCoordinator],
 ) -> None:
@@ -201,12 +214,4 @@ def test_interrupted_upload_leaves_nothing_behind(
     )
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(head.encode() + os.urandom(300_000))
-    # The log names the test's directory, "interrupted" included: wait for the message.
-    message = f"sandbox upload {'ab' * 32} from alice was interrupted"
-    deadline = time.monotonic() + 5
-    while message not in coord.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert message in coord.log()
-    assert leftovers(coord) == []
-    assert stored_files(coord) == []
-    assert requests.get(f"{coord.url}/health").status_code == 200
+    assert_upload_interrupted(coord, timeout_s=5)

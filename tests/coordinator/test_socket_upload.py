@@ -14,7 +14,14 @@ import requests
 
 from pilot.client import CoordinatorClient
 from tests.conftest import RunningCoordinator
-from tests.coordinator.test_api_sandboxes import SHA, download, leftovers, stored_files, upload
+from tests.coordinator.test_api_sandboxes import (
+    SHA,
+    assert_upload_interrupted,
+    download,
+    leftovers,
+    stored_files,
+    upload,
+)
 from tests.coordinator.test_hotpath import served_by_hot_path
 
 LARGE = 3 * 1024 * 1024 + 5
@@ -148,15 +155,7 @@ def test_an_interrupted_upload_leaves_nothing_behind(
     )
     with raw_request(coord, head, os.urandom(3 * 1024 * 1024)):
         time.sleep(0.2)  # let the lane take the connection before it closes
-    # The log names the test's directory, "interrupted" included: wait for the message.
-    message = f"sandbox upload {'ab' * 32} from alice was interrupted"
-    deadline = time.monotonic() + 10
-    while message not in coord.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert message in coord.log()
-    assert leftovers(coord) == []
-    assert stored_files(coord) == []
-    assert requests.get(f"{coord.url}/health").status_code == 200
+    assert_upload_interrupted(coord, timeout_s=10)
 
 
 def test_parallel_uploads_each_get_their_own_bytes(
