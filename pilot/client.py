@@ -103,6 +103,27 @@ class _LargeBlockAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
+class BearerToken(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>`` on every request of the session it is the ``auth`` of.
+
+    An auth, not a header set by hand: requests gives a request made without an auth the
+    credentials ``~/.netrc`` (``NETRC``) holds for its host, over any Authorization header,
+    so a worker node with a netrc entry for the coordinator's host (for an HTTP proxy or a
+    data server there) would send those instead of the token and be refused. With the
+    session's auth set, requests does not look netrc up at all.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerToken(...)"  # never the token itself, in a log or a traceback
+
+
 class _EnvironmentOnceSession(requests.Session):
     """A ``requests.Session`` that reads the environment's proxies, CA bundle and netrc
     once per origin (scheme, host and port) instead of at every request.
@@ -142,6 +163,15 @@ class _EnvironmentOnceSession(requests.Session):
             request.auth = self._netrc[origin] or _unchanged
         return super().prepare_request(request)
 
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: Any) -> None:
+        """A redirect: requests drops the Authorization header when the host changes (the
+        token never leaves the coordinator) and applies netrc for the new URL, even on
+        the same host and over the session's auth; there, the token is put back."""
+        super().rebuild_auth(prepared_request, response)
+        same_host = not self.should_strip_auth(response.request.url, prepared_request.url)
+        if isinstance(self.auth, BearerToken) and same_host:
+            prepared_request.prepare_auth(self.auth)
+
 
 def _unchanged(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
@@ -175,7 +205,8 @@ class CoordinatorClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session or _new_session()
-        self._session.headers["Authorization"] = f"Bearer {token}"
+        if token:
+            self._session.auth = BearerToken(token)
         self._session.headers[PROTOCOL_HEADER] = str(PROTOCOL_VERSION)
         self._verify = verify
         self._timeout_s = timeout_s

@@ -186,3 +186,36 @@ def test_missing_url_exits_2(tmp_path: Path) -> None:
     finished = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert finished.returncode == EXIT_CONFIG, finished.stderr
     assert "missing url" in finished.stderr
+
+
+NETRC_FOR_THE_COORDINATOR = "machine 127.0.0.1 login site-data password not-a-gridpilot-token\n"
+"""What a site's worker node may hold for its HTTP proxy or data server on the same host."""
+
+
+def _netrc_home(root: Path) -> Path:
+    home = root / "home"
+    home.mkdir()
+    netrc = home / ".netrc"
+    netrc.write_text(NETRC_FOR_THE_COORDINATOR)
+    netrc.chmod(0o600)
+    return home
+
+
+def test_a_netrc_entry_for_the_coordinators_host_does_not_replace_the_tokens(
+    user: User, pilot: Pilot, tmp_path: Path
+) -> None:
+    """requests sends ~/.netrc's credentials for a host to every request made without an
+    ``auth``, over an Authorization header set by hand: the pilot's and the user's bearer
+    tokens must win, for every call (register, match, reports, the output upload, the
+    user's submit and get-output)."""
+    home = _netrc_home(tmp_path)
+    user.env = {**user.env, "NETRC": str(home / ".netrc")}
+    (job_id,) = user.submit(
+        """Executable = "/bin/sh"; Arguments = "-c 'echo staged > result.txt'";
+        OutputSandbox = {"result.txt"};"""
+    )
+    finished = pilot.run(env={"HOME": str(home)})
+    assert finished.returncode == 0, finished.stderr
+    assert user.status(job_id)["status"] == "Done"
+    user.run("get-output", str(job_id), "--dir", "out")
+    assert (user.cwd / "out" / str(job_id) / "result.txt").read_text() == "staged\n"
