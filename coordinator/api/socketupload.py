@@ -23,10 +23,21 @@ Anything else goes to FastAPI's route: TLS (the bytes are encrypted on the socke
 without Content-Length or over the limit, a cookie (the portal's sessions), another
 server than uvicorn with httptools, and uploads beyond ``MAX_CONCURRENT`` at once, so slow
 uploads never hold more than that many threads.
+
+The lane reads private attributes of uvicorn's httptools request cycle (``send.__self__``):
+``CYCLE_NEEDS``, the transport's and the flow control's methods. They are there, with the
+meaning the lane gives them, in uvicorn 0.27.0 (the oldest ``pyproject.toml`` allows),
+0.30.0 and 0.34.0 (read in their sources) and 0.55.0 (the one the tests run on):
+``CHECKED_UVICORN_VERSIONS``. A uvicorn that renamed or dropped one must not cost uploads:
+at the first upload it could serve, the lane looks for all of them on the cycle; whatever is
+missing is said once, in a warning naming uvicorn's version, and from then on every upload
+goes through FastAPI's route (``tests/coordinator/test_socket_upload.py`` runs a coordinator
+on uvicorn's own module with one attribute renamed).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import socket
@@ -57,6 +68,21 @@ IDLE_S = 60.0
 POLL_S = 1.0
 """How often a reading thread looks up from the socket to see whether to stop."""
 _SKIPS = (b"transfer-encoding", b"cookie")
+HTTPTOOLS_CYCLE_MODULE = "uvicorn.protocols.http.httptools_impl"
+CYCLE_NEEDS = (
+    "transport",
+    "flow",
+    "body",
+    "keep_alive",
+    "disconnected",
+    "waiting_for_100_continue",
+    "response_started",
+)
+"""What the lane reads or sets on uvicorn's request cycle (private: checked once)."""
+TRANSPORT_NEEDS = ("get_extra_info", "is_closing", "write")
+FLOW_NEEDS = ("pause_reading",)
+CHECKED_UVICORN_VERSIONS = ("0.27.0", "0.30.0", "0.34.0", "0.55.0")
+"""The uvicorn releases whose request cycle was checked to have all the lane reads."""
 
 
 class ClientGone(BadRequest):
@@ -71,6 +97,9 @@ class SocketUploads:
         self.limit = context.settings.max_sandbox_bytes
         self.busy = 0
         self._limiter: Optional[CapacityLimiter] = None
+        self.off: Optional[str] = None
+        """Why the lane serves nothing (this uvicorn lacks what it reads), once known."""
+        self._checked = False
 
     def length(self, scope: Scope, send: Send) -> Optional[int]:
         """The declared body length of an upload this lane serves, else None."""
@@ -86,7 +115,26 @@ class SocketUploads:
                 length = int(value)
         if length is None or not MIN_BYTES <= length <= self.limit:
             return None
-        return length if _cycle(send) is not None else None
+        return length if self._usable(send) and _cycle(send) is not None else None
+
+    def _usable(self, send: Send) -> bool:
+        """Whether this server's request cycles have what the lane reads, checked on the
+        first httptools cycle seen; if not, the lane goes off (said once) for good."""
+        if not self._checked:
+            cycle = getattr(send, "__self__", None)
+            if type(cycle).__module__ != HTTPTOOLS_CYCLE_MODULE:
+                return False  # h11, another server: FastAPI's route, as always (not a fault)
+            self._checked = True
+            missing = missing_parts(cycle)
+            if missing:
+                self.off = f"uvicorn {_uvicorn_version()} lacks {', '.join(missing)}"
+                logger.warning(
+                    "sandbox upload lane is off: %s; uploads go through FastAPI's route "
+                    "(the lane was checked against uvicorn %s)",
+                    self.off,
+                    ", ".join(CHECKED_UVICORN_VERSIONS),
+                )
+        return self.off is None
 
     async def serve(self, length: int, scope: Scope, receive: Receive, send: Send) -> None:
         self.busy += 1
@@ -189,11 +237,30 @@ class SocketBody:
         self._socket.close()
 
 
+def missing_parts(cycle: Any) -> list[str]:
+    """What the lane reads of uvicorn's request cycle and ``cycle`` lacks, by name."""
+    missing = [f"cycle.{name}" for name in CYCLE_NEEDS if not hasattr(cycle, name)]
+    for part, needs in (("transport", TRANSPORT_NEEDS), ("flow", FLOW_NEEDS)):
+        held = getattr(cycle, part, None)
+        if held is not None:
+            missing += [
+                f"{part}.{name}" for name in needs if not callable(getattr(held, name, None))
+            ]
+    return missing
+
+
+def _uvicorn_version() -> str:
+    try:
+        return importlib.metadata.version("uvicorn")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
 def _cycle(send: Send) -> Optional[Any]:
     """uvicorn's httptools request cycle behind ``send``, if this lane can read its socket:
     plain TCP (no TLS), the body not complete yet nor the answer started."""
     cycle: Any = getattr(send, "__self__", None)
-    if type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
+    if type(cycle).__module__ != HTTPTOOLS_CYCLE_MODULE:
         return None
     transport = getattr(cycle, "transport", None)
     flow = getattr(cycle, "flow", None)

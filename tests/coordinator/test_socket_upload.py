@@ -8,11 +8,12 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import requests
 
-from pilot.client import CoordinatorClient
+from pilot.client import CoordinatorClient, RetryPolicy
 from tests.conftest import RunningCoordinator
 from tests.coordinator.test_api_sandboxes import (
     SHA,
@@ -178,3 +179,49 @@ def test_parallel_uploads_each_get_their_own_bytes(
             assert reply.status_code == 201, reply.text
             assert (coord.data_dir / "sandboxes" / digest[:2] / digest).read_bytes() == data
     assert leftovers(coord) == []
+
+
+FUTURE_UVICORN = '''\
+"""uvicorn as a later release might be: its own httptools module, with the request cycle's
+``waiting_for_100_continue`` renamed (uvicorn works as before; the lane's name is gone)."""
+import importlib.util
+import re
+import sys
+
+import uvicorn.protocols.http
+
+NAME = "uvicorn.protocols.http.httptools_impl"
+spec = importlib.util.find_spec(NAME)
+source = re.sub(r"\\bwaiting_for_100_continue\\b", "expects_continue", spec.loader.get_source(NAME))
+module = importlib.util.module_from_spec(spec)
+sys.modules[NAME] = module
+exec(compile(source, spec.origin, "exec"), module.__dict__)
+'''
+
+
+def test_a_uvicorn_without_what_the_lane_reads_gets_uploads_through_fastapi(
+    start_coordinator: Callable[..., RunningCoordinator], tmp_path: Path
+) -> None:
+    """The lane reads private attributes of uvicorn's request cycle. A coordinator running on
+    a uvicorn that renamed one (here uvicorn's own code, rewritten as it starts: a real
+    server, not a stand-in object) says so once in its log, naming uvicorn's version, and
+    every upload goes through FastAPI's route instead: stored, answered as usual."""
+    site = tmp_path / "future-uvicorn"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FUTURE_UVICORN)
+    coord = start_coordinator(env={"PYTHONPATH": str(site)})
+    client = CoordinatorClient(coord.url, coord.token(), retry=RetryPolicy(max_retry_s=5))
+    archive = tmp_path / "large.tar"
+    for size in (LARGE, LARGE + 1):
+        archive.write_bytes(os.urandom(size))
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        client.upload_sandbox(archive, digest)
+        assert (coord.data_dir / "sandboxes" / digest[:2] / digest).read_bytes() == (
+            archive.read_bytes()
+        )
+    client.close()
+    assert served_by_hot_path(coord, "sandbox_upload") == 0
+    warnings = [line for line in coord.log().splitlines() if "upload lane is off" in line]
+    assert len(warnings) == 1, coord.log()
+    assert f"uvicorn {version('uvicorn')}" in warnings[0]
+    assert "waiting_for_100_continue" in warnings[0]
