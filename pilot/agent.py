@@ -189,9 +189,15 @@ class Agent:
                 if not len(self._slots):
                     return self._finish()
             elif self._clock() >= next_match_at and self._may_ask():
+                asked_at = self._clock()
                 started, retry_after_s = self._match_and_start()
+                answered_at = self._clock()
                 wait_s = 0.0 if started else min(retry_after_s, self.config.poll_interval_s)
-                next_match_at = self._clock() + wait_s
+                next_match_at = answered_at + wait_s
+                # Waiting for the answer (retried while the coordinator was unreachable) is
+                # not time without work: a coordinator back after an outage longer than
+                # idle_timeout_s must not see its idle pilots leave at its first answer.
+                idle_since += answered_at - asked_at
             if len(self._slots):
                 idle_since = self._clock()
             elif self._clock() - idle_since >= self.config.idle_timeout_s:

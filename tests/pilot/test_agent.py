@@ -9,6 +9,7 @@ edge of the machine: a wall clock the test moves, and the SIGTERM the test raise
 
 from __future__ import annotations
 
+import datetime
 import signal
 import threading
 import time
@@ -224,32 +225,69 @@ def test_a_first_sigterm_drains_and_a_second_kills(world: World) -> None:
     assert "SIGTERM" in job.minor_status
 
 
+def _restart(world: World) -> RunningCoordinator:
+    """The coordinator again, on its port and data dir; the fixture checks its log."""
+    port = int(world.coordinator.url.rsplit(":", 1)[1])
+    back = launch_coordinator(world.coordinator.data_dir, port=port)
+    world.coordinator.process = back.process
+    return back
+
+
 def test_a_report_kept_while_the_coordinator_was_down_is_sent_when_it_is_back(
     world: World,
 ) -> None:
     coordinator = world.coordinator
-    ids = world.submit("/bin/sleep", "1")
+    # The payload ends when the test says so, once the coordinator is down: a payload of a
+    # fixed second had to outlast the Running heartbeat (half a second after its start), the
+    # test's poll and the coordinator's stop, and on a loaded machine it sometimes did not
+    # (reported at once, never kept: "the final report was never kept").
+    gate = world.tmp_path / "end-now"
+    ids = world.submit("/bin/sh", f"-c 'while [ ! -e {gate} ]; do sleep 0.05; done'")
     # Idle for longer than the outage: the loop itself must resend, not the exit.
     agent = world.agent(report_retry_s=0, max_retry_s=30, idle_timeout_s=5)
     pilot = Pilot(agent).start()
     world.wait_for(ids, JobStatus.RUNNING)
-    port = int(coordinator.url.rsplit(":", 1)[1])
     coordinator.process.terminate()
     coordinator.process.wait(timeout=10)
+    gate.touch()
     spool = world.tmp_path / "pilot" / "spool"
     deadline = time.monotonic() + 15
     while not list(spool.glob("job_*.json")):
         assert time.monotonic() < deadline, "the final report was never kept"
         time.sleep(0.05)
-    back = launch_coordinator(coordinator.data_dir, port=port)
-    try:
-        world.wait_for(ids, JobStatus.DONE)
-        assert pilot.finish() is PilotExit.IDLE
-        assert not list(spool.glob("job_*.json"))
-    finally:
-        back.process.terminate()
-        back.process.wait(timeout=10)
-        coordinator.process = back.process  # the fixture checks this one's log
+    _restart(world)
+    world.wait_for(ids, JobStatus.DONE)
+    assert pilot.finish() is PilotExit.IDLE
+    assert not list(spool.glob("job_*.json"))
+
+
+def test_time_the_coordinator_could_not_be_asked_is_not_idle_time(world: World) -> None:
+    """A pilot's coordinator is down for longer than its idle_timeout_s: once it answers, the
+    pilot still waits for work for its idle time (an outage says nothing of the queue; a
+    restarted coordinator must not find every idle pilot of a site gone at its first
+    answer)."""
+    agent = world.agent(idle_timeout_s=3, max_retry_s=60)
+    pilot = Pilot(agent).start()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not agent.pilot_id:
+        assert time.monotonic() < deadline, "the pilot never registered"
+        time.sleep(0.05)
+    world.coordinator.process.terminate()
+    world.coordinator.process.wait(timeout=10)
+    time.sleep(4)  # longer than idle_timeout_s
+    back_at = datetime.datetime.now(datetime.timezone.utc)
+    _restart(world)
+    while _last_seen(world, agent.pilot_id) < back_at:  # it asked again, and heard "no work"
+        assert time.monotonic() < deadline + 30, "the pilot never asked the coordinator again"
+        time.sleep(0.05)
+    ids = world.submit("/bin/true")
+    world.wait_for(ids, JobStatus.DONE)
+    assert pilot.finish() is PilotExit.IDLE
+
+
+def _last_seen(world: World, pilot_id: str) -> datetime.datetime:
+    [info] = [p for p in world.user.pilots() if p.pilot_id == pilot_id]
+    return datetime.datetime.fromisoformat(info.last_seen)
 
 
 SCRATCH_CHECK = """\
