@@ -86,6 +86,26 @@ class World:
             ids += self.user.submit(SubmitRequest(description=jdl)).job_ids
         return ids
 
+    def submit_gated(self, name: str) -> tuple[list[int], Path]:
+        """A job whose payload runs until the test creates the returned gate file.
+
+        A payload of a fixed second had to outlast its Running heartbeat (half a second
+        after its start), the test's poll and the test's next step (a stop, a clock moved,
+        the coordinator stopped); on a loaded machine it sometimes did not, and the pilot
+        had already reported it, or matched the job meant to stay Waiting."""
+        gate = self.tmp_path / f"gate-{name}"
+        return self.submit("/bin/sh", f"-c 'while [ ! -e {gate} ]; do sleep 0.05; done'"), gate
+
+    def wait_not_accepting(self, agent: Agent, timeout_s: float = 15.0) -> None:
+        """Until the coordinator hears that the pilot takes no more work (it stops)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            [info] = [p for p in self.user.pilots() if p.pilot_id == agent.pilot_id]
+            if not info.accepting_work:
+                return
+            assert time.monotonic() < deadline, f"pilot {agent.pilot_id} never stopped"
+            time.sleep(0.05)
+
     def jobs(self, ids: list[int]) -> list[JobInfo]:
         return self.user.jobs(ids)
 
@@ -187,19 +207,24 @@ def test_too_little_time_left_stops_matching_and_lets_the_running_job_finish(
     world: World,
 ) -> None:
     clock = WallClock()
-    running, waiting = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
+    (running, gate), waiting = world.submit_gated("running"), world.submit("/bin/true")
     agent = world.agent(wall_clock=clock, time_left_s=1000, min_time_left_s=300)
     pilot = Pilot(agent).start()
     world.wait_for(running, JobStatus.RUNNING)
     clock.offset_s = 800.0  # 200 s left in the slot: below min_time_left_s
+    world.wait_not_accepting(agent)
+    gate.touch()
     assert pilot.finish() is PilotExit.NO_TIME_LEFT
     assert world.statuses(running) == [JobStatus.DONE]
     assert world.statuses(waiting) == [JobStatus.WAITING]
 
 
-def _stop_with_sigterm(world: World, running: list[int], signals: int) -> None:
+def _stop_with_sigterm(
+    world: World, running: list[int], signals: int, gate: Optional[Path] = None
+) -> None:
     """A pilot runs ``running``; then SIGTERM arrives ``signals`` times, as from the batch
-    system (the handlers are installed as ``gridpilot pilot`` installs them)."""
+    system (the handlers are installed as ``gridpilot pilot`` installs them); ``gate``
+    ends a gated payload once the pilot has stopped taking work."""
     agent = world.agent()
     agent.signals.install()
     try:
@@ -207,14 +232,17 @@ def _stop_with_sigterm(world: World, running: list[int], signals: int) -> None:
         world.wait_for(running, JobStatus.RUNNING)
         for _ in range(signals):
             signal.raise_signal(signal.SIGTERM)
+        if gate is not None:
+            world.wait_not_accepting(agent)
+            gate.touch()
         assert pilot.finish() is PilotExit.STOPPED
     finally:
         agent.signals.restore()  # again, harmless, in case the pilot never finished
 
 
 def test_a_first_sigterm_drains_and_a_second_kills(world: World) -> None:
-    drained, never = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
-    _stop_with_sigterm(world, drained, signals=1)
+    (drained, gate), never = world.submit_gated("drained"), world.submit("/bin/true")
+    _stop_with_sigterm(world, drained, signals=1, gate=gate)
     assert world.statuses(drained) == [JobStatus.DONE]
     assert world.statuses(never) == [JobStatus.WAITING]
 
@@ -237,12 +265,9 @@ def test_a_report_kept_while_the_coordinator_was_down_is_sent_when_it_is_back(
     world: World,
 ) -> None:
     coordinator = world.coordinator
-    # The payload ends when the test says so, once the coordinator is down: a payload of a
-    # fixed second had to outlast the Running heartbeat (half a second after its start), the
-    # test's poll and the coordinator's stop, and on a loaded machine it sometimes did not
-    # (reported at once, never kept: "the final report was never kept").
-    gate = world.tmp_path / "end-now"
-    ids = world.submit("/bin/sh", f"-c 'while [ ! -e {gate} ]; do sleep 0.05; done'")
+    # The payload ends once the coordinator is down (a second's payload sometimes ended
+    # before, was reported at once and never kept: "the final report was never kept").
+    ids, gate = world.submit_gated("kept")
     # Idle for longer than the outage: the loop itself must resend, not the exit.
     agent = world.agent(report_retry_s=0, max_retry_s=30, idle_timeout_s=5)
     pilot = Pilot(agent).start()
@@ -314,11 +339,13 @@ def test_a_fatal_check_failing_on_a_rerun_drains_and_stops(world: World, tmp_pat
         f"  settings: {{scratch: {{fatal: true, interval_s: 0.2}}}}\n"
         f"  options: {{scratch: {{broken_flag: {flag}}}}}\n"
     )
-    running, waiting = world.submit("/bin/sleep", "1"), world.submit("/bin/true")
+    (running, gate), waiting = world.submit_gated("running"), world.submit("/bin/true")
     agent = world.agent(config_file=config_file)
     pilot = Pilot(agent).start()
     world.wait_for(running, JobStatus.RUNNING)
     flag.touch()
+    world.wait_not_accepting(agent)
+    gate.touch()
     result = pilot.finish()
     assert isinstance(result, FatalCheckFailed)
     assert "scratch unmounted" in str(result)
