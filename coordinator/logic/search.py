@@ -189,7 +189,7 @@ def search(
     first = (page - 1) * per_page
     with db.read() as conn:
         query = search_store.with_indexes(conn, query)
-        rows = search_store.search(
+        rows, total = search_store.search_with_total(
             conn,
             query,
             list(dict.fromkeys(parameters)),
@@ -198,7 +198,6 @@ def search(
             limit=per_page,
             distinct=params.distinct,
         )
-        total = search_store.count(conn, query, parameters, params.distinct)
     return SearchPage(rows=rows, total=total, first=first)
 
 

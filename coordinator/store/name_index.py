@@ -1,7 +1,11 @@
-"""Job names searched by any part (``JobName like %x%``) through a trigram index instead of
-reading every job: SQLite's FTS5 table ``job_names`` (tokenizer ``trigram``) and
-PostgreSQL's ``pg_trgm`` GIN index ``job_names_trgm``, both made and kept by
-migration 0006.
+"""Job names searched by any part (``JobName like %x%``) through a trigram index, and by
+prefix (``JobName like scan-%``) through a B-tree, instead of reading every job.
+
+Trigrams: SQLite's FTS5 table ``job_names`` (tokenizer ``trigram``) and PostgreSQL's
+``pg_trgm`` GIN index ``job_names_trgm``, both made and kept by migration 0006.
+Prefixes: the indexes ``job_names_prefix`` (every job) and ``job_names_owner_prefix``
+(owner, VO, name: a user's own jobs), over the names as ``like`` compares them, made by
+migration 0007.
 
 On PostgreSQL the planner uses the GIN index for ``ILIKE`` by itself. On SQLite the index
 is asked explicitly, and only to narrow: a job whose name matches the pattern holds every
@@ -10,31 +14,49 @@ holding some of those trigrams are a superset of the answer, and the ``LIKE`` it
 decides. A pattern without a literal run of three characters (``%ab%``, ``a_c%``) has no
 trigram: it reads the jobs as before.
 
-Which trigrams: the index answers a trigram in time proportional to the jobs holding it,
-and in a million jobs named ``prod-2026-...`` the trigrams of ``prod-`` are in all of
-them: asking for all trigrams of ``prod-2026-g7`` would read a million entries five times
-over to find twenty thousand jobs. So each trigram is first counted up to a limit
-(``PROBE_LIMITS``, growing) and only those under it are asked for: the cost follows the
-rarest trigram, not the most common.
+A prefix: the names that match ``scan-%`` (or ``scan-%-7``, ``scan-_1``) all begin with
+``scan-`` in any ASCII case, a range of the index ``job_name COLLATE NOCASE`` (NOCASE folds
+the letters ``like`` folds) from ``scan-`` to ``scan.``, excluded. The range is only
+asked, again, to narrow: ``LIKE`` decides. It is chosen over the trigrams unless it holds
+``PREFIX_LIMIT`` jobs or more and a trigram fewer than ``PROBE_LIMIT`` (``b%12345``). On PostgreSQL
+the narrowing is ``lower(job_name) LIKE lower(pattern)``, which is what ``ILIKE`` means
+there (PostgreSQL's own definition in a multi-byte encoding), written so that the planner
+can take the range of the prefix from the ``lower(job_name) text_pattern_ops`` indexes.
+
+Which trigrams: FTS5 answers an ``AND`` of trigrams in about the time of the rarest one
+plus a seek per candidate in each of the others (its doclists are B-trees: at a million
+jobs, the seven trigrams of ``bench-g7-``, five of them in every job, take 15 ms, the two
+rare ones alone 1.5 ms, one common one read whole 86 ms). Each trigram is first counted up
+to ``PROBE_LIMIT`` (a fraction of a millisecond each): if some are under it, only those
+are asked for (a handful of candidates), else all of them, and every trigram asked for
+removes candidates that would otherwise be read from the jobs table to be checked. (An
+earlier version counted up to 64,000 in growing rounds to find the rarest; at a million
+jobs the counting cost four times what it saved.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from sqlalchemy import ColumnElement, Connection, column, select, table, text
+from sqlalchemy import ColumnElement, Connection, and_, column, func, select, table, text
 
 from coordinator.store.schema import jobs
 
 LIKE_ESCAPE = "\\"
 """The escape character of ``like`` patterns on both databases (PostgreSQL's default)."""
-PROBE_LIMITS = (1_000, 4_000, 16_000, 64_000)
-"""Counting stops at these: a trigram of fewer jobs than the limit is asked for."""
+PROBE_LIMIT = 1_000
+"""Counting a trigram's jobs stops here: if some trigrams are under it, only those are
+asked for."""
+PREFIX_LIMIT = 64_000
+"""A prefix of this many jobs or more gives way to a trigram under ``PROBE_LIMIT``."""
 job_names = table("job_names", column("rowid"), column("job_names"))
 _PROBE = text(
     "SELECT COUNT(*) FROM (SELECT 1 FROM job_names WHERE job_names MATCH :q LIMIT :limit)"
 )
+_NOCASE_NAME = jobs.c.job_name.collate("NOCASE")
+_LAST_CHARACTER = chr(0x10FFFF)
 
 
 def literal_runs(pattern: str) -> Iterator[str]:
@@ -56,10 +78,44 @@ def literal_runs(pattern: str) -> Iterator[str]:
     yield "".join(run)
 
 
+def literal_prefix(pattern: str) -> str:
+    """The literal text every name matching ``pattern`` begins with (in some case)."""
+    return next(literal_runs(pattern))
+
+
+def after_prefix(prefix: str) -> Optional[str]:
+    """The first string in code point order after every string that begins with
+    ``prefix``: its last character incremented (None if there is none, all U+10FFFF)."""
+    kept = prefix.rstrip(_LAST_CHARACTER)
+    if not kept:
+        return None
+    following = ord(kept[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters
+        following = 0xE000
+    return kept[:-1] + chr(following)
+
+
+def prefix_range(pattern: str) -> Optional[ColumnElement[bool]]:
+    """SQLite: the range of ``job_name COLLATE NOCASE`` holding every name that matches
+    ``pattern``, or None if the pattern begins with a wildcard. NOCASE compares the UTF-8
+    bytes with ASCII letters folded, which orders as the code points of the folded text."""
+    prefix = literal_prefix(pattern)
+    if not prefix or "\x00" in prefix:  # SQLite's text functions stop at a NUL
+        return None
+    low = prefix.translate(_ASCII_LOWER)
+    condition = low <= _NOCASE_NAME
+    high = after_prefix(low)
+    return condition if high is None else and_(condition, high > _NOCASE_NAME)
+
+
 def trigrams(pattern: str) -> list[str]:
     """The distinct trigrams of the pattern's literal runs, ASCII letters folded."""
+    return _trigrams(literal_runs(pattern))
+
+
+def _trigrams(runs: Iterable[str]) -> list[str]:
     found: dict[str, None] = {}
-    for run in literal_runs(pattern):
+    for run in runs:
         folded = run.translate(_ASCII_LOWER)
         for start in range(len(folded) - 2):
             trigram = folded[start : start + 3]
@@ -80,25 +136,61 @@ def _match(chosen: list[str]) -> str:
 
 
 def rare_trigrams(conn: Connection, pattern: str) -> list[str]:
-    """The pattern's trigrams that the fewest jobs hold (all of them when every one is
-    common); empty when the pattern has none."""
+    """The pattern's trigrams that fewer than ``PROBE_LIMIT`` jobs hold, or all of them
+    when every one is common; empty when the pattern has none."""
     found = trigrams(pattern)
-    for limit in PROBE_LIMITS if len(found) > 1 else ():
-        held = {t: conn.scalar(_PROBE, {"q": _phrase(t), "limit": limit}) for t in found}
-        rare = [trigram for trigram in found if (held[trigram] or 0) < limit]
-        if rare:
-            return rare
-    return found
+    return _rare(conn, found) or found
 
 
-def candidates(conn: Connection, pattern: str) -> Optional[ColumnElement[bool]]:
-    """A condition on ``jobs.job_id`` that every job whose name is ``LIKE pattern`` meets
-    and few others do, or None where the index cannot narrow (PostgreSQL needs none)."""
+def _rare(conn: Connection, found: list[str]) -> list[str]:
+    """Those of ``found`` held by fewer jobs than ``PROBE_LIMIT``; empty if every one is
+    common (or there is only one: nothing to choose)."""
+    if len(found) < 2:
+        return []
+    held = {t: conn.scalar(_PROBE, {"q": _phrase(t), "limit": PROBE_LIMIT}) for t in found}
+    return [trigram for trigram in found if (held[trigram] or 0) < PROBE_LIMIT]
+
+
+def _held(conn: Connection, condition: ColumnElement[bool], limit: int) -> int:
+    """How many jobs meet ``condition``, counted up to ``limit``."""
+    first = select(jobs.c.job_id).where(condition).limit(limit).subquery()
+    return int(conn.scalar(select(func.count()).select_from(first)) or 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Narrowing:
+    """What an index says of a ``like``: every matching job meets ``condition``."""
+
+    condition: ColumnElement[bool]
+    by_trigrams: bool
+    """Trigram candidates, each read from the jobs table to be checked; else a range of a
+    B-tree that holds the name (and, per owner, owner and VO) itself."""
+
+
+def candidates(
+    conn: Connection, pattern: str, *, prefix_limit: int = PREFIX_LIMIT
+) -> Optional[Narrowing]:
+    """A condition that every job whose name is ``LIKE pattern`` meets and few others do,
+    or None where no index narrows (a pattern with neither a prefix nor a trigram). A
+    prefix of ``prefix_limit`` jobs or more gives way to a rarer trigram, if any."""
     if conn.dialect.name != "sqlite":
-        return None
-    chosen = rare_trigrams(conn, pattern)
-    if not chosen:
-        return None
+        if not literal_prefix(pattern):
+            return None  # the planner asks the GIN index for ILIKE by itself
+        return Narrowing(func.lower(jobs.c.job_name).like(func.lower(pattern)), False)
+    found = trigrams(pattern)
+    by_prefix = prefix_range(pattern)
+    if by_prefix is not None:
+        # Trigrams past the prefix (b%12345) may be rarer than the prefix is.
+        beyond = set(found) - set(_trigrams([literal_prefix(pattern)]))
+        if not beyond or _held(conn, by_prefix, prefix_limit) < prefix_limit:
+            return Narrowing(by_prefix, False)
+        chosen = _rare(conn, found)
+        if not chosen:
+            return Narrowing(by_prefix, False)
+    else:
+        chosen = _rare(conn, found) or found
+        if not chosen:
+            return None
     match = job_names.c.job_names.op("MATCH")(_match(chosen))
     matching: Any = select(job_names.c.rowid).where(match)
-    return jobs.c.job_id.in_(matching)
+    return Narrowing(jobs.c.job_id.in_(matching), True)

@@ -211,14 +211,15 @@ def schema_differences(conn: Connection) -> list[tuple[object, ...]]:
 
 
 def name_index_objects(conn: Connection) -> list[str]:
-    """The name index's tables (SQLite) or index (PostgreSQL) as the database has them."""
+    """The name index's tables and indexes (SQLite) or indexes (PostgreSQL) as the
+    database has them, by name."""
     from coordinator.store.schema import NAME_INDEX
 
     if conn.dialect.name == "sqlite":
         query = (
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE :prefix "
-            "ORDER BY name"
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index') "
+            "AND name LIKE :prefix ORDER BY name"
         )
     else:
-        query = "SELECT indexname FROM pg_indexes WHERE indexname LIKE :prefix"
+        query = "SELECT indexname FROM pg_indexes WHERE indexname LIKE :prefix ORDER BY indexname"
     return list(conn.execute(text(query), {"prefix": NAME_INDEX + "%"}).scalars())

@@ -89,6 +89,9 @@ class Query:
     """...in this VO."""
     narrowing: tuple[ColumnElement[bool], ...] = ()
     """Conditions implied by the others that an index answers (``with_indexes``)."""
+    checks_rows: bool = False
+    """Some of ``narrowing`` are candidates that are each read from the table to be
+    checked (trigrams): better read once for the page and the total together."""
 
 
 def with_indexes(conn: Connection, query: Query) -> Query:
@@ -100,16 +103,22 @@ def with_indexes(conn: Connection, query: Query) -> Query:
             found = name_index.candidates(conn, condition.value)
             if found is not None:
                 narrowing.append(found)
-    return dataclasses.replace(query, narrowing=tuple(narrowing))
+    return dataclasses.replace(
+        query,
+        narrowing=tuple(found.condition for found in narrowing),
+        checks_rows=any(found.by_trigrams for found in narrowing),
+    )
 
 
 def _like(column: ColumnElement[Any], pattern: str, dialect: str) -> ColumnElement[bool]:
     """Case-insensitive for ASCII letters (on PostgreSQL for all), ``\\`` escaping: on
     PostgreSQL ``ILIKE``'s default escape, which an explicit ESCAPE would hide from the
-    trigram index."""
+    trigram index. SQLite's own ``LIKE`` folds ASCII letters (as ``lower`` there does):
+    on a name with a NOCASE index it also knows a ``scan-%`` by its range, and skips
+    checking the names of the range one by one."""
     if dialect == "postgresql":
         return column.ilike(pattern)
-    return column.ilike(pattern, escape=name_index.LIKE_ESCAPE)
+    return column.like(pattern, escape=name_index.LIKE_ESCAPE)
 
 
 def _clause(
@@ -173,14 +182,64 @@ def search(
     """Rows of ``parameters`` (attribute names) matching ``query``, ordered by ``sort``
     (attribute, descending) and then by job id (newest first)."""
     columns = [ATTRIBUTES[name].label(name) for name in parameters]
+    order = _order(sort, distinct)
+    if query.narrowing and not distinct and _by_job_id(sort):
+        # The page's job ids first, the rest of their rows after: a name's prefix index
+        # holds the name, owner, VO and id, so the ids come from the index alone, and
+        # only the page's rows are read from the table.
+        ids = _where(conn, select(jobs.c.job_id), query).order_by(*order)
+        page = ids.offset(offset).limit(limit).scalar_subquery()
+        statement = select(*columns).where(jobs.c.job_id.in_(page)).order_by(*order)
+        return [dict(row) for row in conn.execute(statement).mappings()]
     statement = _where(conn, select(*columns), query)
     if distinct:
         statement = statement.distinct()
-    order = [ATTRIBUTES[name].desc() if desc else ATTRIBUTES[name].asc() for name, desc in sort]
-    if not distinct:
-        order.append(jobs.c.job_id.desc())
     statement = statement.order_by(*order).offset(offset).limit(limit)
     return [dict(row) for row in conn.execute(statement).mappings()]
+
+
+def _by_job_id(sort: Sequence[tuple[str, bool]]) -> bool:
+    return all(name == "JobID" for name, _desc in sort)
+
+
+def _order(sort: Sequence[tuple[str, bool]], distinct: bool) -> list[ColumnElement[Any]]:
+    order: list[ColumnElement[Any]] = [
+        ATTRIBUTES[name].desc() if desc else ATTRIBUTES[name].asc() for name, desc in sort
+    ]
+    if not distinct:
+        order.append(jobs.c.job_id.desc())
+    return order
+
+
+def search_with_total(
+    conn: Connection,
+    query: Query,
+    parameters: Sequence[str],
+    sort: Sequence[tuple[str, bool]],
+    *,
+    offset: int,
+    limit: int,
+    distinct: bool = False,
+) -> tuple[list[dict[str, Any]], int]:
+    """``search`` and ``count`` of the same query: a page and the exact total.
+
+    A query whose candidates are read from the table to be checked (a job name's
+    trigrams) and sorted by job id checks them once: the page's ids with the number of
+    all (``COUNT(*) OVER ()``), then the page's rows. Searching twice, for the page then
+    the total, asked the index and read its candidates twice. (A prefix's candidates are
+    checked in its index: two passes over it cost less than one that keeps every id.)"""
+    if not (query.checks_rows and not distinct and _by_job_id(sort)):
+        rows = search(conn, query, parameters, sort, offset=offset, limit=limit, distinct=distinct)
+        return rows, count(conn, query, parameters, distinct)
+    order = _order(sort, distinct)
+    ids = _where(conn, select(jobs.c.job_id, func.count().over()), query).order_by(*order)
+    found = conn.execute(ids.offset(offset).limit(limit)).all()
+    if not found:  # past the end, or nothing
+        return [], 0 if offset == 0 else count(conn, query, parameters, distinct)
+    columns = [ATTRIBUTES[name].label(name) for name in parameters]
+    page = select(*columns).where(jobs.c.job_id.in_([job_id for job_id, _ in found]))
+    rows = [dict(row) for row in conn.execute(page.order_by(*order)).mappings()]
+    return rows, int(found[0][1])
 
 
 def count(conn: Connection, query: Query, parameters: Sequence[str], distinct: bool) -> int:

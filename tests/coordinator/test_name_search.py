@@ -1,11 +1,13 @@
-"""``JobName like`` through the trigram name index (coordinator/store/name_index.py) finds
-exactly what reading every job finds: the same jobs, in the same order, with the same
-total, under the same access rules, for patterns with wildcards, escapes, short literals
-and trigrams common to most jobs. On SQLite and on PostgreSQL (``--database postgresql``).
+"""``JobName like`` through the name indexes (coordinator/store/name_index.py: trigrams for
+any part, a B-tree range for a prefix) finds exactly what reading every job finds: the
+same jobs, in the same order, with the same total, under the same access rules, for
+patterns with wildcards, escapes, short literals, any case, non-ASCII letters and trigrams
+common to most jobs. On SQLite and on PostgreSQL (``--database postgresql``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, func, insert, select, text
 
 from coordinator.errors import BadRequest
 from coordinator.logic import search
@@ -32,11 +34,14 @@ NAMES = [
     "bench-g7-12", "Bench-G7-3", "BENCH-g70-1", "a_b%c", "a\\b", "abc", "ab", "", "x",
     "été-ÉTÉ", 'q"uote', "  two  spaces", "100%", "under_score_job", "UNDER-score",
     "prod-2026-mc-simulation", "Prod-2026-MC-reco", "ümlaut-Ü", "tab\tname",
+    "Étoile-1", "étoile-2", "x@y", "xAy", "xay", "x`z", "b\U0010ffffc", "b\U0010ffff",
+    "\ud7ffk", "\ue000k", "_lead", "%lead",
 ]  # fmt: skip
 COMMON = 1_500
-"""Jobs named ``bench-common-N``: more than ``PROBE_LIMITS[0]`` share its trigrams."""
+"""Jobs named ``bench-common-N``: more than ``PROBE_LIMIT`` share its trigrams."""
 FRAGMENTS = ["bench", "g7", "-", "G7-", "abc", "b%", "ab", "prod-2026", "mc", "été", "Ü",
-             "q\"u", "  ", "score", "common-1", "x", "100", "a"]  # fmt: skip
+             "q\"u", "  ", "score", "common-1", "x", "100", "a", "Étoile", "x@", "X",
+             "b\U0010ffff", "\ud7ff", "\\_lead", "\\%l", "bench-common-1"]  # fmt: skip
 PIECES = st.one_of(
     st.sampled_from(["%", "_", "\\%", "\\_", "\\\\"]),
     st.sampled_from(FRAGMENTS),
@@ -165,7 +170,7 @@ def test_the_index_narrows_on_the_rare_trigrams(db: Database) -> None:
         ("a_b%c", ["a_b%c"]),
         ("100%", ["100%"]),
         ("a\\b", ["a\\b"]),
-        ("_", ["a_b%c", "under_score_job"]),
+        ("_", ["_lead", "a_b%c", "under_score_job"]),
     ],
 )
 def test_the_monitor_searches_names_containing_the_text_as_typed(
@@ -194,3 +199,126 @@ def test_names_changed_or_deleted_leave_the_index(db: Database) -> None:
     with db.write() as conn:
         conn.execute(text("DELETE FROM jobs WHERE job_name = 'renamed-zzqy'"))
     assert indexed(db, Role.ADMIN, like) == ([], 0)
+
+
+def sql_of(condition: Any, db: Database) -> str:
+    return str(condition.compile(dialect=db.engine.dialect))
+
+
+def test_a_prefix_is_a_range_of_the_names_not_trigrams(db: Database) -> None:
+    """``bench-common-1%``: the names from ``bench-common-1`` to ``bench-common-2``
+    (ASCII folded) on SQLite, ``lower(job_name) LIKE`` on PostgreSQL: both are the prefix
+    indexes' (migration 0007), for admins and, with owner and VO, for users."""
+    with db.read() as conn:
+        found = name_index.candidates(conn, "Bench-Common-1%")
+        assert found is not None and not found.by_trigrams
+        assert ("NOCASE" if db.is_sqlite else "lower(jobs.job_name) LIKE lower(") in sql_of(
+            found.condition, db
+        )
+        assert name_index.candidates(conn, "%ab%") is None
+        plan = " ".join(
+            str(row)
+            for role in (Role.USER, Role.ADMIN)
+            for row in conn.execute(text(explain(db, role, "bench-common-1%")))
+        )
+    if db.is_sqlite:
+        assert "job_names_owner_prefix" in plan and "job_names_prefix" in plan
+    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", "BENCH-COMMON-1%")])
+    found_jobs, total = indexed(db, Role.USER, params)
+    assert total == len(found_jobs) == 1 + 10 + 100 + 500
+
+
+def explain(db: Database, role: Role, pattern: str) -> str:
+    """SQLite's plan of the count of a name search."""
+    query = search.scoped_query(claims(role), [search.SearchSpec("JobName", "like", pattern)])
+    with db.read() as conn:
+        query = search_store.with_indexes(conn, query)
+        statement = search_store._where(conn, select(func.count()).select_from(jobs), query)
+    compiled = statement.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
+    return ("EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN ") + str(compiled)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ascii_names"),
+    [
+        ("bench-g7-%", ["Bench-G7-3", "bench-g7-12"]),  # any case
+        ("bench-g7%", ["BENCH-g70-1", "Bench-G7-3", "bench-g7-12"]),
+        ("BENCH-G7-1_", ["bench-g7-12"]),
+        ("a\\_b%", ["a_b%c"]),  # an escaped _ is part of the prefix
+        ("a_b%", ["a\\b", "a_b%c"]),  # _ ends it
+        ("100\\%", ["100%"]),
+        ("100%", ["100%"]),
+        ("\\_l%", ["_lead"]),
+        ("\\%%", ["%lead"]),
+        ("a\\\\%", ["a\\b"]),
+        ("x@%", ["x@y"]),  # the range's end, "xA", is "xa" to NOCASE: wider, still exact
+        ("x_%", ["x@y", "xAy", "x`z", "xay"]),
+        ("under_score%", ["UNDER-score", "under_score_job"]),
+        ("under\\-%", ["UNDER-score"]),
+    ],
+)
+def test_prefix_patterns_find_what_like_finds(
+    db: Database, pattern: str, ascii_names: list[str]
+) -> None:
+    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", pattern)])
+    found, total = indexed(db, Role.USER, params)
+    assert (found, total) == scanned(db, Role.USER, params)
+    assert sorted(name for _id, name in found if name.isascii()) == sorted(ascii_names)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ascii_folded", "all_folded"),
+    [
+        ("étoile%", ["étoile-2"], ["Étoile-1", "étoile-2"]),
+        ("ÉTOILE-_", ["Étoile-1"], ["Étoile-1", "étoile-2"]),
+        ("b\U0010ffff%", ["b\U0010ffff", "b\U0010ffffc"], ["b\U0010ffff", "b\U0010ffffc"]),
+        ("\ud7ff%", ["\ud7ffk"], ["\ud7ffk"]),  # the range ends at U+E000
+        ("ümlaut-ü", [], ["ümlaut-Ü"]),
+    ],
+)
+def test_non_ascii_prefixes_fold_as_like_does(
+    db: Database, pattern: str, ascii_folded: list[str], all_folded: list[str]
+) -> None:
+    """SQLite's LIKE folds ASCII letters; PostgreSQL's ILIKE every letter its ``lower``
+    folds (all of them but in the C locale of the tests' cluster)."""
+    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", pattern)])
+    found, total = indexed(db, Role.ADMIN, params)
+    assert (found, total) == scanned(db, Role.ADMIN, params)
+    names = sorted({name for _id, name in found})
+    assert names == sorted(all_folded if folds_every_letter(db) else ascii_folded)
+
+
+def folds_every_letter(db: Database) -> bool:
+    with db.read() as conn:
+        return bool(conn.scalar(text("SELECT lower('É') = 'é'")))
+
+
+def test_the_end_of_a_prefix_range() -> None:
+    assert name_index.after_prefix("bench-g7-") == "bench-g7."
+    assert name_index.after_prefix("b\U0010ffff") == "c"
+    assert name_index.after_prefix("\U0010ffff\U0010ffff") is None
+    assert name_index.after_prefix("\ud7ff") == "\ue000"
+    assert name_index.literal_prefix("a\\_b%c") == "a_b"
+    assert name_index.literal_prefix("%abc") == ""
+
+
+def test_a_broad_prefix_gives_way_to_a_rare_trigram(db: Database) -> None:
+    """``bench-common-%1499``: more jobs begin with ``bench-common-`` than the limit, and
+    ``149`` is rare: the trigrams narrow (SQLite), and find what the range finds."""
+    pattern = "bench-common-%1499"
+    with db.read() as conn:
+        narrow = name_index.candidates(conn, pattern, prefix_limit=100)
+        wide = name_index.candidates(conn, pattern)
+    assert narrow is not None and wide is not None
+    if db.is_sqlite:
+        assert narrow.by_trigrams and "MATCH" in sql_of(narrow.condition, db)
+        assert not wide.by_trigrams and "NOCASE" in sql_of(wide.condition, db)
+    query = search.scoped_query(claims(Role.ADMIN), [search.SearchSpec("JobName", "like", pattern)])
+    answers = []
+    for narrowing in (narrow, wide):
+        with db.read() as conn:
+            narrowed = dataclasses.replace(query, narrowing=(narrowing.condition,))
+            rows = search_store.search(conn, narrowed, ["JobName"], [], offset=0, limit=100)
+            answers.append(([row["JobName"] for row in rows], search_store.count(
+                conn, narrowed, ["JobName"], False)))  # fmt: skip
+    assert answers[0] == answers[1] == (["bench-common-1499"], 1)

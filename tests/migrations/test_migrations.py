@@ -26,6 +26,12 @@ from tests.conftest import DATABASES, REPO_ROOT, launch_coordinator
 from tests.coordinator.pilot_calls import FakePilot, User
 
 RELEASE_0_1_0 = Path(__file__).with_name("datadir-0.1.0")
+PREFIX_INDEXES = ["job_names_owner_prefix", "job_names_prefix"]
+NAME_INDEX_OBJECTS = {
+    True: ["job_names", "job_names_config", "job_names_data", "job_names_idx", *PREFIX_INDEXES],
+    False: [*PREFIX_INDEXES, "job_names_trgm"],
+}
+"""The name index's objects by dialect (SQLite or not): 0006's trigrams, 0007's prefixes."""
 
 
 def gridpilot(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,12 +62,9 @@ def test_migrations_build_the_schema_the_code_declares(tmp_path: Path) -> None:
         with db.read() as conn:
             assert revisions.current(conn) == revisions.head()
             assert revisions.schema_differences(conn) == []
-            # Not declared in schema.py (left out of the comparison above): made by 0006.
-            assert revisions.name_index_objects(conn) == (
-                ["job_names", "job_names_config", "job_names_data", "job_names_idx"]
-                if db.is_sqlite
-                else ["job_names_trgm"]
-            )
+            # Not declared in schema.py (left out of the comparison above): made by 0006
+            # and 0007.
+            assert revisions.name_index_objects(conn) == NAME_INDEX_OBJECTS[db.is_sqlite]
     finally:
         db.dispose()
 
@@ -279,5 +282,39 @@ def test_0006_indexes_the_jobs_already_there_and_keeps_counting(tmp_path: Path) 
         assert names_found(db, "%NAMED%") == ["renamed"] * 6
         assert names_found(db, "scan-0-%") == ["scan-0-alice", "scan-0-alice", "scan-0-bob",
                                                "scan-0-bob"]  # fmt: skip
+    finally:
+        db.dispose()
+
+
+def test_0007_indexes_the_names_already_there_by_prefix_and_downgrades(tmp_path: Path) -> None:
+    """Jobs written at 0006 are found by prefix through 0007's indexes after the upgrade;
+    a downgrade to 0006 drops just those indexes, and the searches still answer."""
+    db = empty_database(tmp_path)
+    stamp = "2026-12-01T00:00:00+00:00"
+    names = ["scan-1", "SCAN-2", "scan_3", "scanner", "other-scan-4", "Étude-5", "étude-6"]
+    rows = [{"status": "Waiting", "owner": "alice", "vo": "vo1", "job_name": name,
+             "description": "{}", "created_at": stamp, "updated_at": stamp}
+            for name in names]  # fmt: skip
+    expected = {"scan-%": ["SCAN-2", "scan-1"], "scan\\_%": ["scan_3"], "étude%": ["étude-6"]}
+    try:
+        with db.write() as conn:
+            command.upgrade(revisions.alembic_config(conn), "0006")
+            conn.execute(insert(jobs), rows)
+            if conn.scalar(text("SELECT lower('É') = 'é'")):  # not SQLite nor C locale
+                expected["étude%"] = ["Étude-5", "étude-6"]
+        for target in ("head", "0006", "head"):
+            with db.write() as conn:
+                migrate = command.upgrade if target == "head" else command.downgrade
+                migrate(revisions.alembic_config(conn), target)
+            with db.read() as conn:
+                found = revisions.name_index_objects(conn)
+            if target == "head":
+                assert found == NAME_INDEX_OBJECTS[db.is_sqlite]
+            else:
+                assert not set(PREFIX_INDEXES) & set(found)
+            for pattern, names_matching in expected.items():
+                assert names_found(db, pattern) == names_matching, (target, pattern)
+        with db.read() as conn:
+            assert revisions.schema_differences(conn) == []
     finally:
         db.dispose()
