@@ -2,6 +2,13 @@
 
     .venv/bin/python -m bench.portal                # page at 100k jobs, search at 1M jobs
     .venv/bin/python -m bench.portal --smoke        # 2k and 20k jobs, for CI
+    .venv/bin/python -m bench.portal --sizes 1000000 --no-browser --keep-seeded /tmp/1m
+    .venv/bin/python -m bench.portal --sizes 1000000 --no-browser --seeded /tmp/1m
+
+``--keep-seeded DIR`` keeps a copy of the seeded data dir of the last size in DIR;
+``--seeded DIR`` measures a copy of such a data dir instead of seeding (one size, the one
+it holds: seeding a million jobs takes 6-14 minutes), upgraded to this schema and with
+the planner's statistics refreshed.
 
 For each size the jobs are seeded in-process with the coordinator's own submit logic
 (``bench/seeding.py``: two owners, 50 requirement groups, 5 sites), then a third of them are
@@ -24,6 +31,7 @@ Prints a table and writes ``bench/results/portal.json``.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,12 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from bench import seeding
 from bench.harness import arguments, start_coordinator, stop, write_result
 from coordinator.logic import search
 from coordinator.logic.auth import TokenClaims, issue_token, load_or_create_signing_key
+from coordinator.store import revisions
 from coordinator.store.database import Database
 from coordinator.store.schema import jobs
 from protocol import Role
@@ -48,8 +57,17 @@ GOAL_SEARCH_P99_MS = 100.0
 SERVE_OPTIONS = ("--rate-limit-per-s", "0", "--log-level", "WARNING")
 
 
-def _name_like(pattern: str) -> tuple[str, dict[str, Any]]:
-    return ("search", {"search": [{"parameter": "JobName", "operator": "like", "value": pattern}]})
+def _name_like(pattern: str, *, monitor: bool = False) -> tuple[str, dict[str, Any]]:
+    """A name search as a script sends it, or (``monitor``) as the Job Monitor does: its
+    "job name contains" box, Deleted jobs left out, newest first."""
+    like = {"parameter": "JobName", "operator": "like", "value": pattern}
+    if not monitor:
+        return ("search", {"search": [like]})
+    not_deleted = {"parameter": "Status", "operator": "neq", "value": "Deleted"}
+    return (
+        "search",
+        {"search": [not_deleted, like], "sort": [{"parameter": "JobID", "direction": "desc"}]},
+    )
 
 
 QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -75,6 +93,8 @@ QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
     "JobName like bench-g7-% (prefix, 1 in 50)": _name_like("bench-g7-%"),
     "JobName like %-g8-1% (substring, 1 in 90)": _name_like("%-g8-1%"),
     "JobName like %12345% (substring, 1 in 20,000)": _name_like("%12345%"),
+    "monitor: name contains bench-g7- (1 in 50)": _name_like("%bench-g7-%", monitor=True),
+    "monitor: name contains 12345 (1 in 20,000)": _name_like("%12345%", monitor=True),
     "summary by Status": ("summary", {"grouping": ["Status"]}),
     "summary by Site, Status": ("summary", {"grouping": ["Site", "Status"]}),
 }
@@ -255,18 +275,48 @@ def report(results: list[dict[str, Any]]) -> None:
           f"search/summary p99 < {GOAL_SEARCH_P99_MS:.0f} ms at 1M jobs", flush=True)  # fmt: skip
 
 
+def reuse(seeded: Path, data_dir: Path) -> tuple[int, float]:
+    """A copy of a data dir seeded earlier (``--keep-seeded``) in ``data_dir``, at this
+    schema, its statistics refreshed: (its jobs, seconds taken)."""
+    started = time.perf_counter()
+    shutil.copytree(seeded, data_dir, dirs_exist_ok=True)
+    db = Database(f"sqlite:///{data_dir / 'gridpilot.db'}")
+    try:
+        revisions.upgrade(db)
+        db.analyze()
+        with db.read() as conn:
+            total = int(conn.scalar(select(func.count()).select_from(jobs)) or 0)
+    finally:
+        db.dispose()
+    return total, time.perf_counter() - started
+
+
 def main() -> int:
     parser = arguments(__doc__.splitlines()[0], "small sizes (2k, 20k jobs), for CI", "portal")
     parser.add_argument("--repeat", type=int, default=0, help="requests per measurement")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--sizes", default="", help="jobs, comma-separated (default 100000,1000000)"
+    )
+    parser.add_argument("--keep-seeded", type=Path, metavar="DIR", default=None)
+    parser.add_argument("--seeded", type=Path, metavar="DIR", default=None)
     args = parser.parse_args()
-    sizes = (2_000, 20_000) if args.smoke else (100_000, 1_000_000)
+    sizes: tuple[int, ...] = (2_000, 20_000) if args.smoke else (100_000, 1_000_000)
+    if args.sizes:
+        sizes = tuple(int(size) for size in args.sizes.split(","))
+    if args.seeded is not None:
+        sizes = (0,)  # the size it holds
     repeat = args.repeat or (10 if args.smoke else 100)
     results = []
     for total in sizes:
         with tempfile.TemporaryDirectory(prefix="gridpilot-bench-portal-") as tmp:
             data_dir = Path(tmp)
-            seed_s = seed(data_dir, total)
+            if args.seeded is not None:
+                total, seed_s = reuse(args.seeded, data_dir)
+            else:
+                seed_s = seed(data_dir, total)
+                if args.keep_seeded is not None and total == sizes[-1]:
+                    shutil.copytree(data_dir, args.keep_seeded, dirs_exist_ok=True)
             # The page-load goal is stated at 100k jobs: the browser measures that size.
             browser = not args.no_browser and total == sizes[0]
             measured = measure(data_dir, total, repeat, browser)

@@ -161,7 +161,8 @@ def _held(conn: Connection, condition: ColumnElement[bool], limit: int) -> int:
 class Narrowing:
     """What an index says of a ``like``: every matching job meets ``condition``."""
 
-    condition: ColumnElement[bool]
+    condition: Optional[ColumnElement[bool]]
+    """None: the database's planner asks its trigram index itself (PostgreSQL)."""
     by_trigrams: bool
     """Trigram candidates, each read from the jobs table to be checked; else a range of a
     B-tree that holds the name (and, per owner, owner and VO) itself."""
@@ -174,9 +175,10 @@ def candidates(
     or None where no index narrows (a pattern with neither a prefix nor a trigram). A
     prefix of ``prefix_limit`` jobs or more gives way to a rarer trigram, if any."""
     if conn.dialect.name != "sqlite":
-        if not literal_prefix(pattern):
-            return None  # the planner asks the GIN index for ILIKE by itself
-        return Narrowing(func.lower(jobs.c.job_name).like(func.lower(pattern)), False)
+        if literal_prefix(pattern):
+            return Narrowing(func.lower(jobs.c.job_name).like(func.lower(pattern)), False)
+        # The planner asks the GIN index for ILIKE by itself.
+        return Narrowing(None, True) if trigrams(pattern) else None
     found = trigrams(pattern)
     by_prefix = prefix_range(pattern)
     if by_prefix is not None:

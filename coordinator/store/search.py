@@ -90,8 +90,13 @@ class Query:
     narrowing: tuple[ColumnElement[bool], ...] = ()
     """Conditions implied by the others that an index answers (``with_indexes``)."""
     checks_rows: bool = False
-    """Some of ``narrowing`` are candidates that are each read from the table to be
-    checked (trigrams): better read once for the page and the total together."""
+    """The candidates of ``narrowing`` are each read from the table to be checked
+    (trigrams, or a condition on what a prefix index does not hold, such as the status):
+    better read once for the page and the total together."""
+
+
+_IN_PREFIX_INDEX = frozenset({"JobName", "Owner", "VO"})
+"""What the name prefix indexes hold (with the job id): other conditions read the rows."""
 
 
 def with_indexes(conn: Connection, query: Query) -> Query:
@@ -105,8 +110,9 @@ def with_indexes(conn: Connection, query: Query) -> Query:
                 narrowing.append(found)
     return dataclasses.replace(
         query,
-        narrowing=tuple(found.condition for found in narrowing),
-        checks_rows=any(found.by_trigrams for found in narrowing),
+        narrowing=tuple(found.condition for found in narrowing if found.condition is not None),
+        checks_rows=any(found.by_trigrams for found in narrowing)
+        or (bool(narrowing) and any(c.attribute not in _IN_PREFIX_INDEX for c in query.conditions)),
     )
 
 
@@ -224,15 +230,22 @@ def search_with_total(
     """``search`` and ``count`` of the same query: a page and the exact total.
 
     A query whose candidates are read from the table to be checked (a job name's
-    trigrams) and sorted by job id checks them once: the page's ids with the number of
-    all (``COUNT(*) OVER ()``), then the page's rows. Searching twice, for the page then
-    the total, asked the index and read its candidates twice. (A prefix's candidates are
-    checked in its index: two passes over it cost less than one that keeps every id.)"""
+    trigrams) and sorted by job id checks them once: the matching ids are found whole
+    (a materialized CTE), counted, and the page's taken from them, then the page's rows
+    read. Searching twice, for the page then the total, asked the index and read its
+    candidates twice. (A prefix's candidates are checked in its index: two passes over it
+    cost less than one that keeps every id.) On PostgreSQL the CTE also keeps the planner
+    from walking the primary key backwards in the hope of meeting 25 matches early: 90 ms
+    at 200,000 jobs for the name of old jobs (``%bench-g7-%``), against 4 ms through the
+    GIN index."""
     if not (query.checks_rows and not distinct and _by_job_id(sort)):
         rows = search(conn, query, parameters, sort, offset=offset, limit=limit, distinct=distinct)
         return rows, count(conn, query, parameters, distinct)
     order = _order(sort, distinct)
-    ids = _where(conn, select(jobs.c.job_id, func.count().over()), query).order_by(*order)
+    matching = _where(conn, select(jobs.c.job_id), query).cte("matching")
+    matching = matching.prefix_with("MATERIALIZED")  # found whole: not in id order
+    total = select(func.count()).select_from(matching).scalar_subquery()
+    ids = select(matching.c.job_id, total).order_by(matching.c.job_id.desc())
     found = conn.execute(ids.offset(offset).limit(limit)).all()
     if not found:  # past the end, or nothing
         return [], 0 if offset == 0 else count(conn, query, parameters, distinct)
