@@ -245,7 +245,9 @@ def search_with_total(
     matching = _where(conn, select(jobs.c.job_id), query).cte("matching")
     matching = matching.prefix_with("MATERIALIZED")  # found whole: not in id order
     total = select(func.count()).select_from(matching).scalar_subquery()
-    ids = select(matching.c.job_id, total).order_by(matching.c.job_id.desc())
+    ascending = bool(sort) and not sort[0][1]
+    by_id = matching.c.job_id.asc() if ascending else matching.c.job_id.desc()
+    ids = select(matching.c.job_id, total).order_by(by_id)
     found = conn.execute(ids.offset(offset).limit(limit)).all()
     if not found:  # past the end, or nothing
         return [], 0 if offset == 0 else count(conn, query, parameters, distinct)

@@ -131,12 +131,18 @@ def like_regex(pattern: str) -> re.Pattern[str]:
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(pattern=PATTERNS, role=st.sampled_from([Role.USER, Role.ADMIN]), by_name=st.booleans())
+@given(
+    pattern=PATTERNS,
+    role=st.sampled_from([Role.USER, Role.ADMIN]),
+    sort=st.sampled_from([[], [("JobName", "desc")], [("JobID", "asc")], [("JobID", "desc")]]),
+)
 def test_indexed_name_search_finds_what_a_scan_finds(
-    db: Database, pattern: str, role: Role, by_name: bool
+    db: Database, pattern: str, role: Role, sort: list[tuple[str, str]]
 ) -> None:
-    sort = [search.SortSpec("JobName", "desc")] if by_name else []
-    params = search.SearchParams(search=[search.SearchSpec("JobName", "like", pattern)], sort=sort)
+    params = search.SearchParams(
+        search=[search.SearchSpec("JobName", "like", pattern)],
+        sort=[search.SortSpec(name, direction) for name, direction in sort],
+    )
     found, total = indexed(db, role, params)
     assert (found, total) == scanned(db, role, params)
     assert total == len(found)
@@ -322,3 +328,26 @@ def test_a_broad_prefix_gives_way_to_a_rare_trigram(db: Database) -> None:
             answers.append(([row["JobName"] for row in rows], search_store.count(
                 conn, narrowed, ["JobName"], False)))  # fmt: skip
     assert answers[0] == answers[1] == (["bench-common-1499"], 1)
+
+
+@pytest.mark.parametrize("pattern", ["%common-1%", "bench-common-1%", "%Common-149_"])
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_pages_of_an_indexed_search_and_past_its_end(
+    db: Database, pattern: str, direction: str
+) -> None:
+    """Trigram and prefix searches page like a scan, each page with the whole total, and a
+    page past the end is empty with the total still given; with "not Deleted" too (the
+    monitor's: the candidates are read from the table, page and total in one pass)."""
+    for extra in ([], [search.SearchSpec("Status", "neq", "Deleted")]):
+        params = search.SearchParams(
+            search=[*extra, search.SearchSpec("JobName", "like", pattern)],
+            sort=[search.SortSpec("JobID", direction)],
+        )
+        everything, total = scanned(db, Role.USER, params)
+        assert total > 7
+        for page in (1, 2, total // 7 + 1):
+            found = search.search(db, claims(Role.USER), params, page, 7)
+            rows = [(row["JobID"], row["JobName"]) for row in found.rows]
+            assert (rows, found.total) == (everything[(page - 1) * 7 : page * 7], total)
+        past = search.search(db, claims(Role.USER), params, total // 7 + 2, 7)
+        assert (past.rows, past.total) == ([], total)
