@@ -18,10 +18,11 @@ A prefix: the names that match ``scan-%`` (or ``scan-%-7``, ``scan-_1``) all beg
 ``scan-`` in any ASCII case, a range of the index ``job_name COLLATE NOCASE`` (NOCASE folds
 the letters ``like`` folds) from ``scan-`` to ``scan.``, excluded. The range is only
 asked, again, to narrow: ``LIKE`` decides. It is chosen over the trigrams unless it holds
-``PREFIX_LIMIT`` jobs or more and a trigram fewer than ``PROBE_LIMIT`` (``b%12345``). On PostgreSQL
-the narrowing is ``lower(job_name) LIKE lower(pattern)``, which is what ``ILIKE`` means
-there (PostgreSQL's own definition in a multi-byte encoding), written so that the planner
-can take the range of the prefix from the ``lower(job_name) text_pattern_ops`` indexes.
+``PREFIX_LIMIT`` jobs or more and a trigram past the prefix fewer than ``PROBE_LIMIT``
+(``b%12345``). On PostgreSQL the narrowing is ``lower(job_name) LIKE lower(pattern)``,
+which is what ``ILIKE`` means there (PostgreSQL's own definition in a multi-byte
+encoding), written so that the planner takes the range of the prefix from the
+``lower(job_name) text_pattern_ops`` indexes.
 
 Which trigrams: FTS5 answers an ``AND`` of trigrams in about the time of the rarest one
 plus a seek per candidate in each of the others (its doclists are B-trees: at a million
