@@ -38,6 +38,10 @@ def upgrade() -> None:
         name = "lower(job_name) text_pattern_ops"
     op.execute(f"CREATE INDEX job_names_prefix ON jobs ({name})")
     op.execute(f"CREATE INDEX job_names_owner_prefix ON jobs (owner, vo, {name})")
+    # The planner's statistics of the new indexes now, not at the sweeper's first pass:
+    # without them SQLite took (owner, vo, name) for a user's substring search and read
+    # all of the user's names (200-300 ms at a million jobs, against 20 ms).
+    op.execute("ANALYZE jobs")
 
 
 def downgrade() -> None:
