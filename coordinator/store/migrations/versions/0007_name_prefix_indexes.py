@@ -13,7 +13,7 @@ and one per owner (a user's search reads only that user's matching jobs).
 Named ``job_names_...`` like 0006's name index: each dialect's own kind of index, not
 declared in schema.py. Owner, VO and name never change once a job is written, so the hot
 path's status updates do not touch them. At a million jobs the upgrade took 5 s on SQLite
-(both indexes and an ``ANALYZE jobs``), and the database grew by about 60 MB.
+(both indexes and an ``ANALYZE jobs``, load 7) and the indexes take 23 and 33 MB.
 
 Revision ID: 0007
 Revises: 0006
