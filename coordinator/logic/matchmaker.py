@@ -254,7 +254,13 @@ class MatchRound:
             count = self._batch_size(owner, queues, list(by_owner), room)
             ids = [queue.task_queue_id for queue in queues]
             rows = tq_store.claim_waiting(
-                self.conn, ids, count, pilot_id=self.pilot_id, site=self.offer.site, now=self.now
+                self.conn,
+                ids,
+                count,
+                pilot_id=self.pilot_id,
+                site=self.offer.site,
+                now=self.now,
+                source="Matcher",
             )
             if len(rows) < count:
                 # Every queue gave all the Waiting jobs it had (on PostgreSQL: all that no
@@ -264,7 +270,6 @@ class MatchRound:
                 self.index.mark_dry(self.offer.vo, ids)
             if rows:
                 needs = {queue.task_queue_id: queue.needs for queue in queues}
-                job_store.add_history(conn=self.conn, entries=[_matched(row) for row in rows])
                 return [self._take(row, needs[int(row["task_queue_id"])]) for row in rows]
         return []
 
@@ -332,17 +337,6 @@ class MatchRound:
             remove_if_done(self.conn, tq_id)
 
 
-def _matched(row: Row) -> dict[str, Any]:
-    """The history entry of a claimed job."""
-    return {
-        "job_id": row["job_id"],
-        "status": JobStatus.MATCHED.value,
-        "minor_status": "Assigned",
-        "application_status": row["application_status"],
-        "source": "Matcher",
-    }
-
-
 @dataclasses.dataclass(frozen=True)
 class Claimed:
     """A job claimed for the pilot, with what of its offer the job gets."""
@@ -359,7 +353,10 @@ def _deliverable(conn: Connection, claimed: list[Claimed], lease_s: float) -> li
     pilot the other jobs of its reply, nor leaves them Matched and undelivered."""
     assignments = []
     ids = [job.row["job_id"] for job in claimed]
-    inputs = job_store.sandboxes_of_jobs(conn, ids, job_store.IN)
+    if all(tq_store.INPUTS in job.row for job in claimed):  # read with the claim
+        inputs = {int(job.row["job_id"]): list(job.row[tq_store.INPUTS]) for job in claimed}
+    else:
+        inputs = job_store.sandboxes_of_jobs(conn, ids, job_store.IN)
     for job in claimed:
         try:
             job_inputs = inputs[int(job.row["job_id"])]

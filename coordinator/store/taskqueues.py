@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 
 from coordinator.store.dialects import dialect_insert, insert_missing
+from coordinator.store.events import STATUS
+from coordinator.store.jobs import IN, add_history
 from coordinator.store.precompiled import PerDialect, Precompiled, Row, per_count
 from coordinator.store.schema import jobs, owner_usage, task_queues, utc_timestamp
 from protocol import JobStatus
@@ -107,6 +109,7 @@ def claim_waiting(
     pilot_id: str,
     site: str,
     now: str,
+    source: str = "",
 ) -> list[Row]:
     """Claim up to ``limit`` Waiting jobs of these queues for ``pilot_id``, in match order
     (highest priority, then oldest): Waiting -> Matched in one statement, an ``UPDATE ...
@@ -117,13 +120,20 @@ def claim_waiting(
     those another claim holds (``FOR UPDATE SKIP LOCKED``, ``_PG_CLAIM``), so concurrent
     claims take different jobs instead of queueing on the same rows and finding them gone.
 
-    The caller writes the history (``HISTORY_MATCHED``). Rows come back in match order."""
+    ``source``: also write each claimed job's history entry and status event (Matched,
+    "Assigned", from ``source``), and return its input sandboxes (``INPUTS``, digests in
+    order): on PostgreSQL in the claim's own statement (``_PG_CLAIM_RECORDED``: three
+    statements and a round trip fewer per match), elsewhere the history after it (the
+    caller reads the inputs). Without ``source`` the caller writes the history. Rows come
+    back in match order."""
     if not task_queue_ids or limit < 1:
         return []
     params: dict[str, Any] = {}
     if conn.dialect.name == "postgresql":
-        claim = _PG_CLAIM
+        claim = _PG_CLAIM_RECORDED if source else _PG_CLAIM
         params["p_tqs"] = [int(tq_id) for tq_id in task_queue_ids]
+        if source:
+            params.update(p_source=source, p_status_kind=STATUS, p_in=IN)
     else:
         claim = _claim_statement(len(task_queue_ids))
         params.update({f"p_tq{i}": tq_id for i, tq_id in enumerate(task_queue_ids)})
@@ -138,7 +148,21 @@ def claim_waiting(
     )
     rows = claim.rows(conn, **params)
     rows.sort(key=lambda row: (-int(row["priority"]), int(row["job_id"])))
+    if source and claim is not _PG_CLAIM_RECORDED:
+        add_history(conn, [_matched(row, source, now) for row in rows])
     return list(rows)
+
+
+def _matched(row: Row, source: str, now: str) -> dict[str, Any]:
+    """The history entry of a claimed job."""
+    return {
+        "job_id": row["job_id"],
+        "status": JobStatus.MATCHED.value,
+        "minor_status": "Assigned",
+        "application_status": row["application_status"],
+        "source": source,
+        "at": now,
+    }
 
 
 def _waiting_heads(count: int) -> Executable:
@@ -215,6 +239,39 @@ _PG_CLAIM = Precompiled(
         )
         AND jobs.status = :p_waiting
         RETURNING {", ".join(f"jobs.{name}" for name in CLAIMED_COLUMNS)}
+        """
+    )
+)
+
+
+INPUTS = "input_sandboxes"
+"""The column of a recorded PostgreSQL claim's rows with the job's input sandboxes."""
+
+# The claim above, and in the same statement (data-modifying CTEs, which see the claimed
+# rows through RETURNING) each claimed job's history entry and status event, as
+# ``jobs.add_history`` writes them, and its input sandboxes, which the reply needs.
+_PG_CLAIM_RECORDED = Precompiled(
+    text(
+        f"""
+        WITH claimed AS ({str(_PG_CLAIM.statement).strip()}),
+        history AS (
+            INSERT INTO job_history (job_id, status, minor_status, application_status,
+                                     source, at)
+            SELECT job_id, :p_matched, :p_minor, application_status, :p_source, :p_now
+            FROM claimed
+        ),
+        events AS (
+            INSERT INTO job_events (job_id, kind, status, minor_status, application_status,
+                                    stream, "offset", size_bytes, at)
+            SELECT job_id, :p_status_kind, :p_matched, :p_minor, application_status, '', 0,
+                   0, :p_now
+            FROM claimed
+        )
+        SELECT claimed.*, ARRAY(
+            SELECT s.sha256 FROM job_sandboxes AS s
+            WHERE s.job_id = claimed.job_id AND s.kind = :p_in ORDER BY s.position
+        ) AS {INPUTS}
+        FROM claimed
         """
     )
 )
