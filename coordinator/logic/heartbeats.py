@@ -97,8 +97,7 @@ def renew(
             start_running(conn, row, "JobWrapper")
         changes.append(_heartbeat_columns(row, entry, now))
         renewals.append(Renewal(entry.job_id, commands=_commands(row)))
-    job_store.record_heartbeats(conn, changes)
-    pilot_store.touch_pilot(conn, pilot_id)
+    job_store.record_heartbeats(conn, changes, pilot_id)
     return renewals
 
 

@@ -119,10 +119,14 @@ def match(
             claimed = round_.claim(min(request.n, MAX_JOBS_PER_MATCH))
             assignments = _deliverable(conn, claimed, settings.match_timeout_s)
             wider = round_.wider_waiting(int(pilot["memory_mb"] or 0))
+        last_match = last_match_record(request, len(assignments))
         if request_id and earlier is None:
             record = [_replay_entry(a) for a in assignments]
-            request_store.remember(conn, pilot_id, request_id, request_store.MATCH, record)
-        pilot_store.touch_pilot(conn, pilot_id, last_match_record(request, len(assignments)))
+            request_store.remember(
+                conn, pilot_id, request_id, request_store.MATCH, record, last_match=last_match
+            )
+        else:
+            pilot_store.touch_pilot(conn, pilot_id, last_match)
     metrics.observe_match(time.perf_counter() - started_s, len(assignments))
     if not assignments:
         return MatchReply(retry_after_s=settings.match_retry_after_s, wider_job_cores=wider)

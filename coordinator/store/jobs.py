@@ -19,6 +19,7 @@ from sqlalchemy import (
 
 from coordinator.store.dialects import next_ids
 from coordinator.store.events import add_status_events
+from coordinator.store.pilots import touch_pilot
 from coordinator.store.precompiled import Precompiled, Row, per_count
 from coordinator.store.schema import job_history, job_sandboxes, jobs, utc_timestamp
 from protocol import JobStatus
@@ -60,10 +61,14 @@ _HEARTBEATS = Precompiled(
 )
 # PostgreSQL: a batch of heartbeats as one statement over arrays, not one execution per
 # job (each costs the server a parse-free but whole executor start, and psycopg a send and
-# a poll in its pipeline). The rows are locked already, in job id order (``get_jobs``).
+# a poll in its pipeline), with the pilot's touch (``pilots.touch_pilot``) in it, a
+# data-modifying CTE. The rows are locked already, in job id order (``get_jobs``).
 _PG_HEARTBEATS = Precompiled(
     text(
         """
+        WITH touched AS (
+            UPDATE pilots SET last_seen = :p_now WHERE pilots.pilot_id = :p_pilot
+        )
         UPDATE jobs SET heartbeat_at = v.at, accounting = v.accounting
         FROM unnest(CAST(:p_jobs AS bigint[]), CAST(:p_ats AS varchar[]),
                     CAST(:p_accountings AS text[])) AS v(job_id, at, accounting)
@@ -288,19 +293,27 @@ def update_columns(conn: Connection, job_id: int, **columns: Any) -> None:
     conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**columns))
 
 
-def record_heartbeats(conn: Connection, changes: Sequence[Mapping[str, Any]]) -> None:
-    """Set ``heartbeat_at`` and ``accounting`` of each ``{"id": ...}`` given, in one batch."""
+def record_heartbeats(
+    conn: Connection, changes: Sequence[Mapping[str, Any]], pilot_id: str | None = None
+) -> None:
+    """Set ``heartbeat_at`` and ``accounting`` of each ``{"id": ...}`` given, in one batch;
+    ``pilot_id``: and touch that pilot (``pilots.touch_pilot``, in the same statement on
+    PostgreSQL)."""
     # In job id order, as every writer locks jobs: two never wait on each other.
     rows = [
         {"p_job": c["id"], "p_at": c["heartbeat_at"], "p_accounting": c["accounting"]}
         for c in sorted(changes, key=lambda change: int(change["id"]))
     ]
-    if len(rows) > 1 and conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and (pilot_id is not None or len(rows) > 1):
         _PG_HEARTBEATS.send(
             conn,
             p_jobs=[row["p_job"] for row in rows],
             p_ats=[row["p_at"] for row in rows],
             p_accountings=[row["p_accounting"] for row in rows],
+            p_pilot=pilot_id or "",
+            p_now=utc_timestamp(),
         )
-    else:
-        _HEARTBEATS.run_many(conn, rows)
+        return
+    _HEARTBEATS.run_many(conn, rows)
+    if pilot_id is not None:
+        touch_pilot(conn, pilot_id)
