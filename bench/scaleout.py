@@ -66,6 +66,13 @@ def heartbeat_request(state: httpload.Request, _i: int) -> httpload.Request:
     return state
 
 
+def match_request(state: dict[str, Any], i: int) -> httpload.Request:
+    """A match with a request id of its own, as a pilot sends it (``pilot/agent.py``): the
+    coordinator records what it gave, for a retry (each client registers its own pilot)."""
+    offer = {**state["offer"], "request_id": f"bench-{i}"}
+    return httpload.Request("POST", state["path"], matching.headers(), offer)
+
+
 def _plans(urls: list[str], clients: int, total: int, kind: str) -> list[httpload.ClosedLoop]:
     """``clients`` spread evenly over the replicas, ``total`` requests in all."""
     per_client = max(1, total // clients)
@@ -75,7 +82,7 @@ def _plans(urls: list[str], clients: int, total: int, kind: str) -> list[httploa
         count = clients // len(urls) + (1 if index < clients % len(urls) else 0)
         setups: dict[str, tuple[Any, Any]] = {
             "health": (matching.no_setup, matching.health_request),
-            "match": (matching.register_pilot, matching.match_request),
+            "match": (matching.register_pilot, match_request),
             "heartbeat": (heartbeat_setup, heartbeat_request),
         }
         setup, next_request = setups[kind]
@@ -149,7 +156,10 @@ def run(
         empty = [s for s in samples if isinstance(s.body, dict) and not s.body.get("jobs")]
         result["empty"] = len(empty)
     if kind == "heartbeat":
-        beats_per_s = ok * JOBS_PER_PILOT / wall_s
+        # Client i sends HELD[i]'s heartbeat over and over (heartbeat_setup).
+        carried = sum(len(HELD[i % len(HELD)].body["jobs"]) for i in range(clients)) / clients
+        beats_per_s = ok * carried / wall_s
+        result["jobs_per_heartbeat"] = carried
         result["job_heartbeats_per_s"] = beats_per_s
         result["running_jobs_carried"] = beats_per_s * HEARTBEAT_INTERVAL_S
     return result
@@ -193,7 +203,13 @@ def bench_setup(base: Path, backend: str, count: int, args: Any, cluster: Any) -
     seeding.seed_waiting(data_dir / "replica-0", args.waiting, database_url=url)
     pilots = [JOBS_PER_PILOT] * (args.running // JOBS_PER_PILOT)
     seeding.seed_waiting(data_dir / "replica-0", args.running + args.running // 2, database_url=url)
-    held = seeding.seed_running(data_dir / "replica-0", pilots, database_url=url)
+    # Enough cores that each pilot gets its 50 jobs (1-2 cores each): with the default 16
+    # it got about 12, and the job heartbeat rates were counted at 50 per request.
+    held = seeding.seed_running(
+        data_dir / "replica-0", pilots, database_url=url, cores_free=2 * JOBS_PER_PILOT
+    )
+    jobs_per_beat = sum(len(job_ids) for _, job_ids in held) / max(1, len(held))
+    print(f"{name}: {len(held)} pilots holding {jobs_per_beat:.1f} running jobs each", flush=True)
     pg_pid = cluster.pid() if backend == "postgresql" else None
     with replicas(data_dir, count, url, args.profile) as (servers, urls, token):
         matching.TOKEN = token

@@ -136,10 +136,12 @@ def pilot_registration(index: int, cores: int = 8) -> PilotRegistration:
 
 
 def seed_running(
-    data_dir: Path, jobs_per_pilot: list[int], database_url: str = ""
+    data_dir: Path, jobs_per_pilot: list[int], database_url: str = "", cores_free: int = 16
 ) -> list[tuple[str, list[int]]]:
-    """Register one pilot per entry, give each that many Waiting jobs through the
-    matchmaker and mark them Running with a fresh heartbeat; returns ``(pilot id, job ids)``."""
+    """Register one pilot per entry, give each up to that many Waiting jobs through the
+    matchmaker and mark them Running with a fresh heartbeat; returns ``(pilot id, job ids)``.
+    ``cores_free`` (and 4 GB each) is what each pilot offers: the groups' jobs take 1 or 2
+    cores, so 16 gives about 12 jobs whatever was asked."""
     db, settings = open_database(data_dir, database_url)
     pilot_claims = claims("bench-pilot", Role.PILOT)
     held: list[tuple[str, list[int]]] = []
@@ -148,7 +150,9 @@ def seed_running(
             registration = pilot_registration(index)
             pilot_id = pilot_logic.register(db, settings, pilot_claims, registration).pilot_id
             with db.write() as conn:
-                job_ids = _claim_and_start(conn, settings, pilot_claims, pilot_id, wanted)
+                job_ids = _claim_and_start(
+                    conn, settings, pilot_claims, pilot_id, wanted, cores_free
+                )
             held.append((pilot_id, job_ids))
     finally:
         db.dispose()
@@ -156,14 +160,19 @@ def seed_running(
 
 
 def _claim_and_start(
-    conn: Connection, settings: Settings, pilot_claims: TokenClaims, pilot_id: str, wanted: int
+    conn: Connection,
+    settings: Settings,
+    pilot_claims: TokenClaims,
+    pilot_id: str,
+    wanted: int,
+    cores_free: int,
 ) -> list[int]:
     pilot = pilot_store.get_pilot(conn, pilot_id)
     assert pilot is not None
     request = MatchRequest(
         n=wanted,
-        cores_free=16,
-        memory_free_mb=64_000,
+        cores_free=cores_free,
+        memory_free_mb=4000 * cores_free,
         time_left_s=86_400,
         site=pilot["site"],
         platform=pilot["platform"],
