@@ -211,7 +211,8 @@ class Database:
         (``_pipelined``), so that those whose outcome nobody reads before the commit
         (``Precompiled.send``, ``run_many``) travel with the next statement that answers,
         ``BEGIN`` with the first and ``COMMIT`` with the last: a match went from 12 round
-        trips to the server to 5, a heartbeat from 7 to 3 (docs/benchmarks.md)."""
+        trips to the server to 3, a heartbeat from 7 to 2 (with the statements folded
+        together by data-modifying CTEs and no pre-ping; docs/benchmarks.md)."""
         with self._turn(), self.engine.connect() as conn:
             # Read by the "begin" listener of SQLite; set on the connection's info rather
             # than through execution_options, whose copy of the Connection cost a fifth of
