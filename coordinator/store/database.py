@@ -140,10 +140,17 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.is_sqlite:
+            # LIFO: a write takes the connection that wrote last. SQLite drops a
+            # connection's whole page cache when another connection committed since its
+            # last transaction, so FIFO's turn-taking over the idle connections made most
+            # writes start cold and read every page of every index again (a k=1 match
+            # 15-25% dearer with three idle connections: docs/benchmarks.md, "Hot path:
+            # the regression A/B").
             engine = create_engine(
                 self.url,
                 pool_size=8,
                 max_overflow=24,
+                pool_use_lifo=True,
                 connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
             )
             _tune_sqlite(engine)
